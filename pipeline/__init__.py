@@ -1,0 +1,1 @@
+"""Orchestration: CLI, scene.yaml, the Dask cluster and graph, the run directory, progress."""

@@ -1,0 +1,109 @@
+"""Dask clusters from the scene's `cluster:` section: local, an existing scheduler, SLURM, Kubernetes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+from distributed import Client, LocalCluster
+
+from schemas.scene import ClusterConfig
+
+
+class ClusterError(RuntimeError):
+    """The configured cluster cannot be reached or created. The message is one line."""
+
+
+def local_cluster_kwargs(
+    cfg: ClusterConfig, cpus: int | None = None, memory: int | None = None
+) -> dict[str, Any]:
+    """LocalCluster arguments sized to the machine: one single-threaded worker process per core.
+
+    One thread per worker because each task (a decode, a network call) already uses its own native
+    threads; memory is shared evenly unless `memory_limit` is given.
+    """
+    cpus = cpus or len(os.sched_getaffinity(0))
+    memory = memory or psutil.virtual_memory().total
+    n = cpus if cfg.n_workers == "auto" else cfg.n_workers
+    limit: str | int = int(memory * 0.9 / n) if cfg.memory_limit == "auto" else cfg.memory_limit
+    return {
+        "n_workers": n,
+        "threads_per_worker": cfg.threads_per_worker,
+        "memory_limit": limit,
+        "processes": True,
+        "dashboard_address": cfg.dashboard_address,
+    }
+
+
+def slurm_cluster(cfg: ClusterConfig) -> Any:
+    """A dask-jobqueue SLURMCluster (not started jobs until scaled). Needs the `cluster` extra."""
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError as e:
+        raise ClusterError(
+            "cluster.kind: slurm needs dask-jobqueue: pip install 'gigacrowd-pipeline[cluster]'"
+        ) from e
+    s = cfg.slurm
+    directives = list(s.job_extra_directives)
+    if s.gpus_per_job:
+        directives.append(f"--gres=gpu:{s.gpus_per_job}")
+    worker_extra: list[str] = []
+    if s.gpus_per_job:
+        # GPU tasks carry resources={"GPU": 1}; each worker process owns an equal share of the job's GPUs.
+        worker_extra = ["--resources", f"GPU={max(1, s.gpus_per_job // s.processes)}"]
+    return SLURMCluster(
+        queue=s.queue,
+        account=s.account,
+        cores=s.cores,
+        processes=s.processes,
+        memory=s.memory,
+        walltime=s.walltime,
+        local_directory=s.local_directory,
+        job_extra_directives=directives,
+        job_script_prologue=list(s.job_script_prologue),
+        worker_extra_args=worker_extra,
+        scheduler_options={"dashboard_address": cfg.dashboard_address},
+    )
+
+
+def kubernetes_cluster(cfg: ClusterConfig) -> Any:
+    """A dask-kubernetes operator KubeCluster. Needs the `cluster` extra and a cluster with the operator."""
+    try:
+        from dask_kubernetes.operator import KubeCluster
+    except ImportError as e:
+        raise ClusterError(
+            "cluster.kind: kubernetes needs dask-kubernetes: pip install 'gigacrowd-pipeline[cluster]'"
+        ) from e
+    k = cfg.kubernetes
+    return KubeCluster(name=k.name, image=k.image, n_workers=k.n_workers, namespace=k.namespace)
+
+
+@contextlib.contextmanager
+def open_client(cfg: ClusterConfig) -> Iterator[Client]:
+    """A Client on the configured cluster, closed (and a cluster we started, shut down) on exit."""
+    cluster: Any = None
+    try:
+        if cfg.kind == "address":
+            try:
+                client = Client(cfg.address, timeout="20s")
+            except (OSError, TimeoutError) as e:
+                raise ClusterError(f"cannot reach the Dask scheduler at {cfg.address}: {e}") from e
+        else:
+            if cfg.kind == "local":
+                cluster = LocalCluster(**local_cluster_kwargs(cfg))
+            elif cfg.kind == "slurm":
+                cluster = slurm_cluster(cfg)
+                cluster.scale(jobs=cfg.slurm.jobs)
+            else:
+                cluster = kubernetes_cluster(cfg)
+            client = Client(cluster)
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        if cluster is not None:
+            cluster.close()

@@ -1,0 +1,182 @@
+"""The run directory `<output>/<scene>/<frame>/`, atomic outputs and manifests.
+
+Every output is built under a temporary name beside its final one (`.tmp-<name>-<random>`) and renamed
+into place only when complete, so a killed unit leaves no partial output under a final name; temporary
+leftovers are swept at the start of the next run. Manifests are written by the driver alone (workers
+return records), so they have a single writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+TMP_PREFIX = ".tmp-"
+OLD_PREFIX = ".old-"
+MANIFEST = "manifest.json"
+_VERSIONED = (
+    "gigacrowd-pipeline",
+    "numpy",
+    "dask",
+    "distributed",
+    "zarr",
+    "pyvips",
+    "pyvips-binary",
+    "pydantic",
+    "torch",
+    "smplx",
+    "onnxruntime",
+    "pyarrow",
+    "pandas",
+)
+
+
+def inside(root: Path, *parts: str) -> Path:
+    """root / parts, refusing any result outside root (names come from user files)."""
+    root = root.resolve()
+    path = root.joinpath(*parts).resolve()
+    if path != root and root not in path.parents:
+        raise ValueError(f"{'/'.join(parts)!r} would escape {root}")
+    return path
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_output(final: Path) -> Iterator[Path]:
+    """Yield a temporary path to build `final` at (file or directory); install it on success.
+
+    On an exception the temporary is removed and an existing `final` is left untouched. Replacing an
+    existing directory moves it aside first (`.old-...`), so a crash between the two renames leaves
+    the old copy recoverable and the sweep cleans it.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f"{TMP_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+    except BaseException:
+        _remove(tmp)
+        raise
+    if not tmp.exists():
+        raise FileNotFoundError(f"nothing was written at {tmp}")
+    old = None
+    if final.is_dir() and not final.is_symlink():
+        old = final.with_name(f"{OLD_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}")
+        os.replace(final, old)
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    if old is not None:
+        _remove(old)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (temporary file, fsync, rename)."""
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=str)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def sweep_partials(root: Path) -> list[Path]:
+    """Remove temporary and moved-aside leftovers of killed runs below `root`; return what was removed."""
+    if not root.is_dir():
+        return []
+    removed = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in list(dirnames) + filenames:
+            if name.startswith((TMP_PREFIX, OLD_PREFIX)):
+                p = Path(dirpath) / name
+                _remove(p)
+                removed.append(p)
+        dirnames[:] = [
+            d for d in dirnames if not d.startswith((TMP_PREFIX, OLD_PREFIX)) and not d.endswith(".zarr")
+        ]
+    return removed
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for name in _VERSIONED:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[name] = metadata.version(name)
+    return out
+
+
+@dataclass
+class UnitRecord:
+    """A completed unit of work: what it read, with which settings, what it wrote."""
+
+    stage: str
+    unit: str
+    config_hash: str
+    input_sha256: str
+    input_bytes: int
+    input_mtime_ns: int
+    outputs: list[str]
+    seconds: float
+    finished: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class FrameManifest:
+    """`<frame>/manifest.json`: the frame's source and its completed units, keyed 'stage/unit'."""
+
+    def __init__(self, frame_dir: Path, frame: str, source: Path) -> None:
+        self.dir, self.frame, self.source = frame_dir, frame, source
+        self.units: dict[str, dict[str, Any]] = {}
+        path = frame_dir / MANIFEST
+        if path.is_file():
+            try:
+                self.units = json.loads(path.read_text()).get("units", {})
+            except (json.JSONDecodeError, AttributeError):
+                self.units = {}  # unreadable: treat every unit as not done
+
+    def done(self, stage: str, unit: str, config_hash: str) -> UnitRecord | None:
+        """The record of `stage/unit` if it completed with this config on the same, unchanged input."""
+        rec = self.units.get(f"{stage}/{unit}")
+        if not rec or rec.get("config_hash") != config_hash:
+            return None
+        try:
+            st = self.source.stat()
+        except OSError:
+            return None
+        if (rec.get("input_bytes"), rec.get("input_mtime_ns")) != (st.st_size, st.st_mtime_ns):
+            return None
+        if not all((self.dir / o).exists() for o in rec.get("outputs", [])):
+            return None
+        return UnitRecord(**rec)
+
+    def previous(self, stage: str, unit: str) -> dict[str, Any] | None:
+        return self.units.get(f"{stage}/{unit}")
+
+    def record(self, rec: UnitRecord) -> None:
+        self.units[f"{rec.stage}/{rec.unit}"] = asdict(rec)
+        write_json(
+            self.dir / MANIFEST, {"frame": self.frame, "source": str(self.source), "units": self.units}
+        )

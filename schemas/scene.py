@@ -1,0 +1,184 @@
+"""The scene.yaml contract: typed models with defaults that run.
+
+Parsing, path resolution and error messages live in pipeline/config.py; this module only says what a
+valid scene is. `python -m schemas.scene` regenerates `scene.schema.json` next to it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+STAGES = ("ingest", "detect", "pose2d", "regress", "crowd", "write")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a misspelt key silently ignored would run with a default the user
+    # believed they had changed.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputConfig(_Section):
+    """Frames of the scene: one path, a list of paths, or glob patterns (relative to the scene file)."""
+
+    frames: str | list[str] = Field(description="image path, glob pattern, or a list of them")
+
+    @field_validator("frames")
+    @classmethod
+    def _non_empty(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, list) and not v:
+            raise ValueError("must list at least one frame")
+        if (isinstance(v, str) and not v.strip()) or (isinstance(v, list) and not all(s.strip() for s in v)):
+            raise ValueError("an empty path is not a frame")
+        return v
+
+
+class CameraConfig(_Section):
+    """Intrinsics in full-resolution pixels. `auto` focal = image diagonal; `auto` centre = image centre."""
+
+    focal: Literal["auto"] | Annotated[float, Field(gt=0)] = "auto"
+    cx: Literal["auto"] | float = "auto"
+    cy: Literal["auto"] | float = "auto"
+
+
+class SlurmConfig(_Section):
+    """dask-jobqueue SLURMCluster arguments (one job = `processes` workers sharing `cores`)."""
+
+    queue: str | None = None
+    account: str | None = None
+    cores: Annotated[int, Field(ge=1)] = 8
+    processes: Annotated[int, Field(ge=1)] = 1
+    memory: str = "32GB"
+    walltime: str = "04:00:00"
+    gpus_per_job: Annotated[int, Field(ge=0)] = 0
+    jobs: Annotated[int, Field(ge=1)] = 1
+    local_directory: str | None = None
+    job_extra_directives: list[str] = []
+    job_script_prologue: list[str] = []
+
+
+class KubernetesConfig(_Section):
+    """dask-kubernetes operator KubeCluster arguments."""
+
+    name: str = "gigacrowd"
+    image: str = "ghcr.io/dask/dask:latest"
+    n_workers: Annotated[int, Field(ge=1)] = 2
+    namespace: str | None = None
+
+
+class ClusterConfig(_Section):
+    """Where the Dask graph runs."""
+
+    kind: Literal["local", "address", "slurm", "kubernetes"] = "local"
+    address: str | None = Field(default=None, description="scheduler address, for kind: address")
+    n_workers: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"
+    threads_per_worker: Annotated[int, Field(ge=1)] = 1
+    memory_limit: str = Field(default="auto", description="per local worker, e.g. '4GB'; auto = share")
+    dashboard_address: str = ":0"
+    slurm: SlurmConfig = SlurmConfig()
+    kubernetes: KubernetesConfig = KubernetesConfig()
+
+    @model_validator(mode="after")
+    def _address_given(self) -> ClusterConfig:
+        if self.kind == "address" and not self.address:
+            raise ValueError("kind 'address' needs cluster.address (e.g. tcp://host:8786)")
+        if self.kind != "address" and self.address:
+            raise ValueError(f"cluster.address is only used with kind 'address', not '{self.kind}'")
+        return self
+
+
+class IngestConfig(_Section):
+    """Image -> Zarr v3 pyramid."""
+
+    chunk: Annotated[int, Field(ge=64, le=8192)] = Field(
+        default=1024, description="chunk side in pixels (chunks are chunk x chunk x 3)"
+    )
+    min_side: Annotated[int, Field(ge=16)] = Field(
+        default=1024, description="add levels until the shorter side is below this"
+    )
+    compressor: Literal["lz4", "zstd", "none"] = "lz4"
+    compression_level: Annotated[int, Field(ge=0, le=9)] = 1
+    max_megapixels: Annotated[float, Field(gt=0)] = Field(
+        default=2000.0, description="refuse images whose header claims more (protects the cluster)"
+    )
+    exif_orientation: Literal["honour", "refuse"] = Field(
+        default="honour",
+        description="rotated EXIF images: honour (slower: random access) or refuse with an error",
+    )
+
+    @model_validator(mode="after")
+    def _even_chunk(self) -> IngestConfig:
+        if self.chunk % 2:
+            raise ValueError(f"chunk must be even so level k+1 chunks align with level k, got {self.chunk}")
+        return self
+
+
+class _PendingStage(_Section):
+    """A stage whose implementation arrives with its own issue: it takes no options yet."""
+
+    enabled: bool = True
+
+
+class DetectConfig(_PendingStage):
+    pass
+
+
+class Pose2dConfig(_PendingStage):
+    pass
+
+
+class RegressConfig(_PendingStage):
+    pass
+
+
+class CrowdConfig(_PendingStage):
+    pass
+
+
+class WriteConfig(_PendingStage):
+    pass
+
+
+class Scene(_Section):
+    """A scene: frames in, one run directory `<output>/<name>/<frame>/` per frame out."""
+
+    name: str | None = Field(default=None, description="scene name; default: the scene file's stem")
+    input: InputConfig
+    output: str = Field(default="runs", description="output directory (relative to the scene file)")
+    seed: int = 0
+    camera: CameraConfig = CameraConfig()
+    cluster: ClusterConfig = ClusterConfig()
+    ingest: IngestConfig = IngestConfig()
+    detect: DetectConfig = DetectConfig()
+    pose2d: Pose2dConfig = Pose2dConfig()
+    regress: RegressConfig = RegressConfig()
+    crowd: CrowdConfig = CrowdConfig()
+    write: WriteConfig = WriteConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str | None) -> str | None:
+        # The name becomes a directory: it must not climb out of the output directory.
+        if v is not None and not re.fullmatch(NAME_PATTERN, v):
+            raise ValueError(f"must match {NAME_PATTERN} (letters, digits, '.', '_', '-'; no '/' or '..')")
+        if v in {".", ".."}:
+            raise ValueError("'.' and '..' are not scene names")
+        return v
+
+
+SCHEMA_PATH = Path(__file__).with_name("scene.schema.json")
+
+
+def scene_json_schema() -> str:
+    """The JSON schema of scene.yaml, as committed in schemas/scene.schema.json."""
+    return json.dumps(Scene.model_json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    SCHEMA_PATH.write_text(scene_json_schema())
+    print(f"wrote {SCHEMA_PATH}")

@@ -1,0 +1,260 @@
+"""Ingest: one image file -> a Zarr v3 pyramid (schemas/image_store.py), in memory bounded by its width.
+
+The image is read in strips of `chunk` rows, top to bottom. JPEG, PNG and WebP are streamed
+sequentially (random access would make libvips decode the whole file to a temporary file first);
+TIFF, which libtiff reads by region, is read several strips at a time in parallel. Each strip is
+written to level 0 as one row of chunks and reduced into the level above it; each level writes a row
+of chunks as soon as it has one. Peak memory is a few strips per level: O(width * chunk), whatever the
+height.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pyvips
+import zarr
+from zarr.codecs import BloscCodec, ZstdCodec
+
+from schemas.image_store import DIMENSION_NAMES, SourceInfo, multiscales_attrs
+from schemas.scene import IngestConfig
+from tasks import InputError
+from tasks.pyramid import Level, downsample2x, pyramid_levels, strip_starts
+
+# Loaders that read any region without decoding everything above it.
+_RANDOM_ACCESS_LOADERS = ("tiffload",)
+_KNOWN_FORMATS = "JPEG, PNG, TIFF, WebP, HEIF"
+
+
+def file_sha256(path: Path, block: int = 8 << 20) -> str:
+    """Hex sha256 of a file, read in `block`-byte pieces (hashlib releases the GIL on large updates)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while piece := f.read(block):
+            h.update(piece)
+    return h.hexdigest()
+
+
+def _vips_message(err: pyvips.Error) -> str:
+    """libvips errors span several lines; keep the most specific one."""
+    lines = [ln.strip() for ln in f"{err.message} {err.detail or ''}".splitlines() if ln.strip()]
+    return lines[-1] if lines else "unknown libvips error"
+
+
+def to_rgb8(img: pyvips.Image) -> tuple[pyvips.Image, list[str]]:
+    """Any libvips image -> 3-band sRGB uint8, and the list of conversions applied.
+
+    Alpha is composited over black; grey becomes three equal bands; 16-bit becomes 8-bit by keeping
+    the high byte (v >> 8); CMYK, LAB and other spaces go through libvips' colourspace conversion;
+    other numeric formats are clipped to 0-255.
+    """
+    done: list[str] = []
+    if img.hasalpha():
+        img = img.flatten(background=[0])
+        done.append("alpha composited over black")
+    if img.interpretation != "srgb" or img.bands != 3 or img.format != "uchar":
+        src = f"{img.interpretation}/{img.bands} band(s)/{img.format}"
+        if img.bands in (1, 2) and img.interpretation not in ("b-w", "grey16"):
+            img = img.copy(interpretation="grey16" if img.format == "ushort" else "b-w")
+        elif img.bands == 3 and img.interpretation not in ("srgb", "rgb16", "lab", "labs", "xyz", "scrgb"):
+            img = img.copy(interpretation="rgb16" if img.format == "ushort" else "srgb")
+        img = img.colourspace("srgb")
+        if img.format != "uchar":
+            img = img.cast("uchar")
+        if img.bands > 3:
+            img = img.extract_band(0, n=3)
+        done.append(f"{src} -> srgb/3/uchar")
+    return img, done
+
+
+def open_image(path: Path, cfg: IngestConfig) -> tuple[pyvips.Image, dict[str, object], bool]:
+    """Open `path` for reading as RGB uint8.
+
+    Returns (image, source fields for SourceInfo, random_access). Raises InputError, one line, for a
+    missing, empty, unreadable, oversized or (with exif_orientation: refuse) rotated image.
+    """
+    if not path.is_file():
+        raise InputError(f"input image not found: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"input image is empty (0 bytes): {path}")
+    try:
+        # Opening reads the header only; pixels are decoded when strips are read.
+        img = pyvips.Image.new_from_file(str(path), access="sequential", fail_on="error")
+    except pyvips.Error as e:
+        msg = _vips_message(e)
+        if "not a known" in msg or "is not a known file format" in msg:
+            raise InputError(f"not an image libvips can read ({_KNOWN_FORMATS}): {path}") from e
+        raise InputError(f"cannot read image header of {path}: {msg}") from e
+    loader = str(img.get("vips-loader"))
+    random_access = loader in _RANDOM_ACCESS_LOADERS
+    if random_access:
+        img = pyvips.Image.new_from_file(str(path), access="random", fail_on="error")
+    megapixels = img.width * img.height / 1e6
+    if megapixels > cfg.max_megapixels:
+        raise InputError(
+            f"image header of {path} says {img.width}x{img.height} ({megapixels:.0f} MP), above "
+            f"ingest.max_megapixels={cfg.max_megapixels:g}; raise it if the image is genuine"
+        )
+    orientation = int(img.get("orientation")) if img.get_typeof("orientation") else 1
+    if orientation not in range(1, 9):
+        orientation = 1
+    raw = {"bands": img.bands, "format": str(img.format), "interpretation": str(img.interpretation)}
+    if orientation != 1:
+        if cfg.exif_orientation == "refuse":
+            raise InputError(
+                f"{path} has EXIF orientation {orientation}; set ingest.exif_orientation: honour "
+                "or rotate the file"
+            )
+        # Rotating needs random access; libvips then decodes to a disk-backed temporary image,
+        # so memory stays bounded, at the cost of a second pass.
+        img = pyvips.Image.new_from_file(str(path), access="random", fail_on="error").autorot()
+        random_access = True
+    img, converted = to_rgb8(img)
+    fields: dict[str, object] = {
+        "path": str(path.resolve()),
+        "bytes": size,
+        "width": img.width,
+        "height": img.height,
+        "loader": loader,
+        "exif_orientation": orientation,
+        "converted": converted,
+        **raw,
+    }
+    return img, fields, random_access
+
+
+def read_strips(
+    img: pyvips.Image, rows: int, random_access: bool, threads: int = 2
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (y0, (h, W, 3) uint8) strips of `rows` rows, top to bottom.
+
+    Sequential images are decoded in order on the calling thread; random-access images are read
+    `threads` strips at a time, at most `threads` ahead of the consumer.
+    """
+
+    def read(y0: int, y1: int) -> np.ndarray:
+        return img.crop(0, y0, img.width, y1 - y0).numpy()
+
+    ranges = strip_starts(img.height, rows)
+    if not random_access or threads <= 1:
+        for y0, y1 in ranges:
+            yield y0, read(y0, y1)
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="ingest-read") as pool:
+        window: deque[tuple[int, Future[np.ndarray]]] = deque()
+        todo = iter(ranges)
+        for y0, y1 in todo:
+            window.append((y0, pool.submit(read, y0, y1)))
+            if len(window) >= threads:
+                break
+        while window:
+            y0, fut = window.popleft()
+            strip = fut.result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                window.append((nxt[0], pool.submit(read, *nxt)))
+            yield y0, strip
+
+
+def _codecs(cfg: IngestConfig) -> list[object] | None:
+    if cfg.compressor == "zstd":
+        return [ZstdCodec(level=cfg.compression_level)]
+    if cfg.compressor == "lz4":
+        return [BloscCodec(cname="lz4", clevel=cfg.compression_level, shuffle="noshuffle")]
+    return None
+
+
+class _PyramidSink:
+    """Takes level-0 strips top to bottom, writes every level a row of chunks at a time."""
+
+    def __init__(self, arrays: list[zarr.Array], levels: list[Level], chunk: int) -> None:
+        self.arrays, self.levels, self.chunk = arrays, levels, chunk
+        self.pending: list[list[np.ndarray]] = [[] for _ in levels]
+        self.next_row = [0 for _ in levels]
+
+    def push(self, k: int, block: np.ndarray) -> None:
+        self.pending[k].append(block)
+        if sum(b.shape[0] for b in self.pending[k]) >= self.chunk:
+            self._flush(k)
+
+    def finish(self) -> None:
+        for k in range(len(self.levels)):
+            if self.pending[k]:
+                self._flush(k)
+            if self.next_row[k] != self.levels[k].height:
+                raise RuntimeError(f"level {k}: wrote {self.next_row[k]} of {self.levels[k].height} rows")
+
+    def _flush(self, k: int) -> None:
+        rows = np.concatenate(self.pending[k]) if len(self.pending[k]) > 1 else self.pending[k][0]
+        self.pending[k] = []
+        y0 = self.next_row[k]
+        self.arrays[k][y0 : y0 + rows.shape[0]] = rows
+        self.next_row[k] = y0 + rows.shape[0]
+        if k + 1 < len(self.levels):
+            self.push(k + 1, downsample2x(rows))
+
+
+def ingest_image(src: Path, dst: Path, cfg: IngestConfig, name: str | None = None) -> SourceInfo:
+    """Write the pyramid of image `src` as a new Zarr v3 group at `dst` (which must not exist).
+
+    The caller makes this atomic (dst is a temporary path renamed when complete). Raises InputError
+    for bad input, including data found corrupt or truncated half-way through the file.
+    """
+    img, fields, random_access = open_image(src, cfg)
+    levels = pyramid_levels(img.height, img.width, cfg.min_side)
+    group = zarr.open_group(store=str(dst), mode="w-", zarr_format=3)
+    arrays = [
+        group.create_array(
+            str(lv.index),
+            shape=(lv.height, lv.width, 3),
+            chunks=(cfg.chunk, cfg.chunk, 3),
+            dtype="uint8",
+            fill_value=0,
+            compressors=_codecs(cfg),
+            dimension_names=DIMENSION_NAMES,
+        )
+        for lv in levels
+    ]
+    sink = _PyramidSink(arrays, levels, cfg.chunk)
+    y0 = 0
+    # One writer thread overlaps encode/write/downsample with decoding; waiting on the previous write
+    # before queueing the next keeps at most two strips in flight.
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="ingest-sha256") as hasher,
+        ThreadPoolExecutor(1, thread_name_prefix="ingest-write") as writer,
+    ):
+        sha = hasher.submit(file_sha256, src)
+        previous: Future[None] | None = None
+        try:
+            for y0, strip in read_strips(img, cfg.chunk, random_access):
+                if previous is not None:
+                    previous.result()
+                previous = writer.submit(sink.push, 0, strip)
+            if previous is not None:
+                previous.result()
+        except pyvips.Error as e:
+            raise InputError(
+                f"image data of {src} is corrupt or truncated near row {y0}: {_vips_message(e)}"
+            ) from e
+        sink.finish()
+        info = SourceInfo(sha256=sha.result(), **fields)  # type: ignore[arg-type]
+    group.attrs.update(
+        {
+            **multiscales_attrs(name or src.stem, [(lv.height, lv.width) for lv in levels]),
+            "source": info.model_dump(),
+        }
+    )
+    return info
+
+
+def open_levels(store: Path) -> list[zarr.Array]:
+    """The pyramid levels of an image store, level 0 first (read-only)."""
+    group = zarr.open_group(store=str(store), mode="r")
+    n = len(group.attrs["multiscales"][0]["datasets"])
+    return [group[str(k)] for k in range(n)]  # type: ignore[misc]
