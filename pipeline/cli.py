@@ -37,11 +37,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     skipped = sum(len(v) for v in summary.skipped.values())
     if ran == 0 and skipped and not summary.failed:
         print(
-            f"nothing to do: all {skipped} unit(s) of scene {rs.name!r} are already complete ({summary.scene_dir})"
+            f"nothing to do: all {skipped} unit(s) of scene {rs.name!r} are already complete "
+            f"({summary.scene_dir})"
         )
     else:
         print(
-            f"scene {rs.name!r}: {ran} unit(s) ran, {skipped} already complete, {len(summary.failed)} failed, "
+            f"scene {rs.name!r}: {ran} unit(s) ran, {skipped} already complete, "
+            f"{len(summary.failed)} failed, "
             f"{summary.seconds:.1f} s -> {summary.scene_dir}"
         )
     if summary.not_available:
@@ -52,6 +54,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from pipeline.rundir import FrameManifest, UnitRecord, inside, sweep_partials
     from pipeline.stages import ingest_unit
     from schemas.scene import IngestConfig
@@ -63,8 +67,14 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     }
     try:
         cfg = IngestConfig(**overrides)
-    except ValueError as e:
-        raise ConfigError(f"ingest options: {str(e).splitlines()[-1].strip()}") from None
+    except ValidationError as e:
+        # One line naming the option; str(e) would end with pydantic's documentation URL.
+        problems = [
+            (f"--{'-'.join(map(str, err['loc'])).replace('_', '-')}: " if err["loc"] else "")
+            + err["msg"].removeprefix("Value error, ")
+            for err in e.errors()
+        ]
+        raise ConfigError(f"ingest options: {'; '.join(problems)}") from None
     src = Path(args.image)
     if not src.is_file():
         raise ConfigError(f"input image not found: {src}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -35,6 +36,8 @@ def local_cluster_kwargs(
         "memory_limit": limit,
         "processes": True,
         "dashboard_address": cfg.dashboard_address,
+        # Task failures are reported once, by the driver, in one line; not as worker tracebacks.
+        "silence_logs": logging.CRITICAL,
     }
 
 

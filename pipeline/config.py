@@ -65,9 +65,15 @@ def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
     return list(current.model_fields)
 
 
+def _key(part: int | str) -> str:
+    """A key as shown in a key path: quoted when it is empty or has unprintable characters (newlines)."""
+    text = str(part)
+    return text if text and text.isprintable() else repr(part)
+
+
 def _format_error(err: dict[str, Any], where: str) -> str:
     loc = tuple(err["loc"])
-    path = ".".join(str(p) for p in loc) or "(top level)"
+    path = ".".join(_key(p) for p in loc) or "(top level)"
     kind = err["type"]
     if kind == "extra_forbidden":
         allowed = _fields_at(Scene, loc[:-1])
@@ -155,23 +161,26 @@ def resolve_frames(patterns: str | list[str], base: Path) -> tuple[Frame, ...]:
     items = [patterns] if isinstance(patterns, str) else patterns
     paths: list[Path] = []
     for item in items:
-        p = Path(item).expanduser()
-        p = p if p.is_absolute() else base / p
-        if glob.has_magic(str(item)):
-            matches = sorted(Path(m) for m in glob.glob(str(p), recursive=True) if Path(m).is_file())
+        rel = Path(item).expanduser()
+        p = rel if rel.is_absolute() else base / rel
+        if p.is_file():  # an existing file is taken as named, even with glob characters in its name
+            paths.append(p)
+        elif glob.has_magic(str(item)):
+            # Only the item is a pattern: glob characters in the scene's directory name are literal.
+            pattern = str(rel) if rel.is_absolute() else str(Path(glob.escape(str(base))) / rel)
+            matches = sorted(Path(m) for m in glob.glob(pattern, recursive=True) if Path(m).is_file())
             if not matches:
                 raise ConfigError(f"input.frames: pattern {item!r} matches no file (looked in {p.parent})")
             paths.extend(matches)
-        elif not p.is_file():
-            raise ConfigError(f"input.frames: {item!r} is not a file (looked for {p})")
         else:
-            paths.append(p)
+            raise ConfigError(f"input.frames: {item!r} is not a file (looked for {p})")
     frames: dict[str, Frame] = {}
     for p in paths:
         name = frame_name(p)
         if name in frames and frames[name].path.resolve() != p.resolve():
             raise ConfigError(
-                f"input.frames: {frames[name].path} and {p} would share the frame directory {name!r}; rename one"
+                f"input.frames: {frames[name].path} and {p} would share the frame directory {name!r}; "
+                "rename one"
             )
         frames.setdefault(name, Frame(name, p))
     return tuple(frames.values())
@@ -179,7 +188,8 @@ def resolve_frames(patterns: str | list[str], base: Path) -> tuple[Frame, ...]:
 
 def resolve(scene: Scene, source: Path | None, output: Path | None = None) -> ResolvedScene:
     """Resolve name, output directory and frames. `source` is the scene file (None: paths vs cwd)."""
-    base = source.parent if source else Path.cwd()
+    # Absolute, so frame paths mean the same on workers whose working directory differs from ours.
+    base = source.parent.absolute() if source else Path.cwd()
     name = scene.name or (source.stem if source else "scene")
     if not re.fullmatch(NAME_PATTERN, name):
         raise ConfigError(f"name: {name!r} (from the file name) is not a safe directory name; set name:")

@@ -1,0 +1,102 @@
+"""Shared fixtures: real photographs shipped in the repo, and image files of every kind made from them."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pyvips
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_PHOTO = REPO / "scenes" / "images" / "17790319373_bd19b24cfc_k.jpg"
+
+
+@pytest.fixture(scope="session")
+def photo() -> pyvips.Image:
+    """The demo photograph (1116 x 600, public domain), decoded into memory."""
+    return pyvips.Image.new_from_file(str(DEMO_PHOTO)).copy_memory()
+
+
+def odd_crop(img: pyvips.Image, width: int = 1001, height: int = 597) -> pyvips.Image:
+    return img.crop(7, 1, width, height)
+
+
+def write_kind(img: pyvips.Image, kind: str, path: Path) -> Path:
+    """Write `img` (RGB uint8) as one of the input kinds the ingest stage must read."""
+    if kind == "jpeg":
+        img.jpegsave(str(path), Q=90)
+    elif kind == "jpeg-progressive":
+        img.jpegsave(str(path), Q=90, interlace=True)
+    elif kind == "png":
+        img.pngsave(str(path))
+    elif kind == "tiff-strip":
+        img.tiffsave(str(path))
+    elif kind == "tiff-tiled":
+        img.tiffsave(str(path), tile=True, tile_width=128, tile_height=128, compression="deflate")
+    elif kind == "tiff-pyramid":
+        img.tiffsave(
+            str(path), tile=True, pyramid=True, tile_width=128, tile_height=128, compression="jpeg", Q=95
+        )
+    elif kind == "bigtiff":
+        img.tiffsave(str(path), tile=True, bigtiff=True, tile_width=256, tile_height=256)
+    elif kind == "gray-jpeg":
+        img.colourspace("b-w").jpegsave(str(path), Q=90)
+    elif kind == "gray-png":
+        img.colourspace("b-w").pngsave(str(path))
+    elif kind == "rgba-png":
+        alpha = (img.extract_band(1) > 100).ifthenelse(255, 64).cast("uchar")
+        img.bandjoin(alpha).copy(interpretation="srgb").pngsave(str(path))
+    elif kind == "rgb16-png":
+        (img.cast("ushort") * 257 + 13).cast("ushort").copy(interpretation="rgb16").pngsave(str(path))
+    elif kind == "rgb16-tiff":
+        (img.cast("ushort") * 257 + 200).cast("ushort").copy(interpretation="rgb16").tiffsave(
+            str(path), tile=True, tile_width=64, tile_height=64
+        )
+    elif kind == "webp":
+        img.webpsave(str(path), lossless=True)
+    else:
+        raise ValueError(kind)
+    return path
+
+
+SUFFIX = {
+    "jpeg": ".jpg",
+    "jpeg-progressive": ".jpg",
+    "png": ".png",
+    "tiff-strip": ".tif",
+    "tiff-tiled": ".tif",
+    "tiff-pyramid": ".tif",
+    "bigtiff": ".tif",
+    "gray-jpeg": ".jpg",
+    "gray-png": ".png",
+    "rgba-png": ".png",
+    "rgb16-png": ".png",
+    "rgb16-tiff": ".tif",
+    "webp": ".webp",
+}
+
+
+def png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims width x height RGB but which holds only its first two rows of data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    z = zlib.compressobj()
+    rows = z.compress(b"\x00" * (2 * (1 + 3 * width))) + z.flush(zlib.Z_SYNC_FLUSH)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    return path
+
+
+def reference_pyramid(level0: np.ndarray, n_levels: int) -> list[np.ndarray]:
+    """Levels by a direct, loop-free but independent formula: mean of each 2x2 block after edge padding."""
+    from tasks.pyramid import downsample2x
+
+    out = [level0]
+    for _ in range(1, n_levels):
+        out.append(downsample2x(out[-1]))
+    return out

@@ -1,0 +1,175 @@
+"""The scene graph end to end on a local Dask cluster: outputs, resume, failures, a killed unit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pyvips
+import yaml
+
+import pipeline.run as run_module
+from pipeline.config import load_scene, resolve
+from pipeline.run import run_scene
+from tasks.ingest import open_levels
+from tests.conftest import DEMO_PHOTO, REPO, odd_crop, write_kind
+
+
+def _scene(tmp_path: Path, frames: list[str], **extra: object) -> Path:
+    doc = {
+        "name": "t",
+        "input": {"frames": frames},
+        "output": "out",
+        "cluster": {"n_workers": 2},
+        "ingest": {"chunk": 128, "min_side": 100},
+        **extra,
+    }
+    path = tmp_path / "scene.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _run(path: Path) -> run_module.RunSummary:
+    return run_scene(resolve(load_scene(path), path))
+
+
+@pytest.fixture()
+def two_frames(tmp_path: Path, photo: pyvips.Image) -> list[Path]:
+    return [
+        write_kind(odd_crop(photo), "jpeg", tmp_path / "a.jpg"),
+        write_kind(photo.crop(0, 0, 640, 480), "png", tmp_path / "b.png"),
+    ]
+
+
+def test_run_writes_pyramids_and_manifests_then_resumes(
+    tmp_path: Path, two_frames: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scene = _scene(tmp_path, ["a.jpg", "*.png"])
+    summary = _run(scene)
+    assert summary.ok and sorted(summary.done["ingest"]) == ["a", "b"]
+    assert summary.not_available == ["detect", "pose2d", "regress", "crowd", "write"]
+    levels = open_levels(tmp_path / "out" / "t" / "a" / "image.zarr")
+    assert levels[0].shape == (597, 1001, 3)
+    np.testing.assert_array_equal(levels[0][:], pyvips.Image.new_from_file(str(two_frames[0])).numpy())
+    import json
+
+    scene_manifest = json.loads((tmp_path / "out" / "t" / "manifest.json").read_text())
+    assert (
+        scene_manifest["frames"]["a"]["status"] == "ok" and scene_manifest["config"]["ingest"]["chunk"] == 128
+    )
+    assert "zarr" in scene_manifest["versions"] and scene_manifest["finished"]
+    frame_manifest = json.loads((tmp_path / "out" / "t" / "a" / "manifest.json").read_text())
+    assert len(frame_manifest["units"]["ingest/frame"]["input_sha256"]) == 64
+
+    # A rerun does no work: it must not even start a cluster.
+    def no_cluster(*a: object, **k: object) -> None:
+        raise AssertionError("a cluster was started for a run with nothing to do")
+
+    monkeypatch.setattr(run_module, "open_client", no_cluster)
+    again = _run(scene)
+    assert again.done == {} and sorted(again.skipped["ingest"]) == ["a", "b"]
+    monkeypatch.undo()
+
+    # Touching a file (same bytes) re-hashes it and keeps the store; new settings rebuild it.
+    os.utime(two_frames[0], ns=(time.time_ns(), time.time_ns() + 10**9))
+    store_mtime = (tmp_path / "out" / "t" / "a" / "image.zarr" / "zarr.json").stat().st_mtime_ns
+    touched = _run(scene)
+    assert touched.done["ingest"] == ["a"]
+    assert (tmp_path / "out" / "t" / "a" / "image.zarr" / "zarr.json").stat().st_mtime_ns == store_mtime
+    _scene(tmp_path, ["a.jpg", "*.png"], **{"ingest": {"chunk": 256, "min_side": 100}})
+    rebuilt = _run(scene)
+    assert sorted(rebuilt.done["ingest"]) == ["a", "b"]
+    assert open_levels(tmp_path / "out" / "t" / "a" / "image.zarr")[0].chunks == (256, 256, 3)
+
+
+def test_a_corrupt_frame_fails_alone(tmp_path: Path, two_frames: list[Path]) -> None:
+    good = two_frames[0].read_bytes()
+    (tmp_path / "c.jpg").write_bytes(good[: len(good) // 3])
+    summary = _run(_scene(tmp_path, ["a.jpg", "c.jpg"]))
+    assert summary.done["ingest"] == ["a"] and list(summary.failed) == ["c"]
+    assert "truncated" in summary.failed["c"]
+    frame_dir = tmp_path / "out" / "t" / "c"
+    assert not (frame_dir / "image.zarr").exists()
+    assert not [p for p in frame_dir.rglob("*") if p.name.startswith(".tmp-")]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", str(tmp_path / "scene.yaml")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    assert "FAILED frame c:" in proc.stderr and "Traceback" not in proc.stderr
+    assert "1 already complete" in proc.stdout  # a was not redone
+
+
+def test_a_unit_killed_mid_write_leaves_nothing_partial(tmp_path: Path, photo: pyvips.Image) -> None:
+    big = photo.resize(6.0)  # 6696 x 3600: a few seconds of ingest at zstd level 9
+    src = write_kind(big, "jpeg", tmp_path / "big.jpg")
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "ingest",
+        str(src),
+        "--out",
+        str(out),
+        "--chunk",
+        "256",
+        "--compressor",
+        "zstd",
+    ]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    frame_dir = out / "big"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        tmps = list(frame_dir.glob(".tmp-image.zarr-*")) if frame_dir.exists() else []
+        if tmps and any((tmps[0] / "0" / "c").rglob("*")):  # chunks are being written
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, "ingest finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (frame_dir / "image.zarr").exists()
+    assert list(frame_dir.glob(".tmp-*"))  # the partial store sits under a temporary name only
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in frame_dir.iterdir()) == ["image.zarr", "manifest.json"]
+    assert open_levels(frame_dir / "image.zarr")[0].shape == (3600, 6696, 3)
+    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+
+
+def test_demo_scene_runs_from_a_copy(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "scenes", tmp_path / "scenes")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", str(tmp_path / "scenes" / "demo.yaml")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Dask dashboard: http" in proc.stderr
+    frame = tmp_path / "runs" / "demo" / DEMO_PHOTO.stem
+    assert [lv.shape for lv in open_levels(frame / "image.zarr")] == [
+        (600, 1116, 3),
+        (300, 558, 3),
+        (150, 279, 3),
+    ]
+    again = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", str(tmp_path / "scenes" / "demo.yaml")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0 and "nothing to do" in again.stdout
