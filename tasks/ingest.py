@@ -134,18 +134,24 @@ def read_strips(
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (y0, (h, W, 3) uint8) strips of `rows` rows, top to bottom.
 
-    Sequential images are decoded in order on the calling thread; random-access images are read
-    `threads` strips at a time, at most `threads` ahead of the consumer.
+    Sequential images are decoded in order on the calling thread, into two buffers used in turn: a
+    yielded strip stays valid until the next-but-one is requested (fresh 100 MB allocations per strip
+    cost more kernel time than the decode itself on a 32k-wide frame). Random-access images are read
+    `threads` strips at a time, at most `threads` ahead of the consumer, each strip its own array.
     """
+    ranges = strip_starts(img.height, rows)
+    if not random_access or threads <= 1:
+        buffers = [np.empty((min(rows, img.height), img.width, img.bands), np.uint8) for _ in range(2)]
+        for i, (y0, y1) in enumerate(ranges):
+            strip = buffers[i % 2][: y1 - y0]
+            target = pyvips.Image.new_from_memory(strip.data, img.width, y1 - y0, img.bands, "uchar")
+            img.crop(0, y0, img.width, y1 - y0).write(target)
+            yield y0, strip
+        return
 
     def read(y0: int, y1: int) -> np.ndarray:
         return img.crop(0, y0, img.width, y1 - y0).numpy()
 
-    ranges = strip_starts(img.height, rows)
-    if not random_access or threads <= 1:
-        for y0, y1 in ranges:
-            yield y0, read(y0, y1)
-        return
     with ThreadPoolExecutor(threads, thread_name_prefix="ingest-read") as pool:
         window: deque[tuple[int, Future[np.ndarray]]] = deque()
         todo = iter(ranges)
@@ -171,33 +177,42 @@ def _codecs(cfg: IngestConfig) -> list[object] | None:
 
 
 class _PyramidSink:
-    """Takes level-0 strips top to bottom, writes every level a row of chunks at a time."""
+    """Takes level-0 strips top to bottom and writes every level a row of chunks at a time.
+
+    Level k >= 1 accumulates in one preallocated (chunk, W_k, 3) buffer that level k-1 downsamples
+    straight into; a full buffer is written as one row of chunks and reduced into level k+1.
+    """
 
     def __init__(self, arrays: list[zarr.Array], levels: list[Level], chunk: int) -> None:
         self.arrays, self.levels, self.chunk = arrays, levels, chunk
-        self.pending: list[list[np.ndarray]] = [[] for _ in levels]
-        self.next_row = [0 for _ in levels]
+        self.buffers = [np.empty((min(chunk, lv.height), lv.width, 3), np.uint8) for lv in levels]
+        self.filled = [0 for _ in levels]  # rows buffered at each level
+        self.written = [0 for _ in levels]  # rows written to each level's array
 
-    def push(self, k: int, block: np.ndarray) -> None:
-        self.pending[k].append(block)
-        if sum(b.shape[0] for b in self.pending[k]) >= self.chunk:
-            self._flush(k)
+    def push(self, strip: np.ndarray) -> None:
+        """Level-0 rows [written[0], written[0] + len(strip)); a strip of `chunk` rows but the last."""
+        self._write(0, strip)
 
     def finish(self) -> None:
-        for k in range(len(self.levels)):
-            if self.pending[k]:
-                self._flush(k)
-            if self.next_row[k] != self.levels[k].height:
-                raise RuntimeError(f"level {k}: wrote {self.next_row[k]} of {self.levels[k].height} rows")
+        for k in range(1, len(self.levels)):
+            if self.filled[k]:
+                self._write(k, self.buffers[k][: self.filled[k]])
+        for k, lv in enumerate(self.levels):
+            if self.written[k] != lv.height:
+                raise RuntimeError(f"level {k}: wrote {self.written[k]} of {lv.height} rows")
 
-    def _flush(self, k: int) -> None:
-        rows = np.concatenate(self.pending[k]) if len(self.pending[k]) > 1 else self.pending[k][0]
-        self.pending[k] = []
-        y0 = self.next_row[k]
+    def _write(self, k: int, rows: np.ndarray) -> None:
+        y0 = self.written[k]
         self.arrays[k][y0 : y0 + rows.shape[0]] = rows
-        self.next_row[k] = y0 + rows.shape[0]
+        self.written[k] = y0 + rows.shape[0]
+        self.filled[k] = 0
         if k + 1 < len(self.levels):
-            self.push(k + 1, downsample2x(rows))
+            up, r = self.buffers[k + 1], self.filled[k + 1]
+            n = (rows.shape[0] + 1) // 2
+            downsample2x(rows, out=up[r : r + n])
+            self.filled[k + 1] = r + n
+            if self.filled[k + 1] == up.shape[0]:
+                self._write(k + 1, up)
 
 
 def ingest_image(src: Path, dst: Path, cfg: IngestConfig, name: str | None = None) -> SourceInfo:
@@ -238,7 +253,7 @@ def ingest_image(src: Path, dst: Path, cfg: IngestConfig, name: str | None = Non
                 rows_read = y0 + strip.shape[0]
                 if previous is not None:
                     previous.result()
-                previous = writer.submit(sink.push, 0, strip)
+                previous = writer.submit(sink.push, strip)
             if previous is not None:
                 previous.result()
         except pyvips.Error as e:

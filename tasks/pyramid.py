@@ -53,20 +53,37 @@ def strip_starts(height: int, strip: int) -> list[tuple[int, int]]:
     return [(y, min(y + strip, height)) for y in range(0, height, strip)]
 
 
-def downsample2x(block: np.ndarray) -> np.ndarray:
+def downsample2x(block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """2x2 box mean of an image block, rounded half up, odd edges replicated.
 
     block: (H, W, C) uint8, C in {1, 3, 4}. Returns (ceil(H/2), ceil(W/2), C) uint8 where
     out[i, j] = (b[2i, 2j] + b[2i+1, 2j] + b[2i, 2j+1] + b[2i+1, 2j+1] + 2) // 4
-    with b the block padded by one replicated row/column where H or W is odd.
+    with b the block padded by one replicated row/column where H or W is odd. `out`, if given, must
+    have that shape and receives the result (no allocation when it is C-contiguous).
     """
     if block.ndim != 3 or block.dtype != np.uint8 or block.shape[2] not in (1, 3, 4):
         # OpenCV's exact fast path covers 1, 3 and 4 channels; 2 goes through a float path.
         raise ValueError(f"expected (H, W, C) uint8 with C in 1, 3, 4; got {block.shape} {block.dtype}")
     h, w, c = block.shape
-    if h % 2 or w % 2:
-        block = np.pad(block, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        h, w = block.shape[:2]
-    # OpenCV's INTER_AREA at exactly half size is this rounded 2x2 mean, SIMD-vectorised (~15x numpy).
-    out = cv2.resize(block, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-    return out.reshape(h // 2, w // 2, c)
+    h2, w2 = (h + 1) // 2, (w + 1) // 2
+    if out is None:
+        out = np.empty((h2, w2, c), np.uint8)
+    elif out.shape != (h2, w2, c) or out.dtype != np.uint8:
+        raise ValueError(f"out must be ({h2}, {w2}, {c}) uint8, got {out.shape} {out.dtype}")
+    he, we = h - h % 2, w - w % 2
+    if he and we:
+        # OpenCV's INTER_AREA at exactly half size is this rounded 2x2 mean, SIMD-vectorised (~15x numpy).
+        dst = out[: he // 2, : we // 2]
+        size = (we // 2, he // 2)
+        if dst.flags.c_contiguous:
+            cv2.resize(block[:he, :we], size, dst=dst if c > 1 else dst[..., 0], interpolation=cv2.INTER_AREA)
+        else:
+            dst[...] = cv2.resize(block[:he, :we], size, interpolation=cv2.INTER_AREA).reshape(dst.shape)
+    # A replicated edge pixel pairs with itself: (2a + 2b + 2) // 4 == (a + b + 1) // 2.
+    if w % 2 and he:
+        out[: he // 2, w2 - 1] = (block[0:he:2, w - 1].astype(np.uint16) + block[1:he:2, w - 1] + 1) >> 1
+    if h % 2 and we:
+        out[h2 - 1, : we // 2] = (block[h - 1, 0:we:2].astype(np.uint16) + block[h - 1, 1:we:2] + 1) >> 1
+    if h % 2 and w % 2:
+        out[h2 - 1, w2 - 1] = block[h - 1, w - 1]
+    return out

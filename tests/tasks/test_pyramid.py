@@ -86,3 +86,14 @@ def test_downsample_rounds_half_up_and_keeps_orientation() -> None:
         downsample2x(a.astype(np.uint16))
     with pytest.raises(ValueError):
         downsample2x(a[..., :2])
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 12), st.sampled_from([1, 3]), st.integers(0, 2**32 - 1))
+def test_downsample_into_rows_of_a_larger_buffer(h: int, w: int, c: int, seed: int) -> None:
+    a = np.random.default_rng(seed).integers(0, 256, (h, w, c), dtype=np.uint8)
+    buf = np.full((20, (w + 1) // 2, c), 7, np.uint8)
+    got = downsample2x(a, out=buf[3 : 3 + (h + 1) // 2])
+    assert np.shares_memory(got, buf)
+    np.testing.assert_array_equal(buf[3 : 3 + (h + 1) // 2], _naive_downsample(a))
+    assert (buf[:3] == 7).all() and (buf[3 + (h + 1) // 2 :] == 7).all()  # nothing written outside
