@@ -87,8 +87,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     if manifest.done("ingest", "frame", h):
         print(f"nothing to do: {frame_dir / 'image.zarr'} is complete for this file and settings")
         return EXIT_OK
-    prev = manifest.previous("ingest", "frame")
-    prev_sha = prev.get("input_sha256") if prev and prev.get("config_hash") == h else None
+    prev_sha = manifest.previous_sha256("ingest", "frame", h)
     rec = UnitRecord(**ingest_unit(str(src), str(frame_dir), name, cfg, h, prev_sha))
     manifest.record(rec)
     info = rec.info

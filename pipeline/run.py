@@ -122,8 +122,7 @@ def run_scene(rs: ResolvedScene) -> RunSummary:
             with stage_bar("ingest", len(todo)) as bar:
                 futures = {}
                 for f in todo:
-                    prev = manifests[f.name].previous("ingest", "frame")
-                    prev_sha = prev.get("input_sha256") if prev and prev.get("config_hash") == h else None
+                    prev_sha = manifests[f.name].previous_sha256("ingest", "frame", h)
                     fut = client.submit(
                         ingest_unit,
                         str(f.path),

@@ -172,8 +172,10 @@ class FrameManifest:
             return None
         return UnitRecord(**rec)
 
-    def previous(self, stage: str, unit: str) -> dict[str, Any] | None:
-        return self.units.get(f"{stage}/{unit}")
+    def previous_sha256(self, stage: str, unit: str, config_hash: str) -> str | None:
+        """The input sha256 an earlier run recorded for `stage/unit` with these settings, if any."""
+        rec = self.units.get(f"{stage}/{unit}")
+        return rec.get("input_sha256") if rec and rec.get("config_hash") == config_hash else None
 
     def record(self, rec: UnitRecord) -> None:
         self.units[f"{rec.stage}/{rec.unit}"] = asdict(rec)

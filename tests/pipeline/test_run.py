@@ -150,26 +150,12 @@ def test_a_unit_killed_mid_write_leaves_nothing_partial(tmp_path: Path, photo: p
 
 def test_demo_scene_runs_from_a_copy(tmp_path: Path) -> None:
     shutil.copytree(REPO / "scenes", tmp_path / "scenes")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", "run", str(tmp_path / "scenes" / "demo.yaml")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    cmd = [sys.executable, "-m", "pipeline", "run", str(tmp_path / "scenes" / "demo.yaml")]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "Dask dashboard: http" in proc.stderr
     frame = tmp_path / "runs" / "demo" / DEMO_PHOTO.stem
-    assert [lv.shape for lv in open_levels(frame / "image.zarr")] == [
-        (600, 1116, 3),
-        (300, 558, 3),
-        (150, 279, 3),
-    ]
-    again = subprocess.run(
-        [sys.executable, "-m", "pipeline", "run", str(tmp_path / "scenes" / "demo.yaml")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    shapes = [lv.shape for lv in open_levels(frame / "image.zarr")]
+    assert shapes == [(600, 1116, 3), (300, 558, 3), (150, 279, 3)]
+    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "nothing to do" in again.stdout
