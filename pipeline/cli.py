@@ -1,4 +1,4 @@
-"""`python -m pipeline`: run, validate, ingest. Exit 0 success, 1 failed run, 2 bad usage or config."""
+"""`python -m pipeline`: run, validate, ingest, evaluate. Exit 0 ok, 1 failed run, 2 bad usage or input."""
 
 from __future__ import annotations
 
@@ -6,10 +6,15 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.cluster import ClusterError
 from pipeline.config import ConfigError, config_hash, frame_name, load_scene, resolve
 from pipeline.progress import setup_logging
+
+if TYPE_CHECKING:
+    from schemas.truth import Truth
+    from tasks.evaluate import BodyFn
 
 log = logging.getLogger("pipeline")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -96,6 +101,65 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _load_body(spec: str) -> BodyFn:
+    """The body function named by --body: 'builtin:<name>' or the path of an SMPL model file."""
+    from tasks import InputError
+    from tasks.models.body import body_fn
+
+    try:
+        return body_fn(spec)
+    except InputError as e:  # an unknown builtin name or an unreadable model file: the user's to fix
+        raise ConfigError(str(e)) from None
+
+
+def _truth_files(paths: list[str]) -> list[Path]:
+    """Each --gt: a truth.json, or a directory searched for **/truth.json. A file named twice counts once."""
+    files: dict[Path, Path] = {}
+    for arg in paths:
+        path = Path(arg)
+        if path.is_dir():
+            found = sorted(path.rglob("truth.json"))
+            if not found:
+                raise ConfigError(f"no truth.json below {path}")
+        elif path.is_file():
+            found = [path]
+        else:
+            raise ConfigError(f"ground truth not found: {path}")
+        for file in found:
+            files.setdefault(file.resolve(), file)
+    return list(files.values())
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from schemas.predict import PredictionsError, read_predictions
+    from schemas.truth import TruthError, read_truth
+    from tasks import InputError
+    from tasks.evaluate import check_frames, evaluate
+
+    pred_path = Path(args.pred)
+    if not pred_path.is_file():
+        raise ConfigError(f"predictions file not found: {pred_path}")
+    try:
+        predictions = read_predictions(pred_path)
+        truths: dict[str, Truth] = {}
+        where: dict[str, Path] = {}
+        for file in _truth_files(args.gt):
+            truth = read_truth(file)
+            for frame in truth.frame_info:
+                if frame in truths:
+                    raise ConfigError(f"frame {frame!r} is annotated twice: {where[frame]} and {file}")
+                truths[frame], where[frame] = truth, file
+        check_frames(predictions, truths)
+    except (PredictionsError, TruthError, InputError) as e:
+        raise ConfigError(str(e)) from None
+    report = evaluate(predictions, truths, _load_body(args.body))
+    print(report.table())
+    if args.out:
+        report.to_json(Path(args.out))
+        print(f"report -> {args.out}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
@@ -135,6 +199,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-side", type=int, dest="min_side", help="stop adding levels below this side")
     p.add_argument("--compressor", choices=["lz4", "zstd", "none"])
     p.set_defaults(func=_cmd_ingest)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="score a predict.json against ground truth (GigaCrowd metrics)",
+        description="Score a GigaCrowd predict.json against truth.json files: per frame, per scene, overall.",
+    )
+    p.add_argument("--pred", required=True, help="predict.json")
+    p.add_argument(
+        "--gt",
+        required=True,
+        nargs="+",
+        metavar="PATH",
+        help="truth.json files or directories searched for them",
+    )
+    p.add_argument("--out", help="write the full report (per frame, matches) to this JSON file")
+    p.add_argument(
+        "--body",
+        default="builtin:neutral",
+        help="body model: builtin:<name> or an SMPL .pkl (default %(default)s)",
+    )
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 

@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import io
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -187,6 +188,7 @@ def _load_cached(spec: str) -> BodyModel:
     return BodyModel(data, str(path), _sha256(path)).eval()
 
 
-def body_fn(spec: str | Path) -> BodyModel:
-    """The body model for `spec`; `body_fn(spec).joints_numpy(pose, shape)` is what the evaluator calls."""
-    return BodyModel.load(spec)
+def body_fn(spec: str | Path) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    """(pose (N, 72), shape (N, 10)) -> (joints (N, 24, 3), coco17 (N, 17, 3)) for `spec`: the
+    evaluator's BodyFn (tasks/evaluate.py)."""
+    return BodyModel.load(spec).joints_numpy

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,3 +144,205 @@ def test_ingest_unreadable_image_fails_in_one_line(tmp_path: Path, content: byte
     assert str(image) in line
     assert "Traceback" not in r.stderr
     _assert_nothing_half_written(out)
+
+
+# ------------------------------------------------------------------------------------------------ evaluate
+
+EVAL_K = [[1000.0, 0.0, 1000.0], [0.0, 1000.0, 500.0], [0.0, 0.0, 1.0]]
+# Toy body: hips and shoulders (SMPL joints 1, 2, 16, 17) average to the origin; COCO joints around it.
+_COCO_RAW = np.array([[0.02 * k - 0.16, 0.1 * k - 0.8, 0.0] for k in range(17)])
+_JOINTS_RAW = np.zeros((24, 3))
+_JOINTS_RAW[[1, 2, 16, 17]] = [[0.1, 0.1, 0.0], [-0.1, 0.1, 0.0], [0.2, -0.1, 0.0], [-0.2, -0.1, 0.0]]
+
+
+def toy_body(pose: np.ndarray, shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = len(pose)
+    return np.broadcast_to(_JOINTS_RAW, (n, 24, 3)), np.broadcast_to(_COCO_RAW, (n, 17, 3))
+
+
+def _people(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    z = rng.uniform(8, 30, n)
+    return np.stack([rng.uniform(-0.5, 0.5, n) * z, np.full(n, 1.0), z], axis=1)
+
+
+def write_eval_files(root: Path, frames: dict[str, int]) -> tuple[Path, Path]:
+    """truth.json per frame under root/gt/<frame>/ and one predict.json matching them exactly."""
+    from schemas.predict import FramePrediction, write_predictions
+    from schemas.truth import Truth, write_truth
+
+    preds = {}
+    for i, (frame, n) in enumerate(frames.items()):
+        torso = _people(n, i)
+        coco = torso[:, None, :] + _COCO_RAW
+        kp = np.stack(
+            [1000 * coco[..., 0] / coco[..., 2] + 1000, 1000 * coco[..., 1] / coco[..., 2] + 500], -1
+        )
+        people = [
+            {
+                "bbox": [*(kp[j].min(0) - 5).tolist(), *(kp[j].max(0) + 5).tolist()],
+                "keypoints": [[x / 2000, y / 1000, 2] for x, y in kp[j].tolist()],
+                "type": "normal",
+                "hvip2d": kp[j, 16].tolist(),
+                "hvip3d": [torso[j, 0], 1.8, torso[j, 2]],
+                "torso_center": torso[j].tolist(),
+                "smpl": {"pose": [0.0] * 72, "shape": [0.0] * 10, "transl": torso[j].tolist()},
+                "visibility": 1.0,
+            }
+            for j in range(n)
+        ]
+        truth = Truth.model_validate(
+            {
+                "image_shape": {"height": 1000, "width": 2000},
+                "intrinsics": EVAL_K,
+                "ground_plane": [0.0, -1.0, 0.0, 1.8],
+                "body_model": {"name": "toy", "sha256": "0" * 64},
+                "frame_info": {frame: people},
+            }
+        )
+        write_truth(truth, root / "gt" / frame.removesuffix(".jpg") / "truth.json")
+        preds[frame] = FramePrediction.from_arrays(
+            np.array(EVAL_K), np.zeros((n, 72)), np.zeros((n, 10)), torso, 1.0
+        )
+    write_predictions(preds, root / "predict.json")
+    return root / "predict.json", root / "gt"
+
+
+def test_evaluate_help() -> None:
+    r = cli("evaluate", "--help")
+    assert r.returncode == EXIT_OK, r.stderr
+    assert r.stdout.startswith("usage: python -m pipeline evaluate")
+    for option in ("--pred", "--gt", "--out", "--body"):
+        assert option in r.stdout
+
+
+def test_evaluate_missing_predictions(tmp_path: Path) -> None:
+    _, gt = write_eval_files(tmp_path, {"a_000001.jpg": 3})
+    r = cli("evaluate", "--pred", tmp_path / "nope.json", "--gt", gt)
+    assert r.returncode == EXIT_USAGE
+    assert one_line(r.stderr) == f"error: predictions file not found: {tmp_path / 'nope.json'}"
+    assert r.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ('{"a_000001.jpg": {"Intrinsic_matrix": ', "invalid JSON at line 1"),
+        (
+            '{"a_000001.jpg": {"Intrinsic_matrix": [[1,0,0],[0,1,0],[0,0,1]], "person_list": '
+            '[{"pose": [0.0], "shape": [0.0], "trans_cam": [0, 0, 1], "scale_smpl": 1, '
+            '"gender": "neutral"}]}}',
+            "frame 'a_000001.jpg': person_list[0].pose: List should have at least 72 items",
+        ),
+    ],
+    ids=["truncated", "short-pose"],
+)
+def test_evaluate_malformed_predictions(tmp_path: Path, content: str, expected: str) -> None:
+    _, gt = write_eval_files(tmp_path, {"a_000001.jpg": 3})
+    pred = tmp_path / "bad.json"
+    pred.write_text(content)
+    r = cli("evaluate", "--pred", pred, "--gt", gt)
+    assert r.returncode == EXIT_USAGE
+    line = one_line(r.stderr)
+    assert line.startswith(f"error: {pred}: ")
+    assert expected in line
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("case", ["missing", "empty-dir", "bad-truth", "unknown-frame", "twice", "body-file"])
+def test_evaluate_bad_inputs_exit_2_in_one_line(tmp_path: Path, case: str) -> None:
+    pred, gt = write_eval_files(tmp_path, {"a_000001.jpg": 3})
+    args: list[str | Path] = ["evaluate", "--pred", pred, "--gt", gt]
+    if case == "missing":
+        args[4] = tmp_path / "nowhere"
+        expected = f"error: ground truth not found: {tmp_path / 'nowhere'}"
+    elif case == "empty-dir":
+        (tmp_path / "empty").mkdir()
+        args[4] = tmp_path / "empty"
+        expected = f"error: no truth.json below {tmp_path / 'empty'}"
+    elif case == "bad-truth":
+        truth = gt / "a_000001" / "truth.json"
+        truth.write_text(truth.read_text().replace('"type":"normal"', '"type":"crowd"', 1))
+        expected = f"error: {truth}: frame 'a_000001.jpg': person 0: type: Input should be"
+    elif case == "unknown-frame":
+        pred2, _ = write_eval_files(tmp_path / "other", {"b_000001.jpg": 2})
+        args[2] = pred2
+        expected = "error: predictions for 1 frame(s) with no ground truth: 'b_000001.jpg'"
+    elif case == "twice":
+        copy = tmp_path / "copy" / "truth.json"
+        copy.parent.mkdir()
+        copy.write_bytes((gt / "a_000001" / "truth.json").read_bytes())
+        args.append(copy)
+        expected = "error: frame 'a_000001.jpg' is annotated twice"
+    else:
+        args += ["--body", tmp_path / "SMPL_NEUTRAL.pkl"]
+        expected = f"error: body model file not found: {tmp_path / 'SMPL_NEUTRAL.pkl'}"
+    r = cli(*args)
+    assert r.returncode == EXIT_USAGE, r.stderr
+    assert one_line(r.stderr).startswith(expected)
+    assert r.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("builtin:smplx", "unknown built-in body model"),
+        ("missing/SMPL_NEUTRAL.pkl", "body model file not found"),
+    ],
+)
+def test_evaluate_with_a_bad_body_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str, message: str
+) -> None:
+    from pipeline import cli as cli_module
+
+    pred, gt = write_eval_files(tmp_path, {"a_000001.jpg": 3})
+    argv = [
+        "evaluate",
+        "--pred",
+        str(pred),
+        "--gt",
+        str(gt),
+        "--body",
+        str(tmp_path / body) if "/" in body else body,
+    ]
+    assert cli_module.main(argv) == EXIT_USAGE
+    assert message in one_line(capsys.readouterr().err)
+
+
+def test_evaluate_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline import cli as cli_module
+
+    frames = {"plaza_000001.jpg": 4, "plaza_000002.jpg": 5, "gate_000001.jpg": 3}
+    pred, gt = write_eval_files(tmp_path, frames)
+    asked: list[str] = []
+
+    def load(spec: str) -> object:
+        asked.append(spec)
+        return toy_body
+
+    monkeypatch.setattr(cli_module, "_load_body", load)
+    out = tmp_path / "reports" / "report.json"
+    code = cli_module.main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == EXIT_OK, captured.err
+    assert asked == ["builtin:neutral"]
+    report = json.loads(out.read_text())
+    assert report["overall"]["n_frames"] == 3
+    assert report["overall"]["score"] == pytest.approx(1.0)
+    assert set(report["scenes"]) == {"plaza", "gate"}
+    assert report["scenes"]["plaza"]["n_gt"] == 9
+    lines = captured.out.splitlines()
+    assert lines[0].split()[:2] == ["scene", "frames"]
+    assert any(ln.startswith("all ") and "1.0000" in ln for ln in lines)
+    assert lines[-1] == f"report -> {out}"
+
+
+def test_evaluate_unknown_builtin_body(tmp_path: Path) -> None:
+    pytest.importorskip("tasks.models.body")
+    pred, gt = write_eval_files(tmp_path, {"a_000001.jpg": 3})
+    r = cli("evaluate", "--pred", pred, "--gt", gt, "--body", "builtin:nobody")
+    assert r.returncode == EXIT_USAGE, r.stderr
+    assert one_line(r.stderr).startswith("error: ")
+    assert "builtin:nobody" in r.stderr

@@ -1,0 +1,403 @@
+"""Synthetic crowd frames with exact 3D truth: layout, body geometry, tile-by-tile rendering, truth JSON.
+
+Geometry (camera frame: x right, y down, z forward, metres; pixels for the image):
+- the camera is at the origin, `camera_height` metres above a ground plane seen obliquely; the plane is
+  `u . X + h = 0` with `u` the unit up direction (y-negative) and `h` the height, GigaCrowd-like
+  (reference/gigacrowd.md: focal 1.1-1.5x the image diagonal, 10-20 m up, normal ~(0, -0.97, -0.2));
+- people are SMPL bodies (the project's neutral model or a user's SMPL file) with real poses from
+  tasks/data/poses_smpl24.npz, betas ~ N(0, 1), standing in small groups on the plane with the lowest
+  vertex on it and at least `min_gap` metres between people's centres;
+- truth per person is the SMPL (pose, shape, transl) in the predict.json convention (vertices =
+  SMPL(pose, shape) + transl, camera frame), box, COCO-17 keypoints, torso centre, its projection onto
+  the ground (hvip) and the visible fraction of the body.
+
+Rendering is flat-shaded painter's algorithm (people far to near, each person's front faces far to near)
+with OpenCV polygon fills, one tile at a time, so memory depends on the tile size and the number of
+people, not on the image size; tiles stream into a temporary raw RGB file that libvips re-encodes as JPEG.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from schemas.truth import BodyModelInfo, ImageShape, PersonTruth, SmplParams, Truth, write_truth
+from tasks.models.body import BodyModel
+from tasks.poses import PoseBank, aa_to_matrix, matrix_to_aa
+
+# Skin-weight parts (SMPL joints) -> material: 0 skin, 1 top, 2 trousers, 3 shoes, 4 hair.
+_PART_MATERIAL = {
+    0: 2, 1: 2, 2: 2, 3: 1, 4: 2, 5: 2, 6: 1, 7: 3, 8: 3, 9: 1, 10: 3, 11: 3, 12: 0, 13: 1, 14: 1,
+    15: 0, 16: 1, 17: 1, 18: 1, 19: 1, 20: 0, 21: 0, 22: 0, 23: 0,
+}  # fmt: skip
+_SKIN = np.array([[224, 172, 135], [198, 134, 96], [141, 85, 54], [255, 219, 180], [110, 68, 45]], float)
+_HAIR = np.array([[30, 22, 18], [70, 45, 25], [120, 90, 50], [180, 160, 120], [15, 15, 15]], float)
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    people: int = 200
+    width: int = 8192
+    height: int = 4096
+    seed: int = 0
+    focal_factor: float | None = None  # focal / image diagonal; None draws from 1.1-1.5
+    camera_height: float | None = None  # metres; None draws from 10-20
+    max_roll_deg: float = 2.0
+    min_gap: float = 0.6  # metres between people's centres on the ground
+    tile: int = 2048
+    jpeg_quality: int = 92
+    blur_sigma: float = 0.6
+    noise_sigma: float = 2.0
+
+
+@dataclass(frozen=True)
+class Camera:
+    f: float
+    width: int
+    height: int
+
+    @property
+    def K(self) -> np.ndarray:
+        return np.array([[self.f, 0, self.width / 2], [0, self.f, self.height / 2], [0, 0, 1.0]])
+
+    def project(self, x: np.ndarray) -> np.ndarray:
+        """(..., 3) camera-frame metres (z > 0) -> (..., 2) pixels."""
+        return self.f * x[..., :2] / x[..., 2:3] + np.array([self.width / 2, self.height / 2])
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A laid-out frame. pose (N, 72) axis-angle with the global orient in the camera frame, shape
+    (N, 10), transl (N, 3) m; up (3,) unit up in the camera frame; height m; group (N,) ids."""
+
+    camera: Camera
+    up: np.ndarray
+    height: float
+    pose: np.ndarray
+    shape: np.ndarray
+    transl: np.ndarray
+    group: np.ndarray
+
+    @property
+    def plane(self) -> np.ndarray:
+        """(4,) A, B, C, D with (A, B, C) = up and A x + B y + C z + D = 0 on the ground."""
+        return np.array([*self.up, self.height])
+
+
+def _ground_axes(pitch: float, roll: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unit up, forward (along the ground, away from the camera) and right vectors in the camera frame."""
+    up = np.array([0.0, -math.cos(pitch), -math.sin(pitch)])
+    fwd = np.array([0.0, -math.sin(pitch), math.cos(pitch)])
+    right = np.array([1.0, 0.0, 0.0])
+    c, s = math.cos(roll), math.sin(roll)
+    rz = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])  # roll about the optical axis
+    return rz @ up, rz @ fwd, rz @ right
+
+
+def layout(cfg: SynthConfig, bank: PoseBank, body: BodyModel) -> Scene:
+    """Place cfg.people people in groups on the visible ground; deterministic given cfg.seed."""
+    rng = np.random.default_rng(cfg.seed)
+    diag = math.hypot(cfg.width, cfg.height)
+    f = diag * (cfg.focal_factor if cfg.focal_factor is not None else rng.uniform(1.1, 1.5))
+    h = cfg.camera_height if cfg.camera_height is not None else rng.uniform(10.0, 20.0)
+    half_v = math.atan(cfg.height / 2 / f)
+    # The top edge looks 2-5 degrees below the horizon: the crowd fills the frame, far people are small.
+    pitch = half_v + math.radians(rng.uniform(2.0, 5.0))
+    roll = math.radians(rng.uniform(-cfg.max_roll_deg, cfg.max_roll_deg))
+    up, fwd, right = _ground_axes(pitch, roll)
+    cam = Camera(f=f, width=cfg.width, height=cfg.height)
+    near = h / math.tan(pitch + half_v) * 1.05
+    far = h / math.tan(pitch - half_v) * 0.97
+
+    # Ground positions (forward distance D, lateral x): groups of 1-5, area-uniform in the frustum.
+    pos: list[tuple[float, float]] = []
+    heading: list[float] = []
+    group: list[int] = []
+    cell = cfg.min_gap
+    grid: dict[tuple[int, int], list[int]] = {}
+    g = 0
+    tries = 0
+    while len(pos) < cfg.people and tries < cfg.people * 200:
+        size = int(rng.choice([1, 2, 3, 4, 5], p=[0.35, 0.3, 0.2, 0.1, 0.05]))
+        d = math.sqrt(rng.uniform(near**2, far**2))
+        half_w = d * (cfg.width / 2) / f
+        x = rng.uniform(-half_w, half_w)
+        walking = rng.uniform() < 0.5
+        common = rng.uniform(-math.pi, math.pi)
+        for _ in range(size):
+            tries += 1
+            if len(pos) >= cfg.people:
+                break
+            r = 0.0 if size == 1 else rng.uniform(0.5, 1.2)
+            a = rng.uniform(-math.pi, math.pi)
+            pd, px = d + r * math.cos(a), x + r * math.sin(a)
+            key = (int(pd // cell), int(px // cell))
+            close = [
+                j
+                for dk in (-1, 0, 1)
+                for dl in (-1, 0, 1)
+                for j in grid.get((key[0] + dk, key[1] + dl), [])
+                if math.hypot(pos[j][0] - pd, pos[j][1] - px) < cfg.min_gap
+            ]
+            foot = cam.project(-h * up + pd * fwd + px * right)
+            seen = 0 <= foot[0] < cfg.width and 0.03 * cfg.height <= foot[1] < cfg.height
+            if close or not seen:
+                continue
+            grid.setdefault(key, []).append(len(pos))
+            pos.append((pd, px))
+            # Walkers share a direction; standing groups face their centre.
+            heading.append(common if walking or size == 1 else math.atan2(-math.sin(a), -math.cos(a)))
+            group.append(g)
+        g += 1
+    n = len(pos)
+    if n < cfg.people:
+        raise ValueError(f"could place only {n} of {cfg.people} people {cfg.min_gap} m apart in view")
+
+    crowd = np.flatnonzero(bank.crowd)
+    poses = bank.poses[rng.choice(crowd, n)].reshape(n, 72).astype(np.float64)
+    shape = np.clip(rng.normal(0.0, 1.0, (n, 10)), -2.5, 2.5)
+    # Body frame (x left, y up, z facing) -> camera frame, facing `heading` on the ground.
+    hd = np.asarray(heading)
+    facing = np.cos(hd)[:, None] * fwd + np.sin(hd)[:, None] * right
+    left = np.cross(up, facing)
+    basis = np.stack([left, np.broadcast_to(up, facing.shape), facing], axis=-1)  # (n, 3, 3) columns
+    root = basis @ aa_to_matrix(poses[:, :3])
+    poses[:, :3] = matrix_to_aa(root)
+
+    ground = np.array([[-h * up + pd * fwd + px * right] for pd, px in pos])[:, 0]
+    joints, _ = body.joints_numpy(poses, shape)
+    verts = _vertices(body, poses, shape, np.zeros((n, 3)))
+    # Pelvis above its ground point; the lowest vertex on the plane.
+    t0 = ground - joints[:, 0]
+    height_above = ((verts + t0[:, None]) @ up).min(1) + h  # of the lowest vertex, metres
+    transl = t0 - height_above[:, None] * up
+    return Scene(cam, up, h, poses.astype(np.float32), shape.astype(np.float32), transl, np.asarray(group))
+
+
+def _vertices(body: BodyModel, pose: np.ndarray, shape: np.ndarray, transl: np.ndarray) -> np.ndarray:
+    """(N, V, 3) posed vertices, metres, in batches."""
+    import torch
+
+    out = np.zeros((len(pose), body.n_vertices, 3), np.float32)
+    with torch.no_grad():
+        for i in range(0, len(pose), 512):
+            sl = slice(i, i + 512)
+            p = torch.as_tensor(np.asarray(pose[sl], np.float32))
+            o = body(p[:, :3], p[:, 3:], torch.as_tensor(np.asarray(shape[sl], np.float32)),
+                     torch.as_tensor(np.asarray(transl[sl], np.float32)))  # fmt: skip
+            out[sl] = o.vertices.numpy()
+    return out
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Per person: visible (N,) fraction of the silhouette inside the image and unoccluded."""
+
+    visibility: np.ndarray
+
+
+def _materials(body: BodyModel) -> np.ndarray:
+    """(F,) material of each face: 0 skin, 1 top, 2 trousers, 3 shoes, 4 hair."""
+    skin = np.asarray(body.smpl.lbs_weights.numpy())
+    part = skin.argmax(1)
+    mat = np.array([_PART_MATERIAL[int(p)] for p in part])
+    rest = body.smpl.v_template.numpy()
+    face_mat = mat[body.faces].max(1)  # clothing wins at seams
+    centre = rest[body.faces].mean(1)  # (F, 3) rest pose: y up, facing +z
+    head = part[body.faces].max(1) == 15
+    top = rest[:, 1].max()
+    head_z = rest[part == 15, 2].mean()
+    # Hair: the crown, and the back of the head down to the ears.
+    hair = head & (
+        (centre[:, 1] > top - 0.08) | ((centre[:, 2] < head_z - 0.01) & (centre[:, 1] > top - 0.17))
+    )
+    face_mat[hair] = 4
+    return face_mat
+
+
+def _palette(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, 5, 3) RGB per person and material."""
+    pal = np.zeros((n, 5, 3))
+    pal[:, 0] = _SKIN[rng.integers(0, len(_SKIN), n)] * rng.uniform(0.9, 1.1, (n, 1))
+    pal[:, 1] = rng.uniform(20, 235, (n, 3))
+    dark = rng.uniform(0, 1, n) < 0.6  # trousers are mostly dark or denim
+    pal[:, 2] = np.where(
+        dark[:, None], rng.uniform(15, 90, (n, 3)), [[60, 80, 130]] * rng.uniform(0.7, 1.3, (n, 1))
+    )
+    pal[:, 3] = rng.uniform(10, 70, (n, 1)) * np.ones(3)
+    pal[:, 4] = _HAIR[rng.integers(0, len(_HAIR), n)]
+    return np.clip(pal, 0, 255)
+
+
+def _background(
+    cam: Camera, up: np.ndarray, h: float, y0: int, x0: int, th: int, tw: int, seed: int
+) -> np.ndarray:
+    """(th, tw, 3) uint8 RGB: paved ground where rays hit the plane, sky elsewhere."""
+    ys, xs = np.mgrid[y0 : y0 + th, x0 : x0 + tw].astype(np.float64)
+    rays = np.stack([(xs - cam.width / 2) / cam.f, (ys - cam.height / 2) / cam.f, np.ones_like(xs)], -1)
+    down = -(rays @ up)
+    hit = down > 1e-6
+    t = np.where(hit, h / np.maximum(down, 1e-6), 0.0)
+    pts = rays * t[..., None]
+    # Ground coordinates on the plane: two axes orthogonal to up.
+    a1 = np.cross(up, [0.0, 0.0, 1.0])
+    a1 /= np.linalg.norm(a1)
+    a2 = np.cross(up, a1)
+    u, v = pts @ a1, pts @ a2
+    slab = (
+        np.floor(u / 0.6).astype(np.int64) * 7919 + np.floor(v / 0.6).astype(np.int64) * 104729 + seed
+    ) % 97
+    base = 115 + (slab / 97.0) * 40
+    joint = (np.abs(u / 0.6 - np.round(u / 0.6)) < 0.03) | (np.abs(v / 0.6 - np.round(v / 0.6)) < 0.03)
+    grey = np.where(joint, base * 0.7, base)
+    img = np.empty((th, tw, 3))
+    img[..., 0], img[..., 1], img[..., 2] = grey * 1.02, grey, grey * 0.95
+    sky = np.array([185.0, 205.0, 230.0])
+    img[~hit] = sky
+    return img.clip(0, 255).astype(np.uint8)
+
+
+def render(scene: Scene, body: BodyModel, cfg: SynthConfig, out: Path) -> Rendered:
+    """Render the scene to the JPEG `out` tile by tile; returns per-person visibility."""
+    import pyvips
+
+    cam = scene.camera
+    n = len(scene.pose)
+    rng = np.random.default_rng(cfg.seed + 1)
+    palette = _palette(rng, n)
+    faces = body.faces
+    material = _materials(body)
+    verts = _vertices(body, scene.pose, scene.shape, scene.transl)
+    uv = cam.project(verts)  # (N, V, 2)
+    depth = verts[..., 2]
+    order = np.argsort(-depth.mean(1), kind="stable")  # far to near
+    light = np.array([0.3, -0.8, -0.5])
+    light /= np.linalg.norm(light)
+    boxes = np.concatenate([uv.min(1), uv.max(1)], axis=1)
+    area = np.zeros(n)
+    shown = np.zeros(n)
+    raw = out.with_suffix(".part.rgb")
+    margin = 8
+    tile = cfg.tile
+    with open(raw, "wb") as f:
+        for y0 in range(0, cam.height, tile):
+            th = min(tile, cam.height - y0)
+            row = np.empty((th, cam.width, 3), np.uint8)
+            for x0 in range(0, cam.width, tile):
+                tw = min(tile, cam.width - x0)
+                ty0, tx0 = y0 - margin, x0 - margin
+                th_m, tw_m = th + 2 * margin, tw + 2 * margin
+                img = _background(cam, scene.up, scene.height, ty0, tx0, th_m, tw_m, cfg.seed)
+                ids = np.full((th_m, tw_m), -1, np.int32)
+                hit = (
+                    (boxes[:, 2] >= tx0)
+                    & (boxes[:, 0] < tx0 + tw_m)
+                    & (boxes[:, 3] >= ty0)
+                    & (boxes[:, 1] < ty0 + th_m)
+                )
+                for i in order[hit[order]]:
+                    tri = verts[i][faces]
+                    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+                    front = np.einsum("fc,fc->f", normal, tri.mean(1)) < 0
+                    if not front.any():
+                        continue
+                    fi = np.flatnonzero(front)
+                    fi = fi[np.argsort(-tri[fi, :, 2].mean(1), kind="stable")]
+                    nrm = normal[fi] / np.maximum(np.linalg.norm(normal[fi], axis=1, keepdims=True), 1e-12)
+                    shade = 0.45 + 0.55 * np.clip(nrm @ -light, 0, 1)
+                    colour = palette[i, material[fi]] * shade[:, None]
+                    pts = np.round((uv[i][faces[fi]] - [tx0, ty0]) * 16).astype(np.int32)
+                    for p, c in zip(pts, colour, strict=True):
+                        cv2.fillConvexPoly(img, p, c.tolist(), lineType=cv2.LINE_8, shift=4)
+                        cv2.fillConvexPoly(ids, p, int(i), lineType=cv2.LINE_8, shift=4)
+                core = ids[margin:-margin, margin:-margin]
+                shown += np.bincount(core[core >= 0], minlength=n)[:n]
+                if cfg.blur_sigma > 0:
+                    img = cv2.GaussianBlur(img, (0, 0), cfg.blur_sigma)
+                img = img[margin:-margin, margin:-margin]
+                if cfg.noise_sigma > 0:
+                    nrng = np.random.default_rng([cfg.seed, y0, x0])
+                    img = np.clip(img + nrng.normal(0, cfg.noise_sigma, img.shape), 0, 255).astype(np.uint8)
+                row[:, x0 : x0 + tw] = img
+            f.write(row.tobytes())
+    # Each person's whole silhouette, drawn alone (pixels outside the image count as not visible).
+    for i in range(n):
+        x1, y1 = np.floor(boxes[i, :2]).astype(int) - 1
+        x2, y2 = np.ceil(boxes[i, 2:]).astype(int) + 1
+        mask = np.zeros((y2 - y1, x2 - x1), np.uint8)
+        pts = np.round((uv[i][faces] - [x1, y1]) * 16).astype(np.int32)
+        cv2.fillPoly(mask, list(pts), 1, lineType=cv2.LINE_8, shift=4)
+        area[i] = mask.sum()
+    tmp = out.with_suffix(".part.jpg")
+    pyvips.Image.rawload(str(raw), cam.width, cam.height, 3, access="sequential").copy(
+        interpretation="srgb"
+    ).jpegsave(str(tmp), Q=cfg.jpeg_quality, subsample_mode="off", strip=True)
+    os.replace(tmp, out)
+    raw.unlink()
+    return Rendered(visibility=np.clip(shown / np.maximum(area, 1), 0, 1))
+
+
+def truth(scene: Scene, body: BodyModel, rendered: Rendered, image_name: str) -> Truth:
+    """The frame's ground truth (schemas/truth.py). Keypoint v is 0 outside the image, else 2: per-joint
+    occlusion is not modelled yet (the person's visible fraction is)."""
+    cam = scene.camera
+    joints, coco = body.joints_numpy(scene.pose, scene.shape, scene.transl)
+    verts = _vertices(body, scene.pose, scene.shape, scene.transl)
+    uv = cam.project(verts)
+    kp = cam.project(coco)
+    torso = joints[:, [1, 2, 16, 17]].mean(1)
+    hvip3d = torso - (torso @ scene.up + scene.height)[:, None] * scene.up
+    hvip2d = cam.project(hvip3d)
+    size = np.array([cam.width, cam.height], float)
+    people = []
+    for i in range(len(scene.pose)):
+        lo, hi = uv[i].min(0), uv[i].max(0)
+        box = np.concatenate([np.clip(lo, 0, size), np.clip(hi, 0, size)])
+        if (box[2:] - box[:2]).min() < 1:  # entirely outside the image: not part of the truth
+            continue
+        inside = (kp[i] >= 0).all(1) & (kp[i] < size).all(1)
+        full = np.prod(hi - lo)
+        cut = 1 - np.prod(box[2:] - box[:2]) / full if full > 0 else 1.0
+        kind = "truncation" if cut > 0.3 else "severe_occlusion" if rendered.visibility[i] < 0.5 else "normal"
+        people.append(
+            PersonTruth(
+                bbox=tuple(float(v) for v in box),
+                keypoints=[
+                    [float(x / cam.width), float(y / cam.height), 2 if ok else 0]
+                    for (x, y), ok in zip(kp[i], inside, strict=True)
+                ],
+                type=kind,
+                hvip2d=tuple(float(v) for v in hvip2d[i]),
+                hvip3d=tuple(float(v) for v in hvip3d[i]),
+                torso_center=tuple(float(v) for v in torso[i]),
+                smpl=SmplParams(
+                    pose=[float(v) for v in scene.pose[i]],
+                    shape=[float(v) for v in scene.shape[i]],
+                    transl=tuple(float(v) for v in scene.transl[i]),
+                ),
+                visibility=float(rendered.visibility[i]),
+            )
+        )
+    return Truth(
+        image_shape=ImageShape(height=cam.height, width=cam.width),
+        intrinsics=[[float(v) for v in r] for r in cam.K],
+        ground_plane=tuple(float(v) for v in scene.plane),
+        body_model=BodyModelInfo(name=body.name, sha256=body.sha256),
+        frame_info={image_name: people},
+    )
+
+
+def synthesize(cfg: SynthConfig, out_dir: Path, body: BodyModel, bank: PoseBank) -> tuple[Path, Path]:
+    """Lay out, render and annotate one frame into out_dir: (<name>.jpg, truth.json)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = f"synth-seed{cfg.seed}_000000.jpg"
+    scene = layout(cfg, bank, body)
+    rendered = render(scene, body, cfg, out_dir / name)
+    path = out_dir / "truth.json"
+    write_truth(truth(scene, body, rendered, name), path)
+    return out_dir / name, path

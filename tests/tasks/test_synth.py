@@ -1,0 +1,80 @@
+"""Synthetic frames: exact geometry of the truth, determinism, and pixels that show the people."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pyvips
+
+from schemas.truth import read_truth
+from tasks.models.body import BodyModel
+from tasks.poses import load_bank
+from tasks.synth import SynthConfig, _vertices, layout, synthesize
+
+CFG = SynthConfig(people=40, width=1600, height=800, seed=7)
+
+
+@pytest.fixture(scope="module")
+def body() -> BodyModel:
+    return BodyModel.load("builtin:neutral")
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory, body: BodyModel) -> tuple[Path, Path]:
+    return synthesize(CFG, tmp_path_factory.mktemp("synth"), body, load_bank())
+
+
+def test_layout_puts_everyone_on_the_ground_apart_in_a_gigacrowd_camera(body: BodyModel) -> None:
+    scene = layout(CFG, load_bank(), body)
+    diag = math.hypot(CFG.width, CFG.height)
+    assert 1.1 <= scene.camera.f / diag <= 1.5 and 10 <= scene.height <= 20
+    assert scene.up[1] < -0.9  # up is -y in the camera frame
+    verts = _vertices(body, scene.pose, scene.shape, scene.transl)
+    signed = verts @ scene.up + scene.height  # height above the plane, metres
+    np.testing.assert_allclose(signed.min(1), 0.0, atol=1e-4)
+    assert (signed.max(1) > 1.2).all()  # standing, not lying
+    feet = verts.mean(1) - (verts.mean(1) @ scene.up + scene.height)[:, None] * scene.up
+    gaps = np.linalg.norm(feet[:, None] - feet[None], axis=-1) + np.eye(len(feet)) * 99
+    assert gaps.min() >= CFG.min_gap * 0.99
+    assert (verts[..., 2] > 5).all()
+
+
+def test_same_seed_same_bytes(made: tuple[Path, Path], tmp_path: Path, body: BodyModel) -> None:
+    again = synthesize(CFG, tmp_path, body, load_bank())
+    for a, b in zip(made, again, strict=True):
+        assert hashlib.sha256(a.read_bytes()).digest() == hashlib.sha256(b.read_bytes()).digest()
+
+
+def test_truth_matches_the_image_and_the_body_model(made: tuple[Path, Path], body: BodyModel) -> None:
+    image, truth_path = made
+    truth = read_truth(truth_path)
+    arr = truth.arrays()
+    people = truth.frame_info[image.name]
+    assert len(people) == CFG.people
+    K = arr.K
+    smpl = np.array([p.smpl.pose for p in people]), np.array([p.smpl.shape for p in people])
+    transl = np.array([p.smpl.transl for p in people])
+    joints, coco = body.joints_numpy(*smpl, transl)
+    uv = coco[..., :2] / coco[..., 2:] * K[0, 0] + K[:2, 2]
+    inside = arr.keypoint_visibility > 0
+    np.testing.assert_allclose(arr.keypoints[inside], uv[inside], atol=1e-3)
+    np.testing.assert_allclose(arr.torso, joints[:, [1, 2, 16, 17]].mean(1), atol=1e-5)
+    # hvip3d lies on the ground plane, straight below the torso centre.
+    np.testing.assert_allclose(arr.hvip3d @ arr.plane[:3] + arr.plane[3], 0.0, atol=1e-5)
+    np.testing.assert_allclose(np.cross(arr.torso - arr.hvip3d, arr.plane[:3]), 0.0, atol=1e-5)
+    # The people are in the pixels: their boxes differ from the paving around them.
+    img = pyvips.Image.new_from_file(str(image)).numpy().astype(float)
+    assert img.shape == (CFG.height, CFG.width, 3)
+    diffs = []
+    for p in people:
+        x1, y1, x2, y2 = (int(v) for v in p.bbox)
+        if p.type == "normal" and y2 - y1 > 40:
+            inner = img[y1:y2, x1:x2]
+            ring = img[max(0, y1 - 10) : y2 + 10, max(0, x2) : x2 + 10]
+            diffs.append(np.abs(inner.mean((0, 1)) - ring.mean((0, 1))).max())
+    assert len(diffs) >= 5 and np.median(diffs) > 10
+    assert all(0 <= p.visibility <= 1 for p in people) and np.mean([p.visibility for p in people]) > 0.7
