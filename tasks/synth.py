@@ -336,7 +336,7 @@ def render(scene: Scene, body: BodyModel, cfg: SynthConfig, out: Path) -> Render
     tmp = out.with_suffix(".part.jpg")
     pyvips.Image.rawload(str(raw), cam.width, cam.height, 3, access="sequential").copy(
         interpretation="srgb"
-    ).jpegsave(str(tmp), Q=cfg.jpeg_quality, subsample_mode="off", strip=True)
+    ).jpegsave(str(tmp), Q=cfg.jpeg_quality, subsample_mode="off")
     os.replace(tmp, out)
     raw.unlink()
     return Rendered(visibility=np.clip(shown / np.maximum(area, 1), 0, 1))

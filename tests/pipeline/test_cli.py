@@ -346,3 +346,28 @@ def test_evaluate_unknown_builtin_body(tmp_path: Path) -> None:
     assert r.returncode == EXIT_USAGE, r.stderr
     assert one_line(r.stderr).startswith("error: ")
     assert "builtin:nobody" in r.stderr
+
+
+def test_synth_writes_image_and_truth(tmp_path: Path) -> None:
+    from pipeline import cli as cli_module
+
+    argv = [
+        "synth",
+        "--people",
+        "12",
+        "--seed",
+        "3",
+        "--width",
+        "640",
+        "--height",
+        "320",
+        "--out",
+        str(tmp_path),
+    ]
+    assert cli_module.main(argv) == 0
+    assert (tmp_path / "synth-seed3_000000.jpg").stat().st_size > 1000
+    assert (
+        len(json.loads((tmp_path / "truth.json").read_text())["frame_info"]["synth-seed3_000000.jpg"]) == 12
+    )
+    assert cli_module.main(["synth", "--people", "0", "--out", str(tmp_path / "no")]) == EXIT_USAGE
+    assert not (tmp_path / "no").exists()
