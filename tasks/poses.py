@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import roma
+import torch
 
 from tasks.models.body import SMPL_JOINT_NAMES
 
@@ -35,22 +37,13 @@ _SWAP = [0, 2, 1, 3, 5, 4, 6, 8, 7, 9, 11, 10, 12, 14, 13, 15, 17, 16, 19, 18, 2
 
 
 def aa_to_matrix(aa: np.ndarray) -> np.ndarray:
-    """(..., 3) axis-angle radians -> (..., 3, 3) rotation matrices (Rodrigues)."""
-    theta = np.linalg.norm(aa, axis=-1, keepdims=True)
-    axis = aa / np.maximum(theta, 1e-12)
-    x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
-    zero = np.zeros_like(x)
-    k = np.stack([zero, -z, y, z, zero, -x, -y, x, zero], axis=-1).reshape(*aa.shape[:-1], 3, 3)
-    s, c = np.sin(theta)[..., None], np.cos(theta)[..., None]
-    return np.eye(3) + s * k + (1 - c) * (k @ k)
+    """(..., 3) axis-angle radians -> (..., 3, 3) rotation matrices."""
+    return roma.rotvec_to_rotmat(torch.as_tensor(np.asarray(aa), dtype=torch.float64)).numpy()
 
 
 def matrix_to_aa(r: np.ndarray) -> np.ndarray:
     """(..., 3, 3) rotation matrices -> (..., 3) axis-angle radians (robust near 0 and pi)."""
-    import roma
-    import torch
-
-    return roma.rotmat_to_rotvec(torch.as_tensor(r, dtype=torch.float64)).numpy()
+    return roma.rotmat_to_rotvec(torch.as_tensor(np.asarray(r), dtype=torch.float64)).numpy()
 
 
 def _mean_rotation(r: np.ndarray) -> np.ndarray:

@@ -170,28 +170,12 @@ def layout(cfg: SynthConfig, bank: PoseBank, body: BodyModel) -> Scene:
     poses[:, :3] = matrix_to_aa(root)
 
     ground = np.array([[-h * up + pd * fwd + px * right] for pd, px in pos])[:, 0]
-    joints, _ = body.joints_numpy(poses, shape)
-    verts = _vertices(body, poses, shape, np.zeros((n, 3)))
+    verts, joints, _ = body.numpy_forward(poses, shape)
     # Pelvis above its ground point; the lowest vertex on the plane.
     t0 = ground - joints[:, 0]
     height_above = ((verts + t0[:, None]) @ up).min(1) + h  # of the lowest vertex, metres
     transl = t0 - height_above[:, None] * up
     return Scene(cam, up, h, poses.astype(np.float32), shape.astype(np.float32), transl, np.asarray(group))
-
-
-def _vertices(body: BodyModel, pose: np.ndarray, shape: np.ndarray, transl: np.ndarray) -> np.ndarray:
-    """(N, V, 3) posed vertices, metres, in batches."""
-    import torch
-
-    out = np.zeros((len(pose), body.n_vertices, 3), np.float32)
-    with torch.no_grad():
-        for i in range(0, len(pose), 512):
-            sl = slice(i, i + 512)
-            p = torch.as_tensor(np.asarray(pose[sl], np.float32))
-            o = body(p[:, :3], p[:, 3:], torch.as_tensor(np.asarray(shape[sl], np.float32)),
-                     torch.as_tensor(np.asarray(transl[sl], np.float32)))  # fmt: skip
-            out[sl] = o.vertices.numpy()
-    return out
 
 
 @dataclass(frozen=True)
@@ -262,8 +246,9 @@ def _background(
     return img.clip(0, 255).astype(np.uint8)
 
 
-def render(scene: Scene, body: BodyModel, cfg: SynthConfig, out: Path) -> Rendered:
-    """Render the scene to the JPEG `out` tile by tile; returns per-person visibility."""
+def render(scene: Scene, body: BodyModel, verts: np.ndarray, cfg: SynthConfig, out: Path) -> Rendered:
+    """Render the scene (its posed vertices verts (N, V, 3), camera frame, metres) to the JPEG `out`
+    tile by tile; returns per-person visibility."""
     import pyvips
 
     cam = scene.camera
@@ -272,7 +257,6 @@ def render(scene: Scene, body: BodyModel, cfg: SynthConfig, out: Path) -> Render
     palette = _palette(rng, n)
     faces = body.faces
     material = _materials(body)
-    verts = _vertices(body, scene.pose, scene.shape, scene.transl)
     uv = cam.project(verts)  # (N, V, 2)
     depth = verts[..., 2]
     order = np.argsort(-depth.mean(1), kind="stable")  # far to near
@@ -342,12 +326,18 @@ def render(scene: Scene, body: BodyModel, cfg: SynthConfig, out: Path) -> Render
     return Rendered(visibility=np.clip(shown / np.maximum(area, 1), 0, 1))
 
 
-def truth(scene: Scene, body: BodyModel, rendered: Rendered, image_name: str) -> Truth:
+def truth(
+    scene: Scene,
+    body: BodyModel,
+    geometry: tuple[np.ndarray, np.ndarray, np.ndarray],
+    rendered: Rendered,
+    image_name: str,
+) -> Truth:
     """The frame's ground truth (schemas/truth.py). Keypoint v is 0 outside the image, else 2: per-joint
-    occlusion is not modelled yet (the person's visible fraction is)."""
+    occlusion is not modelled yet (the person's visible fraction is). geometry = body.numpy_forward of
+    the scene's people (vertices, joints, coco17)."""
     cam = scene.camera
-    joints, coco = body.joints_numpy(scene.pose, scene.shape, scene.transl)
-    verts = _vertices(body, scene.pose, scene.shape, scene.transl)
+    verts, joints, coco = geometry
     uv = cam.project(verts)
     kp = cam.project(coco)
     torso = joints[:, [1, 2, 16, 17]].mean(1)
@@ -397,7 +387,8 @@ def synthesize(cfg: SynthConfig, out_dir: Path, body: BodyModel, bank: PoseBank)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = f"synth-seed{cfg.seed}_000000.jpg"
     scene = layout(cfg, bank, body)
-    rendered = render(scene, body, cfg, out_dir / name)
+    geometry = body.numpy_forward(scene.pose, scene.shape, scene.transl)
+    rendered = render(scene, body, geometry[0], cfg, out_dir / name)
     path = out_dir / "truth.json"
-    write_truth(truth(scene, body, rendered, name), path)
+    write_truth(truth(scene, body, geometry, rendered, name), path)
     return out_dir / name, path

@@ -154,20 +154,29 @@ class BodyModel(torch.nn.Module):
         return BodyOutput(vertices=verts, joints=joints, coco17=coco)
 
     @torch.no_grad()
-    def joints_numpy(
-        self, pose: np.ndarray, shape: np.ndarray, transl: np.ndarray | None = None, batch: int = 1024
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """pose (N, 72) axis-angle, shape (N, 10), transl (N, 3) m -> joints (N, 24, 3), coco17 (N, 17, 3)."""
+    def numpy_forward(
+        self, pose: np.ndarray, shape: np.ndarray, transl: np.ndarray | None = None, batch: int = 512
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """pose (N, 72) axis-angle, shape (N, 10), transl (N, 3) m -> vertices (N, V, 3) float32,
+        joints (N, 24, 3) and coco17 (N, 17, 3), metres, in batches."""
         pose = np.asarray(pose, np.float32).reshape(-1, 72)
         shape = np.asarray(shape, np.float32).reshape(-1, 10)
         n = len(pose)
+        verts = np.zeros((n, self.n_vertices, 3), np.float32)
         joints, coco = np.zeros((n, 24, 3)), np.zeros((n, 17, 3))
         for i in range(0, n, batch):
             sl = slice(i, i + batch)
             t = None if transl is None else torch.as_tensor(np.asarray(transl, np.float32)[sl])
             p = torch.as_tensor(pose[sl])
             out = self(p[:, :3], p[:, 3:], torch.as_tensor(shape[sl]), t)
-            joints[sl], coco[sl] = out.joints.numpy(), out.coco17.numpy()
+            verts[sl], joints[sl], coco[sl] = out.vertices.numpy(), out.joints.numpy(), out.coco17.numpy()
+        return verts, joints, coco
+
+    def joints_numpy(
+        self, pose: np.ndarray, shape: np.ndarray, transl: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """pose (N, 72) axis-angle, shape (N, 10), transl (N, 3) m -> joints (N, 24, 3), coco17 (N, 17, 3)."""
+        _, joints, coco = self.numpy_forward(pose, shape, transl)
         return joints, coco
 
     def __repr__(self) -> str:

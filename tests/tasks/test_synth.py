@@ -13,7 +13,7 @@ import pyvips
 from schemas.truth import read_truth
 from tasks.models.body import BodyModel
 from tasks.poses import load_bank
-from tasks.synth import SynthConfig, _vertices, layout, synthesize
+from tasks.synth import SynthConfig, layout, synthesize
 
 CFG = SynthConfig(people=40, width=1600, height=800, seed=7)
 
@@ -33,7 +33,7 @@ def test_layout_puts_everyone_on_the_ground_apart_in_a_gigacrowd_camera(body: Bo
     diag = math.hypot(CFG.width, CFG.height)
     assert 1.1 <= scene.camera.f / diag <= 1.5 and 10 <= scene.height <= 20
     assert scene.up[1] < -0.9  # up is -y in the camera frame
-    verts = _vertices(body, scene.pose, scene.shape, scene.transl)
+    verts, _, _ = body.numpy_forward(scene.pose, scene.shape, scene.transl)
     signed = verts @ scene.up + scene.height  # height above the plane, metres
     np.testing.assert_allclose(signed.min(1), 0.0, atol=1e-4)
     assert (signed.max(1) > 1.2).all()  # standing, not lying
