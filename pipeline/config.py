@@ -12,14 +12,19 @@ import glob
 import hashlib
 import json
 import re
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from schemas.scene import NAME_PATTERN, Scene
+from schemas.scene import NAME_PATTERN, Scene, SyntheticConfig
+
+if TYPE_CHECKING:
+    from tasks.synth import SynthConfig
 
 
 class ConfigError(ValueError):
@@ -28,10 +33,20 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Frame:
-    """One input frame: `name` is its directory under the scene's run directory."""
+    """One input frame: `name` is its directory under the scene's run directory.
+
+    A synthetic frame also carries the settings that generate it (`path` and `truth` exist once it has
+    been generated; both are cached under input.synthetic.cache, keyed by those settings).
+    """
 
     name: str
     path: Path
+    synth: SynthConfig | None = None
+    body: str | None = None
+
+    @property
+    def truth(self) -> Path | None:
+        return self.path.parent / "truth.json" if self.synth is not None else None
 
 
 @dataclass(frozen=True)
@@ -50,19 +65,22 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The model class of a field annotated `Model` or `Model | None`, else None."""
+    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    models = [a for a in options if isinstance(a, type) and issubclass(a, BaseModel)]
+    return models[0] if len(models) == 1 else None
+
+
 def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
     """Names of the keys allowed at `loc` (the parent of an unknown key)."""
-    current: Any = model
+    current: type[BaseModel] | None = model
     for part in loc:
-        field = current.model_fields.get(part) if isinstance(part, str) else None
-        if (
-            field is None
-            or not isinstance(field.annotation, type)
-            or not issubclass(field.annotation, BaseModel)
-        ):
+        field = current.model_fields.get(part) if isinstance(part, str) and current else None
+        current = _model_of(field.annotation) if field else None
+        if current is None:
             return []
-        current = field.annotation
-    return list(current.model_fields)
+    return list(current.model_fields) if current else []
 
 
 def _key(part: int | str) -> str:
@@ -100,8 +118,7 @@ def _field_path(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
         elif current is not None:  # below a plain (non-model) field only union-branch tags remain
             path.append(part)
             field = current.model_fields.get(part)
-            ann = field.annotation if field else None
-            current = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+            current = _model_of(field.annotation) if field else None
     return tuple(path)
 
 
@@ -186,6 +203,29 @@ def resolve_frames(patterns: str | list[str], base: Path) -> tuple[Frame, ...]:
     return tuple(frames.values())
 
 
+def synthetic_frames(cfg: SyntheticConfig, base: Path, output: Path) -> tuple[Frame, ...]:
+    """The frames input.synthetic generates, each in its own cache directory.
+
+    The cache directory is keyed by every setting that changes the pixels, so editing one makes new
+    frames instead of reusing stale ones; `frames` and `cache` only choose how many and where.
+    """
+    from tasks.synth import SynthConfig
+
+    root = Path(cfg.cache).expanduser() if cfg.cache else output / "_synthetic"
+    root = root if root.is_absolute() else base / root
+    key = config_hash(cfg.model_copy(update={"frames": 1, "seed": 0, "cache": None}))
+    frames = []
+    for k in range(cfg.frames):
+        seed = cfg.seed + k
+        synth = SynthConfig(
+            people=cfg.people, width=cfg.width, height=cfg.height, seed=seed, focal_factor=cfg.focal_factor,
+            camera_height=cfg.camera_height, jpeg_quality=cfg.jpeg_quality, image_format=cfg.format,
+        )  # fmt: skip
+        path = root.resolve() / key / f"seed{seed}" / synth.image_name
+        frames.append(Frame(frame_name(path), path, synth, cfg.body))
+    return tuple(frames)
+
+
 def resolve(scene: Scene, source: Path | None, output: Path | None = None) -> ResolvedScene:
     """Resolve name, output directory and frames. `source` is the scene file (None: paths vs cwd)."""
     # Absolute, so frame paths mean the same on workers whose working directory differs from ours.
@@ -195,7 +235,13 @@ def resolve(scene: Scene, source: Path | None, output: Path | None = None) -> Re
         raise ConfigError(f"name: {name!r} (from the file name) is not a safe directory name; set name:")
     out = output if output is not None else Path(scene.output).expanduser()
     out = out if out.is_absolute() else base / out
-    return ResolvedScene(scene, name, source, out.resolve(), resolve_frames(scene.input.frames, base))
+    out = out.resolve()
+    if scene.input.synthetic is not None:
+        frames = synthetic_frames(scene.input.synthetic, base, out)
+    else:
+        assert scene.input.frames is not None  # InputConfig: exactly one of the two
+        frames = resolve_frames(scene.input.frames, base)
+    return ResolvedScene(scene, name, source, out, frames)
 
 
 def config_hash(section: BaseModel) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from distributed import as_completed
 
 from pipeline.cluster import open_client
-from pipeline.config import ResolvedScene, config_hash
+from pipeline.config import Frame, ResolvedScene, config_hash
 from pipeline.progress import stage_bar
 from pipeline.rundir import (
     MANIFEST,
@@ -27,7 +27,7 @@ from pipeline.rundir import (
     sweep_partials,
     write_json,
 )
-from pipeline.stages import ingest_unit
+from pipeline.stages import ingest_unit, synth_unit
 from schemas.scene import STAGES
 from tasks import InputError
 
@@ -94,6 +94,32 @@ def _write_scene_manifest(
     )
 
 
+def _generate(client: Any, rs: ResolvedScene, frames: list[Frame], summary: RunSummary) -> None:
+    """Generate the synthetic frames that are not cached yet, one Dask task each."""
+    with stage_bar("synth", len(frames)) as bar:
+        futures = {}
+        for f in frames:
+            assert f.synth is not None and f.body is not None
+            fut = client.submit(
+                synth_unit, str(f.path.parent), f.synth, f.body,
+                key=f"synth-{rs.name}-{f.name}-{time.monotonic_ns()}", pure=False,
+            )  # fmt: skip
+            futures[fut] = f
+        for fut in as_completed(list(futures)):
+            f = futures.pop(fut)
+            try:
+                res = fut.result()
+            except Exception as e:
+                summary.failed[f.name] = _one_line(e)
+                bar.advance(f"{f.name} FAILED")
+                log.error("synth: frame %s failed: %s", f.name, summary.failed[f.name])
+                continue
+            finally:
+                fut.release()
+            summary.done.setdefault("synth", []).append(f.name)
+            bar.advance(f"{f.name} {res['seconds']:.1f} s")
+
+
 def run_scene(rs: ResolvedScene) -> RunSummary:
     """Run every available stage of the scene; failed frames are reported, the others complete."""
     t0 = time.perf_counter()
@@ -108,9 +134,12 @@ def run_scene(rs: ResolvedScene) -> RunSummary:
     cfg = rs.scene.ingest
     h = config_hash(cfg)
     manifests = {f.name: FrameManifest(inside(scene_dir, f.name), f.name, f.path) for f in rs.frames}
+    to_make = [f for f in rs.frames if f.truth is not None and not f.truth.is_file()]
     todo = []
     for f in rs.frames:
-        if manifests[f.name].done("ingest", "frame", h):
+        if f.truth is not None and f in to_make:
+            todo.append(f)  # a synthetic frame made anew is new input, whatever its name did before
+        elif manifests[f.name].done("ingest", "frame", h):
             summary.skipped.setdefault("ingest", []).append(f.name)
         else:
             todo.append(f)
@@ -119,6 +148,9 @@ def run_scene(rs: ResolvedScene) -> RunSummary:
     if todo:
         with open_client(rs.scene.cluster) as client:
             log.info("Dask dashboard: %s", client.dashboard_link)
+            if to_make:
+                _generate(client, rs, to_make, summary)
+                todo = [f for f in todo if f.name not in summary.failed]
             with stage_bar("ingest", len(todo)) as bar:
                 futures = {}
                 for f in todo:

@@ -9,12 +9,16 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.rundir import UnitRecord, atomic_output
 from schemas.image_store import STORE_NAME
 from schemas.scene import IngestConfig
-from tasks.ingest import file_sha256, ingest_image
+from tasks.files import file_sha256
+from tasks.ingest import ingest_image
+
+if TYPE_CHECKING:
+    from tasks.synth import SynthConfig
 
 
 def ingest_unit(
@@ -52,3 +56,20 @@ def ingest_unit(
         info={"width": info.width, "height": info.height, "loader": info.loader, "converted": info.converted},
     )
     return asdict(rec)
+
+
+def synth_unit(frame_dir: str, cfg: SynthConfig, body: str) -> dict[str, Any]:
+    """Generate one synthetic frame (image + truth.json) into `frame_dir`, all or nothing."""
+    from tasks.models.body import BodyModel
+    from tasks.poses import load_bank
+    from tasks.synth import synthesize
+
+    t0 = time.perf_counter()
+    final = Path(frame_dir)
+    with atomic_output(final) as tmp:
+        image, truth = synthesize(cfg, tmp, BodyModel.load(body), load_bank())
+    return {
+        "image": str(final / image.name),
+        "truth": str(final / truth.name),
+        "seconds": time.perf_counter() - t0,
+    }

@@ -23,19 +23,57 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class InputConfig(_Section):
-    """Frames of the scene: one path, a list of paths, or glob patterns (relative to the scene file)."""
+class SyntheticConfig(_Section):
+    """Synthetic crowd frames with exact 3D truth (tasks/synth.py), generated on the first run and cached."""
 
-    frames: str | list[str] = Field(description="image path, glob pattern, or a list of them")
+    people: Annotated[int, Field(ge=10, le=5000)] = 200
+    width: Annotated[int, Field(ge=256, le=65536)] = 8192
+    height: Annotated[int, Field(ge=256, le=65536)] = 4096
+    seed: int = Field(default=0, description="frame k is generated from seed + k")
+    frames: Annotated[int, Field(ge=1, le=1000)] = 1
+    focal_factor: Annotated[float, Field(ge=0.3, le=5.0)] | None = Field(
+        default=None, description="focal / image diagonal; default: drawn from 1.1-1.5 (GigaCrowd-like)"
+    )
+    camera_height: Annotated[float, Field(gt=0, le=200)] | None = Field(
+        default=None, description="metres above the ground; default: drawn from 10-20"
+    )
+    format: Literal["jpeg", "tiff"] = Field(default="jpeg", description="tiff: tiled pyramidal TIFF")
+    jpeg_quality: Annotated[int, Field(ge=50, le=100)] = 92
+    body: str = Field(default="builtin:neutral", description="body model: builtin:neutral or an SMPL file")
+    cache: str | None = Field(
+        default=None, description="directory for the generated frames; default: <output>/_synthetic"
+    )
+
+    @model_validator(mode="after")
+    def _size(self) -> SyntheticConfig:
+        if self.width * self.height > 1_100_000_000:
+            raise ValueError(f"{self.width}x{self.height} is above 1.1 gigapixel")
+        return self
+
+
+class InputConfig(_Section):
+    """Frames of the scene: image files (a path, a list, glob patterns; relative to the scene file), or
+    synthetic frames generated from a seed. Exactly one of the two."""
+
+    frames: str | list[str] | None = Field(
+        default=None, description="image path, glob pattern, or a list of them"
+    )
+    synthetic: SyntheticConfig | None = None
 
     @field_validator("frames")
     @classmethod
-    def _non_empty(cls, v: str | list[str]) -> str | list[str]:
+    def _non_empty(cls, v: str | list[str] | None) -> str | list[str] | None:
         if isinstance(v, list) and not v:
             raise ValueError("must list at least one frame")
         if (isinstance(v, str) and not v.strip()) or (isinstance(v, list) and not all(s.strip() for s in v)):
             raise ValueError("an empty path is not a frame")
         return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> InputConfig:
+        if (self.frames is None) == (self.synthetic is None):
+            raise ValueError("give exactly one of input.frames (image files) or input.synthetic")
+        return self
 
 
 class CameraConfig(_Section):

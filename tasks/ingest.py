@@ -10,7 +10,6 @@ height.
 
 from __future__ import annotations
 
-import hashlib
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,20 +23,12 @@ from zarr.codecs import BloscCodec, ZstdCodec
 from schemas.image_store import DIMENSION_NAMES, SourceInfo, multiscales_attrs
 from schemas.scene import IngestConfig
 from tasks import InputError
+from tasks.files import file_sha256
 from tasks.pyramid import Level, downsample2x, pyramid_levels, strip_starts
 
 # Loaders that read any region without decoding everything above it.
 _RANDOM_ACCESS_LOADERS = ("tiffload",)
 _KNOWN_FORMATS = "JPEG, PNG, TIFF, WebP, HEIF"
-
-
-def file_sha256(path: Path, block: int = 8 << 20) -> str:
-    """Hex sha256 of a file, read in `block`-byte pieces (hashlib releases the GIL on large updates)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while piece := f.read(block):
-            h.update(piece)
-    return h.hexdigest()
 
 
 def _vips_message(err: pyvips.Error) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +51,13 @@ class SynthConfig:
     max_roll_deg: float = 2.0
     min_gap: float = 0.6  # metres between people's centres on the ground
     tile: int = 2048
-    jpeg_quality: int = 92
+    jpeg_quality: int = 92  # also the quality of the tiled TIFF's JPEG-compressed tiles
+    image_format: str = "jpeg"  # "jpeg" or "tiff" (tiled, pyramidal)
+
+    @property
+    def image_name(self) -> str:
+        return f"synth-seed{self.seed}_000000." + {"jpeg": "jpg", "tiff": "tif"}[self.image_format]
+
     blur_sigma: float = 0.6
     noise_sigma: float = 2.0
 
@@ -246,11 +253,46 @@ def _background(
     return img.clip(0, 255).astype(np.uint8)
 
 
-def render(scene: Scene, body: BodyModel, verts: np.ndarray, cfg: SynthConfig, out: Path) -> Rendered:
-    """Render the scene (its posed vertices verts (N, V, 3), camera frame, metres) to the JPEG `out`
-    tile by tile; returns per-person visibility."""
+FORMATS = ("jpeg", "tiff")
+_TIFF_TILE = 512
+
+
+def _encode(tiles_tiff: Path, out: Path, fmt: str, quality: int) -> None:
+    """Re-encode the renderer's uncompressed tiled TIFF as the output format, streaming through libvips.
+
+    jpeg: baseline 4:4:4 JPEG. tiff: tiled (512 px), JPEG-compressed, pyramidal TIFF, which the ingest
+    stage reads region by region without decoding the whole frame.
+    """
     import pyvips
 
+    img = pyvips.Image.new_from_file(str(tiles_tiff), access="sequential")
+    tmp = out.with_name(out.name + ".part")
+    if fmt == "jpeg":
+        img.jpegsave(str(tmp), Q=quality, subsample_mode="off")
+    else:
+        img.tiffsave(
+            str(tmp), tile=True, tile_width=_TIFF_TILE, tile_height=_TIFF_TILE, pyramid=True,
+            compression="jpeg", Q=quality,
+        )  # fmt: skip
+    os.replace(tmp, out)
+
+
+def render(
+    scene: Scene, body: BodyModel, verts: np.ndarray, cfg: SynthConfig, out: Path, fmt: str = "jpeg"
+) -> Rendered:
+    """Render the scene (its posed vertices verts (N, V, 3), camera frame, metres) into the image file
+    `out` (fmt "jpeg" or "tiff"), tile by tile; returns per-person visibility.
+
+    Pixels stream strip by strip (cfg.tile rows) into an uncompressed tiled TIFF that libvips then
+    re-encodes, so memory holds one strip, not the frame (a raw file that libvips maps would count the
+    whole frame in the process's resident memory).
+    """
+    import tifffile
+
+    if fmt not in FORMATS:
+        raise ValueError(f"image format must be one of {FORMATS}, got {fmt!r}")
+    if cfg.tile % _TIFF_TILE:
+        raise ValueError(f"tile must be a multiple of {_TIFF_TILE}, got {cfg.tile}")
     cam = scene.camera
     n = len(scene.pose)
     rng = np.random.default_rng(cfg.seed + 1)
@@ -265,50 +307,69 @@ def render(scene: Scene, body: BodyModel, verts: np.ndarray, cfg: SynthConfig, o
     boxes = np.concatenate([uv.min(1), uv.max(1)], axis=1)
     area = np.zeros(n)
     shown = np.zeros(n)
-    raw = out.with_suffix(".part.rgb")
     margin = 8
     tile = cfg.tile
-    with open(raw, "wb") as f:
+
+    def draw(y0: int, x0: int, th: int, tw: int) -> np.ndarray:
+        """(th, tw, 3) uint8 pixels at (y0, x0); counts each person's visible pixels into `shown`."""
+        ty0, tx0 = y0 - margin, x0 - margin
+        th_m, tw_m = th + 2 * margin, tw + 2 * margin
+        img = _background(cam, scene.up, scene.height, ty0, tx0, th_m, tw_m, cfg.seed)
+        ids = np.full((th_m, tw_m), -1, np.int32)
+        hit = (
+            (boxes[:, 2] >= tx0)
+            & (boxes[:, 0] < tx0 + tw_m)
+            & (boxes[:, 3] >= ty0)
+            & (boxes[:, 1] < ty0 + th_m)
+        )
+        for i in order[hit[order]]:
+            tri = verts[i][faces]
+            normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+            front = np.einsum("fc,fc->f", normal, tri.mean(1)) < 0
+            if not front.any():
+                continue
+            fi = np.flatnonzero(front)
+            fi = fi[np.argsort(-tri[fi, :, 2].mean(1), kind="stable")]
+            nrm = normal[fi] / np.maximum(np.linalg.norm(normal[fi], axis=1, keepdims=True), 1e-12)
+            shade = 0.45 + 0.55 * np.clip(nrm @ -light, 0, 1)
+            colour = palette[i, material[fi]] * shade[:, None]
+            pts = np.round((uv[i][faces[fi]] - [tx0, ty0]) * 16).astype(np.int32)
+            for p, c in zip(pts, colour, strict=True):
+                cv2.fillConvexPoly(img, p, c.tolist(), lineType=cv2.LINE_8, shift=4)
+                cv2.fillConvexPoly(ids, p, int(i), lineType=cv2.LINE_8, shift=4)
+        core = ids[margin:-margin, margin:-margin]
+        shown[:] += np.bincount(core[core >= 0], minlength=n)[:n]
+        if cfg.blur_sigma > 0:
+            img = cv2.GaussianBlur(img, (0, 0), cfg.blur_sigma)
+        img = img[margin:-margin, margin:-margin]
+        if cfg.noise_sigma > 0:
+            nrng = np.random.default_rng([cfg.seed, y0, x0])
+            img = np.clip(img + nrng.normal(0, cfg.noise_sigma, img.shape), 0, 255).astype(np.uint8)
+        return img
+
+    def tiff_tiles() -> Iterator[np.ndarray]:
+        """The frame as 512 x 512 tiles in TIFF order, rendered one strip of cfg.tile rows at a time."""
         for y0 in range(0, cam.height, tile):
             th = min(tile, cam.height - y0)
-            row = np.empty((th, cam.width, 3), np.uint8)
+            strip = np.zeros(
+                (-(-th // _TIFF_TILE) * _TIFF_TILE, -(-cam.width // _TIFF_TILE) * _TIFF_TILE, 3), np.uint8
+            )
             for x0 in range(0, cam.width, tile):
                 tw = min(tile, cam.width - x0)
-                ty0, tx0 = y0 - margin, x0 - margin
-                th_m, tw_m = th + 2 * margin, tw + 2 * margin
-                img = _background(cam, scene.up, scene.height, ty0, tx0, th_m, tw_m, cfg.seed)
-                ids = np.full((th_m, tw_m), -1, np.int32)
-                hit = (
-                    (boxes[:, 2] >= tx0)
-                    & (boxes[:, 0] < tx0 + tw_m)
-                    & (boxes[:, 3] >= ty0)
-                    & (boxes[:, 1] < ty0 + th_m)
-                )
-                for i in order[hit[order]]:
-                    tri = verts[i][faces]
-                    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-                    front = np.einsum("fc,fc->f", normal, tri.mean(1)) < 0
-                    if not front.any():
-                        continue
-                    fi = np.flatnonzero(front)
-                    fi = fi[np.argsort(-tri[fi, :, 2].mean(1), kind="stable")]
-                    nrm = normal[fi] / np.maximum(np.linalg.norm(normal[fi], axis=1, keepdims=True), 1e-12)
-                    shade = 0.45 + 0.55 * np.clip(nrm @ -light, 0, 1)
-                    colour = palette[i, material[fi]] * shade[:, None]
-                    pts = np.round((uv[i][faces[fi]] - [tx0, ty0]) * 16).astype(np.int32)
-                    for p, c in zip(pts, colour, strict=True):
-                        cv2.fillConvexPoly(img, p, c.tolist(), lineType=cv2.LINE_8, shift=4)
-                        cv2.fillConvexPoly(ids, p, int(i), lineType=cv2.LINE_8, shift=4)
-                core = ids[margin:-margin, margin:-margin]
-                shown += np.bincount(core[core >= 0], minlength=n)[:n]
-                if cfg.blur_sigma > 0:
-                    img = cv2.GaussianBlur(img, (0, 0), cfg.blur_sigma)
-                img = img[margin:-margin, margin:-margin]
-                if cfg.noise_sigma > 0:
-                    nrng = np.random.default_rng([cfg.seed, y0, x0])
-                    img = np.clip(img + nrng.normal(0, cfg.noise_sigma, img.shape), 0, 255).astype(np.uint8)
-                row[:, x0 : x0 + tw] = img
-            f.write(row.tobytes())
+                strip[:th, x0 : x0 + tw] = draw(y0, x0, th, tw)
+            for ty in range(0, th, _TIFF_TILE):
+                for tx in range(0, cam.width, _TIFF_TILE):
+                    yield strip[ty : ty + _TIFF_TILE, tx : tx + _TIFF_TILE]
+
+    raw = out.with_name(out.name + ".tiles.tif")
+    try:
+        tifffile.imwrite(
+            raw, data=tiff_tiles(), shape=(cam.height, cam.width, 3), dtype=np.uint8,
+            tile=(_TIFF_TILE, _TIFF_TILE), photometric="rgb", compression=None, bigtiff=True,
+        )  # fmt: skip
+        _encode(raw, out, fmt, cfg.jpeg_quality)
+    finally:
+        raw.unlink(missing_ok=True)
     # Each person's whole silhouette, drawn alone (pixels outside the image count as not visible).
     for i in range(n):
         x1, y1 = np.floor(boxes[i, :2]).astype(int) - 1
@@ -317,12 +378,6 @@ def render(scene: Scene, body: BodyModel, verts: np.ndarray, cfg: SynthConfig, o
         pts = np.round((uv[i][faces] - [x1, y1]) * 16).astype(np.int32)
         cv2.fillPoly(mask, list(pts), 1, lineType=cv2.LINE_8, shift=4)
         area[i] = mask.sum()
-    tmp = out.with_suffix(".part.jpg")
-    pyvips.Image.rawload(str(raw), cam.width, cam.height, 3, access="sequential").copy(
-        interpretation="srgb"
-    ).jpegsave(str(tmp), Q=cfg.jpeg_quality, subsample_mode="off")
-    os.replace(tmp, out)
-    raw.unlink()
     return Rendered(visibility=np.clip(shown / np.maximum(area, 1), 0, 1))
 
 
@@ -383,12 +438,12 @@ def truth(
 
 
 def synthesize(cfg: SynthConfig, out_dir: Path, body: BodyModel, bank: PoseBank) -> tuple[Path, Path]:
-    """Lay out, render and annotate one frame into out_dir: (<name>.jpg, truth.json)."""
+    """Lay out, render and annotate one frame into out_dir: (<name>.jpg or .tif, truth.json)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = f"synth-seed{cfg.seed}_000000.jpg"
+    name = cfg.image_name
     scene = layout(cfg, bank, body)
     geometry = body.numpy_forward(scene.pose, scene.shape, scene.transl)
-    rendered = render(scene, body, geometry[0], cfg, out_dir / name)
+    rendered = render(scene, body, geometry[0], cfg, out_dir / name, cfg.image_format)
     path = out_dir / "truth.json"
     write_truth(truth(scene, body, geometry, rendered, name), path)
     return out_dir / name, path

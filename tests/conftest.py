@@ -100,3 +100,18 @@ def reference_pyramid(level0: np.ndarray, n_levels: int) -> list[np.ndarray]:
     for _ in range(1, n_levels):
         out.append(downsample2x(out[-1]))
     return out
+
+
+COCO_PHOTO = REPO / "tests" / "data" / "real" / "coco_000000000785.jpg"
+
+
+@pytest.fixture(scope="session")
+def coco_person() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A real COCO photograph of one person (tests/data/real/README.md): (RGB (H, W, 3) uint8,
+    box (4,) x1, y1, x2, y2 px, keypoints (17, 3) x, y px, visibility) from its human annotation."""
+    import json
+
+    ann = json.loads(COCO_PHOTO.with_suffix(".json").read_text())["annotations"][0]
+    x, y, w, h = ann["bbox"]
+    rgb = pyvips.Image.new_from_file(str(COCO_PHOTO)).numpy()
+    return rgb, np.array([x, y, x + w, y + h]), np.asarray(ann["keypoints"], float).reshape(17, 3)

@@ -18,7 +18,6 @@ axis-angle numbers (global orient + 23 joints) in SMPL order; `transl` is added 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import pickle
 from collections.abc import Callable
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 
 from tasks import InputError
+from tasks.files import checked_builtin, file_sha256
 
 BUILTIN_NEUTRAL = "builtin:neutral"
 NEUTRAL_PATH = Path(__file__).parent / "weights" / "neutral_body.pkl"
@@ -62,10 +62,6 @@ class BodyOutput:
     vertices: torch.Tensor
     joints: torch.Tensor
     coco17: torch.Tensor
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _read_model_file(path: Path) -> dict[str, object]:
@@ -188,13 +184,11 @@ def _load_cached(spec: str) -> BodyModel:
     if spec.startswith("builtin:"):
         if spec != BUILTIN_NEUTRAL:
             raise InputError(f"unknown built-in body model {spec!r}; available: {BUILTIN_NEUTRAL}")
-        digest = _sha256(NEUTRAL_PATH)
-        if digest != NEUTRAL_SHA256:
-            raise InputError(f"{NEUTRAL_PATH} is damaged: sha256 {digest}, expected {NEUTRAL_SHA256}")
-        return BodyModel(_read_model_file(NEUTRAL_PATH), BUILTIN_NEUTRAL, digest).eval()
+        path = checked_builtin(NEUTRAL_PATH, NEUTRAL_SHA256)
+        return BodyModel(_read_model_file(path), BUILTIN_NEUTRAL, NEUTRAL_SHA256).eval()
     path = Path(spec).expanduser()
     data = _read_model_file(path)
-    return BodyModel(data, str(path), _sha256(path)).eval()
+    return BodyModel(data, str(path), file_sha256(path)).eval()
 
 
 def body_fn(spec: str | Path) -> Callable[..., tuple[np.ndarray, np.ndarray]]:

@@ -116,7 +116,42 @@ def test_bad_union_value_is_one_line(focal: object, shown: str, reason: str) -> 
 
 def test_missing_input() -> None:
     assert error_of({}) == f"{WHERE}: input: required key is missing"
-    assert error_of({"input": {}}) == f"{WHERE}: input.frames: required key is missing"
+    msg = error_of({"input": {}})
+    assert msg.startswith(f"{WHERE}: input: ") and "exactly one of input.frames" in msg and "\n" not in msg
+
+
+def test_frames_and_synthetic_exclude_each_other() -> None:
+    msg = error_of({"input": {"frames": "a.jpg", "synthetic": {"people": 50}}})
+    assert "exactly one of input.frames (image files) or input.synthetic" in msg
+
+
+@pytest.mark.parametrize(
+    ("synthetic", "where", "what"),
+    [
+        ({"people": 5}, "input.synthetic.people", "greater than or equal to 10"),
+        ({"width": 40000, "height": 40000}, "input.synthetic", "above 1.1 gigapixel"),
+        ({"format": "png"}, "input.synthetic.format", "'jpeg' or 'tiff'"),
+        ({"peple": 50}, "input.synthetic.peple", "did you mean 'people'?"),
+    ],
+)
+def test_synthetic_input_errors(synthetic: dict[str, Any], where: str, what: str) -> None:
+    msg = error_of({"input": {"synthetic": synthetic}})
+    assert msg.startswith(f"{WHERE}: {where}: ") and what in msg, msg
+
+
+def test_synthetic_frames_are_cached_by_the_settings_that_change_pixels(tmp_path: Path) -> None:
+    scene = parse_scene({"input": {"synthetic": {"people": 50, "seed": 4, "frames": 3}}, "output": "o"})
+    rs = resolve(scene, write_scene(tmp_path / "s.yaml", ""))
+    assert [f.name for f in rs.frames] == ["synth-seed4_000000", "synth-seed5_000000", "synth-seed6_000000"]
+    assert [f.synth.seed for f in rs.frames] == [4, 5, 6]  # type: ignore[union-attr]
+    root = tmp_path / "o" / "_synthetic"
+    assert all(f.path.parent.parent.parent == root for f in rs.frames)
+    assert rs.frames[0].truth == rs.frames[0].path.parent / "truth.json"
+    more = parse_scene({"input": {"synthetic": {"people": 50, "seed": 5, "frames": 1}}, "output": "o"})
+    # Another seed and frame count share the cache; another people count does not.
+    assert resolve(more, tmp_path / "s.yaml").frames[0].path == rs.frames[1].path
+    other = parse_scene({"input": {"synthetic": {"people": 51, "seed": 4}}, "output": "o"})
+    assert resolve(other, tmp_path / "s.yaml").frames[0].path.parent.parent != rs.frames[0].path.parent.parent
 
 
 def test_model_validator_error_names_the_section() -> None:

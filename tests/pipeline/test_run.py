@@ -148,14 +148,40 @@ def test_a_unit_killed_mid_write_leaves_nothing_partial(tmp_path: Path, photo: p
     assert again.returncode == 0 and "nothing to do" in again.stdout
 
 
-def test_demo_scene_runs_from_a_copy(tmp_path: Path) -> None:
+def test_photo_scene_runs_from_a_copy(tmp_path: Path) -> None:
     shutil.copytree(REPO / "scenes", tmp_path / "scenes")
-    cmd = [sys.executable, "-m", "pipeline", "run", str(tmp_path / "scenes" / "demo.yaml")]
+    cmd = [sys.executable, "-m", "pipeline", "run", str(tmp_path / "scenes" / "photo.yaml")]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "Dask dashboard: http" in proc.stderr
-    frame = tmp_path / "runs" / "demo" / DEMO_PHOTO.stem
+    frame = tmp_path / "runs" / "photo" / DEMO_PHOTO.stem
     shapes = [lv.shape for lv in open_levels(frame / "image.zarr")]
     assert shapes == [(600, 1116, 3), (300, 558, 3), (150, 279, 3)]
     again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "nothing to do" in again.stdout
+
+
+def test_synthetic_scene_is_generated_once_and_cached(tmp_path: Path) -> None:
+    scene = tmp_path / "synth.yaml"
+    scene.write_text(
+        "input:\n  synthetic: {people: 12, width: 640, height: 320, seed: 5, frames: 2}\n"
+        "output: out\ncluster: {n_workers: 1}\n"
+    )
+    cmd = [sys.executable, "-m", "pipeline", "run", str(scene)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    made = sorted((tmp_path / "out" / "_synthetic").glob("*/seed*/*"))
+    assert [p.name for p in made] == [
+        "synth-seed5_000000.jpg", "truth.json", "synth-seed6_000000.jpg", "truth.json"
+    ]  # fmt: skip
+    for name in ("synth-seed5_000000", "synth-seed6_000000"):
+        assert open_levels(tmp_path / "out" / "synth" / name / "image.zarr")[0].shape == (320, 640, 3)
+    stamps = [p.stat().st_mtime_ns for p in made]
+    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+    assert [p.stat().st_mtime_ns for p in made] == stamps  # cached, not regenerated
+    # A changed rendering setting makes new frames beside the old ones.
+    scene.write_text(scene.read_text().replace("people: 12", "people: 13"))
+    third = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert third.returncode == 0, third.stderr
+    assert len(list((tmp_path / "out" / "_synthetic").iterdir())) == 2

@@ -236,3 +236,19 @@ def test_models_are_frozen_and_strict() -> None:
     with pytest.raises(ValueError, match="frozen"):
         p.scale_smpl = 2.0  # type: ignore[misc]
     assert predictions_json({}) == "{}\n"
+
+
+def test_written_files_get_the_usual_mode_not_owner_only(tmp_path: Path) -> None:
+    from schemas.predict import atomic_write_text
+
+    atomic_write_text(tmp_path / "a.json", "{}")
+    mode = (tmp_path / "a.json").stat().st_mode & 0o777
+    assert mode == 0o666 & ~_current_umask()
+
+
+def _current_umask() -> int:
+    import os
+
+    m = os.umask(0)
+    os.umask(m)
+    return m

@@ -78,3 +78,19 @@ def test_truth_matches_the_image_and_the_body_model(made: tuple[Path, Path], bod
             diffs.append(np.abs(inner.mean((0, 1)) - ring.mean((0, 1))).max())
     assert len(diffs) >= 5 and np.median(diffs) > 10
     assert all(0 <= p.visibility <= 1 for p in people) and np.mean([p.visibility for p in people]) > 0.7
+
+
+def test_tiled_tiff_output_holds_the_same_frame(
+    made: tuple[Path, Path], tmp_path: Path, body: BodyModel
+) -> None:
+    from dataclasses import replace
+
+    tif, truth_path = synthesize(replace(CFG, image_format="tiff"), tmp_path, body, load_bank())
+    assert tif.suffix == ".tif" and truth_path.read_bytes() == made[1].read_bytes().replace(b".jpg", b".tif")
+    img = pyvips.Image.new_from_file(str(tif))
+    assert img.get("n-pages") >= 2  # pyramid levels
+    assert (img.width, img.height, img.bands) == (CFG.width, CFG.height, 3)
+    assert img.get("tile-width") == 512
+    # Both files are lossy encodings of one rendering.
+    jpeg = pyvips.Image.new_from_file(str(made[0])).numpy().astype(float)
+    assert np.abs(img.numpy().astype(float) - jpeg).mean() < 3.0

@@ -1,0 +1,181 @@
+"""Person detection over a gigapixel frame: a multi-scale tile plan, per-tile detection, and the merge.
+
+A frame holds people from ~20 px to ~7000 px tall; a detector sees a fixed input (416 x 416 for
+YOLOX-Nano) and finds people well only within a band of sizes. So the frame is cut into input-sized
+tiles at several pyramid levels (level k = downsampled 2^k), and level k is responsible for people
+whose height at that level lies in [person_px / 2, person_px) input pixels, i.e. full-resolution heights
+[person_px 2^(k-1), person_px 2^k). These bands tile the whole range: level 0 also takes everyone
+smaller and the top level everyone larger. Tiles of a level overlap by `margin * person_px` pixels, so
+every person that level is responsible for lies whole inside at least one tile.
+
+Merge (all in full-resolution pixels):
+1. a box touching an interior edge of its tile is "cut"; it is dropped when an uncut box of the same
+   level covers most of it (the neighbour tile saw the person whole);
+2. a box whose height is outside its level's band (with the margin) is dropped, unless no other level
+   can see it (tiny people at level 0, huge ones at the top level);
+3. NMS across tiles and levels, boxes of the level responsible for their size first, then by score.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from tasks.boxes import area, nms
+
+# images: list of (H, W, 3) uint8 RGB -> per image (K, 5) x1, y1, x2, y2, score in its own pixels.
+Detector = Callable[[list[np.ndarray]], list[np.ndarray]]
+
+# Columns of the detection array: x1, y1, x2, y2 (full-res px), score, level, tile_id, cut (0/1).
+DET_COLUMNS = ("x1", "y1", "x2", "y2", "score", "level", "tile_id", "cut")
+CUT_TOLERANCE = 2.0  # level pixels: a box this close to an interior tile edge counts as cut
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One detector input: pixels [y0, y1) x [x0, x1) of pyramid level `level` (level pixels).
+
+    `interior` says which edges (left, top, right, bottom) lie inside the level's image (a box touching
+    them may be a cut person); `band` is the full-resolution person heights this level is responsible for.
+    """
+
+    tile_id: int
+    level: int
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    interior: tuple[bool, bool, bool, bool]
+    band: tuple[float, float]
+
+
+def _starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Tile starts covering [0, length) with tiles of `tile` overlapping by at least `overlap`."""
+    if length <= tile:
+        return [0]
+    n = math.ceil((length - overlap) / (tile - overlap))
+    # Spread the tiles evenly so the overlap is at least `overlap` everywhere and the last one ends flush.
+    return [round(i * (length - tile) / (n - 1)) for i in range(n)]
+
+
+def tile_plan(
+    height: int,
+    width: int,
+    input_size: tuple[int, int] = (416, 416),
+    person_px: float = 160.0,
+    margin: float = 1.25,
+    max_person: float | None = None,
+) -> list[Tile]:
+    """Tiles over every pyramid level needed for a (height, width) frame.
+
+    input_size (h, w) detector input pixels; person_px: the tallest person (input pixels) a level is
+    responsible for, where the detector still sees people well (YOLOX-Nano at 416: up to ~200 px);
+    margin >= 1 widens the overlap to margin * person_px; max_person: tallest person to expect,
+    full-res pixels (default: frame height).
+    The top level is the first whose band reaches `max_person` or whose image fits one tile.
+    """
+    hi = float(person_px)
+    ih, iw = input_size
+    if not hi > 0 or margin < 1:
+        raise ValueError(f"need person_px > 0 and margin >= 1, got {person_px}, {margin}")
+    if margin * hi >= min(ih, iw):
+        raise ValueError(
+            f"overlap margin * person_px = {margin * hi:.0f} px must be below the input size {input_size}"
+        )
+    tallest = float(max_person if max_person is not None else height)
+    overlap = math.ceil(margin * hi)
+    tiles: list[Tile] = []
+    level = 0
+    while True:
+        lh, lw = math.ceil(height / 2**level), math.ceil(width / 2**level)
+        top = hi * 2**level >= tallest or (lh <= ih and lw <= iw)
+        band = (0.0 if level == 0 else hi * 2 ** (level - 1), math.inf if top else hi * 2**level)
+        ys, xs = _starts(lh, ih, overlap), _starts(lw, iw, overlap)
+        for y0 in ys:
+            for x0 in xs:
+                y1, x1 = min(y0 + ih, lh), min(x0 + iw, lw)
+                interior = (x0 > 0, y0 > 0, x1 < lw, y1 < lh)
+                tiles.append(Tile(len(tiles), level, x0, y0, x1, y1, interior, band))
+        if top:
+            return tiles
+        level += 1
+
+
+def cut_flags(boxes: np.ndarray, tile: Tile) -> np.ndarray:
+    """boxes (N, 4) in the tile's own pixels -> (N,) bool: touches an interior edge of the tile."""
+    w, h = tile.x1 - tile.x0, tile.y1 - tile.y0
+    left, top, right, bottom = tile.interior
+    t = CUT_TOLERANCE
+    return (
+        (left & (boxes[:, 0] <= t))
+        | (top & (boxes[:, 1] <= t))
+        | (right & (boxes[:, 2] >= w - t))
+        | (bottom & (boxes[:, 3] >= h - t))
+    )
+
+
+def detect_tiles(
+    tiles: Iterable[Tile],
+    read: Callable[[Tile], np.ndarray],
+    detector: Detector,
+    batch: int = 8,
+) -> np.ndarray:
+    """Run `detector` on every tile; (N, 8) float64 detections, columns DET_COLUMNS, full-res pixels.
+
+    read(tile) -> (h, w, 3) uint8 RGB pixels of the tile; detector(images) -> per image (K, 5) boxes
+    x1, y1, x2, y2, score in that image's pixels.
+    """
+    out: list[np.ndarray] = []
+    tiles = list(tiles)
+    for b0 in range(0, len(tiles), batch):
+        chunk = tiles[b0 : b0 + batch]
+        for tile, found in zip(chunk, detector([read(t) for t in chunk]), strict=True):
+            if len(found) == 0:
+                continue
+            s = 2.0**tile.level
+            rows = np.empty((len(found), len(DET_COLUMNS)))
+            rows[:, 0:4] = (found[:, :4] + [tile.x0, tile.y0, tile.x0, tile.y0]) * s
+            rows[:, 4] = found[:, 4]
+            rows[:, 5] = tile.level
+            rows[:, 6] = tile.tile_id
+            rows[:, 7] = cut_flags(found[:, :4], tile)
+            out.append(rows)
+    return np.concatenate(out) if out else np.zeros((0, len(DET_COLUMNS)))
+
+
+def merge(dets: np.ndarray, tiles: list[Tile], margin: float = 1.25, nms_iou: float = 0.65) -> np.ndarray:
+    """Detections from `detect_tiles` -> the kept rows, best first (see the module docstring).
+
+    dets (N, 8) columns DET_COLUMNS; margin widens each level's band by this factor on both sides.
+    """
+    if len(dets) == 0:
+        return dets
+    levels = dets[:, 5].astype(int)
+    # 1. cut boxes that an uncut box of the same level covers for the most part
+    keep = np.ones(len(dets), dtype=bool)
+    cut = dets[:, 7] > 0
+    for lev in np.unique(levels[cut]):
+        c = np.flatnonzero(cut & (levels == lev))
+        whole = np.flatnonzero(~cut & (levels == lev))
+        if len(whole) == 0:
+            continue
+        a, b = dets[c, :4], dets[whole, :4]
+        lt = np.maximum(a[:, None, :2], b[None, :, :2])
+        rb = np.minimum(a[:, None, 2:4], b[None, :, 2:4])
+        inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+        covered = (inter / np.maximum(area(a), 1e-9)[:, None]).max(axis=1) >= 0.6
+        keep[c[covered]] = False
+    # 2. size bands
+    band = {t.level: t.band for t in tiles}
+    h = dets[:, 3] - dets[:, 1]
+    lo = np.array([band[lv][0] for lv in levels])
+    hi = np.array([band[lv][1] for lv in levels])
+    in_band = (h >= lo) & (h < hi)
+    keep &= (h >= lo / margin) & (h < hi * margin)
+    idx = np.flatnonzero(keep)
+    # 3. NMS: a box of the responsible level outranks any out-of-band box, then score decides
+    rank = dets[idx, 4] + in_band[idx]
+    return dets[idx[nms(dets[idx, :4], rank, nms_iou)]]

@@ -1,0 +1,27 @@
+"""Checksums of input and weight files."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from tasks import InputError
+
+
+def file_sha256(path: Path, block: int = 8 << 20) -> str:
+    """Hex sha256 of a file, read in `block`-byte pieces (hashlib releases the GIL on large updates)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while piece := f.read(block):
+            h.update(piece)
+    return h.hexdigest()
+
+
+def checked_builtin(path: Path, sha256: str) -> Path:
+    """`path` of a weight file shipped in the package, after checking it is the file we released."""
+    if not path.is_file():
+        raise InputError(f"shipped weight file missing: {path} (reinstall the package)")
+    digest = file_sha256(path)
+    if digest != sha256:
+        raise InputError(f"{path} is damaged: sha256 {digest}, expected {sha256}")
+    return path

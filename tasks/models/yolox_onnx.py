@@ -1,0 +1,140 @@
+"""YOLOX through onnxruntime: the shipped YOLOX-Nano (COCO-80) or a user's YOLOX ONNX export.
+
+Pre- and post-processing as YOLOX does it (reference/method.md section 1): letterbox resize keeping the
+aspect ratio into the top-left corner, pad value 114, BGR, 0-255 floats with no mean/std; raw outputs per
+anchor-free grid cell at strides 8, 16, 32 decoded as centre (xy + grid) * stride and size
+exp(wh) * stride; score = objectness * class probability. The shipped file is
+`weights/yolox_nano_416x416.onnx` (Megvii YOLOX-Nano, Apache-2.0; see weights/NOTICE.md).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from tasks import InputError
+from tasks.boxes import nms
+from tasks.files import checked_builtin, file_sha256
+
+BUILTIN_NANO = "builtin:yolox-nano"
+NANO_PATH = Path(__file__).parent / "weights" / "yolox_nano_416x416.onnx"
+NANO_SHA256 = "695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14"
+STRIDES = (8, 16, 32)
+PAD_VALUE = 114
+PERSON = 0  # COCO class 0; single-class crowd models (ByteTrack) have only this one
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float]:
+    """image (H, W, 3) uint8 RGB -> ((3, h, w) float32 BGR 0-255, ratio) for a (h, w) network input.
+
+    The image is scaled by `ratio` = min(h / H, w / W) into the top-left corner; the rest is 114.
+    Boxes found in the input map back to the image by dividing by `ratio`.
+    """
+    import cv2
+
+    h, w = size
+    ratio = min(h / image.shape[0], w / image.shape[1])
+    nh, nw = round(image.shape[0] * ratio), round(image.shape[1] * ratio)
+    out = np.full((h, w, 3), PAD_VALUE, dtype=np.uint8)
+    if (nh, nw) == image.shape[:2]:
+        out[:nh, :nw] = image[..., ::-1]
+    else:
+        out[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)[..., ::-1]
+    return np.ascontiguousarray(out.transpose(2, 0, 1), dtype=np.float32), ratio
+
+
+def grid_decode(raw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """raw (A, 5 + C) network output for a (h, w) input -> (A, 5 + C) with cx, cy, w, h in input pixels.
+
+    Anchors are ordered stride by stride (8, 16, 32), each grid row-major, as YOLOX's head emits them.
+    """
+    h, w = size
+    grids, strides = [], []
+    for s in STRIDES:
+        gy, gx = np.mgrid[0 : h // s, 0 : w // s]
+        grids.append(np.stack([gx.ravel(), gy.ravel()], 1))
+        strides.append(np.full((gx.size, 1), s))
+    grid = np.concatenate(grids).astype(np.float32)
+    stride = np.concatenate(strides).astype(np.float32)
+    if len(grid) != len(raw):
+        raise InputError(
+            f"YOLOX output has {len(raw)} anchors; a {w}x{h} input at strides 8/16/32 gives {len(grid)}"
+        )
+    out = raw.astype(np.float32, copy=True)
+    out[:, :2] = (out[:, :2] + grid) * stride
+    out[:, 2:4] = np.exp(np.minimum(out[:, 2:4], 20.0)) * stride  # clamp: exp overflow on garbage output
+    return out
+
+
+def person_boxes(decoded: np.ndarray, ratio: float, score_thr: float, nms_iou: float) -> np.ndarray:
+    """decoded (A, 5 + C) -> (K, 5) person boxes x1, y1, x2, y2 (image pixels), score; after NMS."""
+    score = decoded[:, 4] * decoded[:, 5 + PERSON]
+    sel = score >= score_thr
+    d, score = decoded[sel], score[sel]
+    half = d[:, 2:4] / 2
+    boxes = np.concatenate([d[:, :2] - half, d[:, :2] + half], 1) / ratio
+    keep = nms(boxes, score, nms_iou)
+    return np.concatenate([boxes[keep], score[keep, None]], 1).astype(np.float32)
+
+
+class YoloxOnnx:
+    """One YOLOX ONNX model in an onnxruntime session. Call with RGB uint8 images, get person boxes."""
+
+    def __init__(self, path: Path, name: str, sha256: str, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        # One thread per model: Dask runs one task per core, so intra-op threads would oversubscribe.
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own untyped errors for corrupt or non-ONNX files
+            raise InputError(f"cannot load YOLOX ONNX model {path}: {str(e).splitlines()[0]}") from e
+        inp = self.session.get_inputs()[0]
+        out = self.session.get_outputs()[0]
+        if len(inp.shape) != 4 or not all(isinstance(d, int) for d in inp.shape[2:]) or len(out.shape) != 3:
+            raise InputError(f"{path} is not a YOLOX export: input {inp.shape}, output {out.shape}")
+        self.input_name = inp.name
+        self.size: tuple[int, int] = (int(inp.shape[2]), int(inp.shape[3]))
+        self.batch = inp.shape[0] if isinstance(inp.shape[0], int) else None  # None: any batch size
+        self.name, self.sha256 = name, sha256
+
+    @staticmethod
+    def load(spec: str = BUILTIN_NANO) -> YoloxOnnx:
+        """The model for `spec` ("builtin:yolox-nano" or a path to a .onnx file), once per process."""
+        return _load_cached(spec)
+
+    def raw(self, batch: np.ndarray) -> np.ndarray:
+        """batch (B, 3, h, w) float32 letterboxed -> (B, A, 5 + C) raw (undecoded) network output."""
+        if self.batch is None:
+            return self.session.run(None, {self.input_name: batch})[0]
+        return np.concatenate([self.session.run(None, {self.input_name: b[None]})[0] for b in batch])
+
+    def __call__(
+        self, images: list[np.ndarray], score_thr: float = 0.23, nms_iou: float = 0.65
+    ) -> list[np.ndarray]:
+        """images: list of (H, W, 3) uint8 RGB -> per image (K, 5) float32 x1, y1, x2, y2, score in its
+        pixels, persons only, score >= score_thr, NMS at nms_iou within the image."""
+        if not images:
+            return []
+        prepared = [letterbox(im, self.size) for im in images]
+        raw = self.raw(np.stack([p[0] for p in prepared]))
+        return [
+            person_boxes(grid_decode(r, self.size), ratio, score_thr, nms_iou)
+            for r, (_, ratio) in zip(raw, prepared, strict=True)
+        ]
+
+
+@lru_cache(maxsize=4)
+def _load_cached(spec: str) -> YoloxOnnx:
+    if spec.startswith("builtin:"):
+        if spec != BUILTIN_NANO:
+            raise InputError(f"unknown built-in detector {spec!r}; available: {BUILTIN_NANO}")
+        return YoloxOnnx(checked_builtin(NANO_PATH, NANO_SHA256), spec, NANO_SHA256)
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise InputError(f"detector model file not found: {path}")
+    return YoloxOnnx(path, str(path), file_sha256(path))
