@@ -111,7 +111,12 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         raise ConfigError("synth: --people must be 1-5000 and --width/--height at least 64")
     if args.width * args.height > 1_100_000_000:
         raise ConfigError(f"synth: {args.width}x{args.height} is above 1.1 gigapixel")
-    cfg = SynthConfig(people=args.people, width=args.width, height=args.height, seed=args.seed)
+    if not 0 <= args.max_slope_deg <= 30:
+        raise ConfigError("synth: --max-slope-deg must be 0-30")
+    cfg = SynthConfig(
+        people=args.people, width=args.width, height=args.height, seed=args.seed,
+        max_slope_deg=args.max_slope_deg, image_format=args.format,
+    )  # fmt: skip
     try:
         body = BodyModel.load(args.body)
         image, truth = synthesize(cfg, Path(args.out), body, load_bank())
@@ -244,12 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "synth",
         help="generate a synthetic crowd frame with exact 3D truth",
-        description="Lay out, render (JPEG) and annotate (truth.json) one synthetic crowd frame.",
+        description="Lay out, render (JPEG or tiled TIFF) and annotate (truth.json) one synthetic frame.",
     )
     p.add_argument("--people", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--width", type=int, default=8192)
     p.add_argument("--height", type=int, default=4096)
+    p.add_argument("--max-slope-deg", type=float, default=0.0, help="ground slope, drawn from [0, this]")
+    p.add_argument("--format", choices=["jpeg", "tiff"], default="jpeg", help="tiff: tiled, pyramidal")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--body", default="builtin:neutral", help="body model (default %(default)s)")
     p.set_defaults(func=_cmd_synth)

@@ -219,7 +219,8 @@ def synthetic_frames(cfg: SyntheticConfig, base: Path, output: Path) -> tuple[Fr
         seed = cfg.seed + k
         synth = SynthConfig(
             people=cfg.people, width=cfg.width, height=cfg.height, seed=seed, focal_factor=cfg.focal_factor,
-            camera_height=cfg.camera_height, jpeg_quality=cfg.jpeg_quality, image_format=cfg.format,
+            camera_height=cfg.camera_height, max_slope_deg=cfg.max_slope_deg, jpeg_quality=cfg.jpeg_quality,
+            image_format=cfg.format,
         )  # fmt: skip
         path = root.resolve() / key / f"seed{seed}" / synth.image_name
         frames.append(Frame(frame_name(path), path, synth, cfg.body))

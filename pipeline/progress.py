@@ -63,6 +63,7 @@ def setup_logging(verbose: bool = False) -> None:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
-    # distributed logs every worker start/stop at INFO; keep the user's log about the run.
-    for name in ("distributed", "tornado", "asyncio"):
+    # distributed logs every worker start/stop and libvips every thread pool at INFO; keep the user's
+    # log about the run.
+    for name in ("distributed", "tornado", "asyncio", "pyvips"):
         logging.getLogger(name).setLevel(logging.WARNING)

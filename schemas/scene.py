@@ -37,6 +37,9 @@ class SyntheticConfig(_Section):
     camera_height: Annotated[float, Field(gt=0, le=200)] | None = Field(
         default=None, description="metres above the ground; default: drawn from 10-20"
     )
+    max_slope_deg: Annotated[float, Field(ge=0, le=30)] = Field(
+        default=0.0, description="ground slope against gravity, drawn from [0, max]; people stay upright"
+    )
     format: Literal["jpeg", "tiff"] = Field(default="jpeg", description="tiff: tiled pyramidal TIFF")
     jpeg_quality: Annotated[int, Field(ge=50, le=100)] = 92
     body: str = Field(default="builtin:neutral", description="body model: builtin:neutral or an SMPL file")

@@ -11,6 +11,10 @@ Geometry (camera frame: x right, y down, z forward, metres; pixels for the image
   SMPL(pose, shape) + transl, camera frame), box, COCO-17 keypoints, torso centre, its projection onto
   the ground (hvip) and the visible fraction of the body.
 
+Pixel convention (as K's principal point at (W/2, H/2) implies): pixel (i, j) covers [j, j+1) x [i, i+1)
+with its centre at (j + 0.5, i + 0.5); OpenCV fills pixels by their centres at integer coordinates, so
+polygons are shifted by half a pixel before filling.
+
 Rendering is flat-shaded painter's algorithm (people far to near, each person's front faces far to near)
 with OpenCV polygon fills, one tile at a time, so memory depends on the tile size and the number of
 people, not on the image size; tiles stream into a temporary raw RGB file that libvips re-encodes as JPEG.
@@ -49,6 +53,7 @@ class SynthConfig:
     focal_factor: float | None = None  # focal / image diagonal; None draws from 1.1-1.5
     camera_height: float | None = None  # metres; None draws from 10-20
     max_roll_deg: float = 2.0
+    max_slope_deg: float = 0.0  # ground slope against gravity, drawn from [0, max]; people stay upright
     min_gap: float = 0.6  # metres between people's centres on the ground
     tile: int = 2048
     jpeg_quality: int = 92  # also the quality of the tiled TIFF's JPEG-compressed tiles
@@ -80,7 +85,9 @@ class Camera:
 @dataclass(frozen=True)
 class Scene:
     """A laid-out frame. pose (N, 72) axis-angle with the global orient in the camera frame, shape
-    (N, 10), transl (N, 3) m; up (3,) unit up in the camera frame; height m; group (N,) ids."""
+    (N, 10), transl (N, 3) m; up (3,) unit gravity up in the camera frame (people stand along it);
+    height m of the camera above the ground straight below it; group (N,) ids; normal (3,) the ground's
+    unit normal (= up on level ground, tilted from it by the slope)."""
 
     camera: Camera
     up: np.ndarray
@@ -89,11 +96,18 @@ class Scene:
     shape: np.ndarray
     transl: np.ndarray
     group: np.ndarray
+    normal: np.ndarray
 
     @property
     def plane(self) -> np.ndarray:
-        """(4,) A, B, C, D with (A, B, C) = up and A x + B y + C z + D = 0 on the ground."""
-        return np.array([*self.up, self.height])
+        """(4,) A, B, C, D with (A, B, C) = the unit normal and A x + B y + C z + D = 0 on the ground;
+        the ground passes through the point `height` metres below the camera along gravity."""
+        return np.array([*self.normal, self.height * float(self.normal @ self.up)])
+
+    def above_ground(self, x: np.ndarray) -> np.ndarray:
+        """(..., 3) camera-frame points -> (...,) signed distance above the ground along gravity, m."""
+        p = self.plane
+        return (x @ p[:3] + p[3]) / float(p[:3] @ self.up)
 
 
 def _ground_axes(pitch: float, roll: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -117,7 +131,18 @@ def layout(cfg: SynthConfig, bank: PoseBank, body: BodyModel) -> Scene:
     pitch = half_v + math.radians(rng.uniform(2.0, 5.0))
     roll = math.radians(rng.uniform(-cfg.max_roll_deg, cfg.max_roll_deg))
     up, fwd, right = _ground_axes(pitch, roll)
-    cam = Camera(f=f, width=cfg.width, height=cfg.height)
+    slope = math.radians(rng.uniform(0.0, cfg.max_slope_deg)) if cfg.max_slope_deg > 0 else 0.0
+    downhill = rng.uniform(-math.pi, math.pi)  # azimuth of the steepest descent on the ground
+    axis = -math.sin(downhill) * fwd + math.cos(downhill) * right
+    normal = math.cos(slope) * up + math.sin(slope) * np.cross(axis, up)
+    # The ground is h below the camera along gravity; a level-ground point moves along gravity onto it.
+    level = Scene(Camera(f, cfg.width, cfg.height), up, h, np.zeros((0, 72)), np.zeros((0, 10)),
+                  np.zeros((0, 3)), np.zeros(0, int), normal)  # fmt: skip
+
+    def on_ground(q: np.ndarray) -> np.ndarray:
+        return q - level.above_ground(q)[..., None] * up
+
+    cam = level.camera
     near = h / math.tan(pitch + half_v) * 1.05
     far = h / math.tan(pitch - half_v) * 0.97
 
@@ -151,7 +176,7 @@ def layout(cfg: SynthConfig, bank: PoseBank, body: BodyModel) -> Scene:
                 for j in grid.get((key[0] + dk, key[1] + dl), [])
                 if math.hypot(pos[j][0] - pd, pos[j][1] - px) < cfg.min_gap
             ]
-            foot = cam.project(-h * up + pd * fwd + px * right)
+            foot = cam.project(on_ground(-h * up + pd * fwd + px * right))
             seen = 0 <= foot[0] < cfg.width and 0.03 * cfg.height <= foot[1] < cfg.height
             if close or not seen:
                 continue
@@ -176,20 +201,24 @@ def layout(cfg: SynthConfig, bank: PoseBank, body: BodyModel) -> Scene:
     root = basis @ aa_to_matrix(poses[:, :3])
     poses[:, :3] = matrix_to_aa(root)
 
-    ground = np.array([[-h * up + pd * fwd + px * right] for pd, px in pos])[:, 0]
+    ground = on_ground(np.array([-h * up + pd * fwd + px * right for pd, px in pos]))
     verts, joints, _ = body.numpy_forward(poses, shape)
-    # Pelvis above its ground point; the lowest vertex on the plane.
+    # Pelvis above its ground point; the lowest vertex (against the ground) on the plane.
     t0 = ground - joints[:, 0]
-    height_above = ((verts + t0[:, None]) @ up).min(1) + h  # of the lowest vertex, metres
+    height_above = level.above_ground(verts + t0[:, None]).min(1)  # metres, along gravity
     transl = t0 - height_above[:, None] * up
-    return Scene(cam, up, h, poses.astype(np.float32), shape.astype(np.float32), transl, np.asarray(group))
+    return Scene(
+        cam, up, h, poses.astype(np.float32), shape.astype(np.float32), transl, np.asarray(group), normal
+    )
 
 
 @dataclass(frozen=True)
 class Rendered:
-    """Per person: visible (N,) fraction of the silhouette inside the image and unoccluded."""
+    """Per person: visibility (N,) fraction of the silhouette inside the image and unoccluded;
+    keypoint_occluded (N, 17) bool: a nearer person is drawn over the keypoint's pixel."""
 
     visibility: np.ndarray
+    keypoint_occluded: np.ndarray
 
 
 def _materials(body: BodyModel) -> np.ndarray:
@@ -225,15 +254,14 @@ def _palette(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.clip(pal, 0, 255)
 
 
-def _background(
-    cam: Camera, up: np.ndarray, h: float, y0: int, x0: int, th: int, tw: int, seed: int
-) -> np.ndarray:
-    """(th, tw, 3) uint8 RGB: paved ground where rays hit the plane, sky elsewhere."""
-    ys, xs = np.mgrid[y0 : y0 + th, x0 : x0 + tw].astype(np.float64)
+def _background(cam: Camera, plane: np.ndarray, y0: int, x0: int, th: int, tw: int, seed: int) -> np.ndarray:
+    """(th, tw, 3) uint8 RGB: paved ground where rays hit `plane` (4,) (unit normal, offset), else sky."""
+    up = plane[:3]
+    ys, xs = np.mgrid[y0 : y0 + th, x0 : x0 + tw].astype(np.float64) + 0.5  # pixel centres
     rays = np.stack([(xs - cam.width / 2) / cam.f, (ys - cam.height / 2) / cam.f, np.ones_like(xs)], -1)
     down = -(rays @ up)
     hit = down > 1e-6
-    t = np.where(hit, h / np.maximum(down, 1e-6), 0.0)
+    t = np.where(hit, plane[3] / np.maximum(down, 1e-6), 0.0)
     pts = rays * t[..., None]
     # Ground coordinates on the plane: two axes orthogonal to up.
     a1 = np.cross(up, [0.0, 0.0, 1.0])
@@ -278,10 +306,17 @@ def _encode(tiles_tiff: Path, out: Path, fmt: str, quality: int) -> None:
 
 
 def render(
-    scene: Scene, body: BodyModel, verts: np.ndarray, cfg: SynthConfig, out: Path, fmt: str = "jpeg"
+    scene: Scene,
+    body: BodyModel,
+    verts: np.ndarray,
+    keypoints: np.ndarray,
+    cfg: SynthConfig,
+    out: Path,
+    fmt: str = "jpeg",
 ) -> Rendered:
     """Render the scene (its posed vertices verts (N, V, 3), camera frame, metres) into the image file
-    `out` (fmt "jpeg" or "tiff"), tile by tile; returns per-person visibility.
+    `out` (fmt "jpeg" or "tiff"), tile by tile; returns per-person visibility, and which of the COCO
+    keypoints (N, 17, 2) pixels another person hides.
 
     Pixels stream strip by strip (cfg.tile rows) into an uncompressed tiled TIFF that libvips then
     re-encodes, so memory holds one strip, not the frame (a raw file that libvips maps would count the
@@ -307,6 +342,8 @@ def render(
     boxes = np.concatenate([uv.min(1), uv.max(1)], axis=1)
     area = np.zeros(n)
     shown = np.zeros(n)
+    owner = np.full(keypoints.shape[:2], -1, np.int64)  # who is drawn at each keypoint's pixel
+    kp_px = np.floor(keypoints).astype(np.int64)
     margin = 8
     tile = cfg.tile
 
@@ -314,7 +351,7 @@ def render(
         """(th, tw, 3) uint8 pixels at (y0, x0); counts each person's visible pixels into `shown`."""
         ty0, tx0 = y0 - margin, x0 - margin
         th_m, tw_m = th + 2 * margin, tw + 2 * margin
-        img = _background(cam, scene.up, scene.height, ty0, tx0, th_m, tw_m, cfg.seed)
+        img = _background(cam, scene.plane, ty0, tx0, th_m, tw_m, cfg.seed)
         ids = np.full((th_m, tw_m), -1, np.int32)
         hit = (
             (boxes[:, 2] >= tx0)
@@ -333,12 +370,19 @@ def render(
             nrm = normal[fi] / np.maximum(np.linalg.norm(normal[fi], axis=1, keepdims=True), 1e-12)
             shade = 0.45 + 0.55 * np.clip(nrm @ -light, 0, 1)
             colour = palette[i, material[fi]] * shade[:, None]
-            pts = np.round((uv[i][faces[fi]] - [tx0, ty0]) * 16).astype(np.int32)
+            pts = np.round((uv[i][faces[fi]] - [tx0 + 0.5, ty0 + 0.5]) * 16).astype(np.int32)
             for p, c in zip(pts, colour, strict=True):
                 cv2.fillConvexPoly(img, p, c.tolist(), lineType=cv2.LINE_8, shift=4)
                 cv2.fillConvexPoly(ids, p, int(i), lineType=cv2.LINE_8, shift=4)
         core = ids[margin:-margin, margin:-margin]
         shown[:] += np.bincount(core[core >= 0], minlength=n)[:n]
+        here = (
+            (kp_px[..., 0] >= x0)
+            & (kp_px[..., 0] < x0 + tw)
+            & (kp_px[..., 1] >= y0)
+            & (kp_px[..., 1] < y0 + th)
+        )
+        owner[here] = core[kp_px[here][:, 1] - y0, kp_px[here][:, 0] - x0]
         if cfg.blur_sigma > 0:
             img = cv2.GaussianBlur(img, (0, 0), cfg.blur_sigma)
         img = img[margin:-margin, margin:-margin]
@@ -375,10 +419,16 @@ def render(
         x1, y1 = np.floor(boxes[i, :2]).astype(int) - 1
         x2, y2 = np.ceil(boxes[i, 2:]).astype(int) + 1
         mask = np.zeros((y2 - y1, x2 - x1), np.uint8)
-        pts = np.round((uv[i][faces] - [x1, y1]) * 16).astype(np.int32)
+        pts = np.round((uv[i][faces] - [x1 + 0.5, y1 + 0.5]) * 16).astype(np.int32)
         cv2.fillPoly(mask, list(pts), 1, lineType=cv2.LINE_8, shift=4)
         area[i] = mask.sum()
-    return Rendered(visibility=np.clip(shown / np.maximum(area, 1), 0, 1))
+    # Hidden only by someone drawn later (nearer): a keypoint just outside its own tiny silhouette may
+    # show a person behind.
+    rank = np.empty(n + 1, np.int64)
+    rank[order] = np.arange(n)
+    rank[n] = -1  # owner -1 (ground) indexes this
+    occluded = rank[owner] > rank[:n, None]
+    return Rendered(visibility=np.clip(shown / np.maximum(area, 1), 0, 1), keypoint_occluded=occluded)
 
 
 def truth(
@@ -388,15 +438,16 @@ def truth(
     rendered: Rendered,
     image_name: str,
 ) -> Truth:
-    """The frame's ground truth (schemas/truth.py). Keypoint v is 0 outside the image, else 2: per-joint
-    occlusion is not modelled yet (the person's visible fraction is). geometry = body.numpy_forward of
-    the scene's people (vertices, joints, coco17)."""
+    """The frame's ground truth (schemas/truth.py). Keypoint v is 0 outside the image, 1 where a nearer
+    person is drawn over it, else 2 (a body part hiding its own keypoint still counts as visible).
+    geometry = body.numpy_forward of the scene's people (vertices, joints, coco17)."""
     cam = scene.camera
     verts, joints, coco = geometry
     uv = cam.project(verts)
     kp = cam.project(coco)
     torso = joints[:, [1, 2, 16, 17]].mean(1)
-    hvip3d = torso - (torso @ scene.up + scene.height)[:, None] * scene.up
+    p = scene.plane
+    hvip3d = torso - (torso @ p[:3] + p[3])[:, None] * p[:3]
     hvip2d = cam.project(hvip3d)
     size = np.array([cam.width, cam.height], float)
     people = []
@@ -413,8 +464,8 @@ def truth(
             PersonTruth(
                 bbox=tuple(float(v) for v in box),
                 keypoints=[
-                    [float(x / cam.width), float(y / cam.height), 2 if ok else 0]
-                    for (x, y), ok in zip(kp[i], inside, strict=True)
+                    [float(x / cam.width), float(y / cam.height), (1 if hid else 2) if ok else 0]
+                    for (x, y), ok, hid in zip(kp[i], inside, rendered.keypoint_occluded[i], strict=True)
                 ],
                 type=kind,
                 hvip2d=tuple(float(v) for v in hvip2d[i]),
@@ -443,7 +494,8 @@ def synthesize(cfg: SynthConfig, out_dir: Path, body: BodyModel, bank: PoseBank)
     name = cfg.image_name
     scene = layout(cfg, bank, body)
     geometry = body.numpy_forward(scene.pose, scene.shape, scene.transl)
-    rendered = render(scene, body, geometry[0], cfg, out_dir / name, cfg.image_format)
+    keypoints = scene.camera.project(geometry[2])
+    rendered = render(scene, body, geometry[0], keypoints, cfg, out_dir / name, cfg.image_format)
     path = out_dir / "truth.json"
     write_truth(truth(scene, body, geometry, rendered, name), path)
     return out_dir / name, path

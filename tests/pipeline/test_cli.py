@@ -371,3 +371,15 @@ def test_synth_writes_image_and_truth(tmp_path: Path) -> None:
     )
     assert cli_module.main(["synth", "--people", "0", "--out", str(tmp_path / "no")]) == EXIT_USAGE
     assert not (tmp_path / "no").exists()
+
+
+def test_synth_tiff_on_a_slope(tmp_path: Path) -> None:
+    from pipeline import cli as cli_module
+
+    argv = ["synth", "--people", "12", "--width", "640", "--height", "320", "--max-slope-deg", "10"]
+    assert cli_module.main([*argv, "--format", "tiff", "--out", str(tmp_path)]) == 0
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    assert list(truth["frame_info"]) == ["synth-seed0_000000.tif"]
+    normal = np.array(truth["ground_plane"][:3])
+    assert abs(np.linalg.norm(normal) - 1) < 1e-6
+    assert cli_module.main([*argv[:-1], "45", "--out", str(tmp_path / "no")]) == EXIT_USAGE

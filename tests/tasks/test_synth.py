@@ -94,3 +94,37 @@ def test_tiled_tiff_output_holds_the_same_frame(
     # Both files are lossy encodings of one rendering.
     jpeg = pyvips.Image.new_from_file(str(made[0])).numpy().astype(float)
     assert np.abs(img.numpy().astype(float) - jpeg).mean() < 3.0
+
+
+def test_sloped_ground_keeps_people_upright_with_feet_on_the_slope(body: BodyModel) -> None:
+    from dataclasses import replace
+
+    scene = layout(replace(CFG, max_slope_deg=8.0, seed=11), load_bank(), body)
+    slope = math.degrees(math.acos(float(scene.normal @ scene.up)))
+    assert 0.5 < slope <= 8.0
+    verts, joints, _ = body.numpy_forward(scene.pose, scene.shape, scene.transl)
+    p = scene.plane
+    signed = verts @ p[:3] + p[3]  # distance above the sloped plane, metres
+    np.testing.assert_allclose(signed.min(1), 0.0, atol=2e-5)  # float32 vertices tens of metres away
+    # Upright along gravity, not along the slope's normal: head above pelvis along `up`.
+    spine = joints[:, 15] - joints[:, 0]
+    spine /= np.linalg.norm(spine, axis=1, keepdims=True)
+    assert np.median(spine @ scene.up) > 0.97
+    # The camera is `height` above the ground straight below it, along gravity.
+    below = -scene.height * scene.up
+    assert abs(below @ p[:3] + p[3]) < 1e-9
+
+
+def test_keypoints_hidden_by_someone_nearer_are_marked_occluded(made: tuple[Path, Path]) -> None:
+    arr = read_truth(made[1]).arrays()
+    v = arr.keypoint_visibility
+    hidden = np.argwhere(v == 1)
+    assert len(hidden) >= 3, "this frame has overlapping people; some keypoints must be hidden"
+    assert (v == 2).sum() > 10 * len(hidden)
+    for i, k in hidden:
+        x, y = arr.keypoints[i, k]
+        b = arr.bbox + np.array([-1, -1, 1, 1])  # fills reach up to a pixel past the exact outline
+        covers = (b[:, 0] <= x) & (x <= b[:, 2]) & (b[:, 1] <= y) & (y <= b[:, 3])
+        nearer = arr.torso[:, 2] < arr.torso[i, 2]
+        covers[i] = False
+        assert (covers & nearer).any(), f"person {i} keypoint {k} is marked hidden, nobody nearer covers it"
