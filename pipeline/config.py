@@ -206,14 +206,16 @@ def resolve_frames(patterns: str | list[str], base: Path) -> tuple[Frame, ...]:
 def synthetic_frames(cfg: SyntheticConfig, base: Path, output: Path) -> tuple[Frame, ...]:
     """The frames input.synthetic generates, each in its own cache directory.
 
-    The cache directory is keyed by every setting that changes the pixels, so editing one makes new
-    frames instead of reusing stale ones; `frames` and `cache` only choose how many and where.
+    The cache directory is keyed by the renderer's version and every setting that changes the pixels,
+    so editing one makes new frames instead of reusing stale ones; `frames` and `cache` only choose how
+    many and where.
     """
-    from tasks.synth import SynthConfig
+    from tasks.synth import RENDER_VERSION, SynthConfig
 
     root = Path(cfg.cache).expanduser() if cfg.cache else output / "_synthetic"
     root = root if root.is_absolute() else base / root
-    key = config_hash(cfg.model_copy(update={"frames": 1, "seed": 0, "cache": None}))
+    settings = config_hash(cfg.model_copy(update={"frames": 1, "seed": 0, "cache": None}))
+    key = f"v{RENDER_VERSION}-{settings}"
     frames = []
     for k in range(cfg.frames):
         seed = cfg.seed + k

@@ -7,8 +7,10 @@ not grow with the number of frames.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,17 @@ from pipeline.rundir import (
     sweep_partials,
     write_json,
 )
-from pipeline.stages import ingest_unit, synth_unit
+from pipeline.stages import (
+    DETECTIONS_FILE,
+    detect_batch_unit,
+    detect_merge_unit,
+    detect_plan_unit,
+    ingest_unit,
+    pose_batch_unit,
+    pose_write_unit,
+    synth_unit,
+)
+from schemas.image_store import STORE_NAME
 from schemas.scene import STAGES
 from tasks import InputError
 
@@ -35,8 +47,6 @@ log = logging.getLogger("pipeline")
 
 # Stages whose implementation has not landed yet: the run says so and does nothing in their place.
 NOT_AVAILABLE = {
-    "detect": "issue #4 (YOLOX over tiles)",
-    "pose2d": "issue #4 (top-down 2D pose)",
     "regress": "issue #5 (CLIFF regression)",
     "crowd": "issue #6 (crowd finetune)",
     "write": "issue #7 (Parquet output)",
@@ -120,6 +130,131 @@ def _generate(client: Any, rs: ResolvedScene, frames: list[Frame], summary: RunS
             bar.advance(f"{f.name} {res['seconds']:.1f} s")
 
 
+def _chain_hash(*hashes: str) -> str:
+    """A stage's resume key: its own settings and those of every stage before it."""
+    return hashlib.sha256("/".join(hashes).encode()).hexdigest()[:16]
+
+
+def _source(manifest: FrameManifest) -> dict[str, Any]:
+    """The frame's input identity as its ingest recorded it (later stages key on the same input)."""
+    rec = manifest.units["ingest/frame"]
+    return {k: rec[k] for k in ("input_sha256", "input_bytes", "input_mtime_ns")}
+
+
+def _collect(
+    futures: dict[Any, Frame], stage: str, bar: Any, summary: RunSummary
+) -> Iterator[tuple[Frame, Any]]:
+    """Yield (frame, result) as a stage's per-frame futures finish; failures go to the summary."""
+    for fut in as_completed(list(futures)):
+        f = futures.pop(fut)
+        try:
+            res = fut.result()
+        except Exception as e:
+            summary.failed[f.name] = f"{stage}: {_one_line(e)}"
+            bar.advance(f"{f.name} FAILED")
+            log.error("%s: frame %s failed: %s", stage, f.name, _one_line(e))
+            continue
+        finally:
+            fut.release()
+        yield f, res
+
+
+def _ingest(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[str, FrameManifest],
+            h: str, summary: RunSummary) -> set[str]:  # fmt: skip
+    """Ingest frames; returns those whose store was (re)built (a file whose bytes did not change keeps
+    its store, and the later stages' records follow it to the file's new timestamp)."""
+    cfg = rs.scene.ingest
+    rebuilt = set()
+    with stage_bar("ingest", len(todo)) as bar:
+        futures = {}
+        for f in todo:
+            prev_sha = manifests[f.name].previous_sha256("ingest", "frame", h)
+            fut = client.submit(
+                ingest_unit, str(f.path), str(manifests[f.name].dir), f.name, cfg, h, prev_sha,
+                key=f"ingest-{rs.name}-{f.name}-{time.monotonic_ns()}", pure=False,
+            )  # fmt: skip
+            futures[fut] = f
+        for f, res in _collect(futures, "ingest", bar, summary):
+            rec = UnitRecord(**res)
+            manifests[f.name].record(rec)
+            summary.done.setdefault("ingest", []).append(f.name)
+            if rec.info.get("reused"):
+                manifests[f.name].follow_source(rec)
+            else:
+                rebuilt.add(f.name)
+            what = "unchanged (same sha256)" if rec.info.get("reused") else f"{rec.seconds:.1f} s"
+            bar.advance(f"{f.name} {what}")
+    return rebuilt
+
+
+def _detect(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[str, FrameManifest],
+            h: str, summary: RunSummary) -> set[str]:  # fmt: skip
+    """Per frame: plan the tiles, detect in batches of tiles, merge into detections.parquet."""
+    cfg = rs.scene.detect
+    made = set()
+    with stage_bar("detect", len(todo)) as bar:
+        plans = {}
+        for f in todo:
+            store = str(manifests[f.name].dir / STORE_NAME)
+            plans[client.submit(detect_plan_unit, store, cfg, key=f"plan-{f.name}-{time.monotonic_ns()}")] = f
+        merges = {}
+        for f, tiles in _collect(plans, "detect", bar, summary):
+            m = manifests[f.name]
+            store = str(m.dir / STORE_NAME)
+            n = cfg.tiles_per_task
+            batches = [
+                client.submit(detect_batch_unit, store, tiles[i : i + n], cfg, pure=False)
+                for i in range(0, len(tiles), n)
+            ]
+            merges[client.submit(detect_merge_unit, str(m.dir), f.name, tiles, cfg, h, _source(m), *batches,
+                                 pure=False)] = f  # fmt: skip
+        for f, res in _collect(merges, "detect", bar, summary):
+            rec = UnitRecord(**res)
+            if rec.info["people"] == 0:
+                # Not recorded as done: a rerun looks again (e.g. with a lower score_threshold).
+                summary.failed[f.name] = (
+                    f"detect: no people found in {rec.info['tiles']} tiles "
+                    f"(score_threshold {cfg.score_threshold}, model {cfg.model})"
+                )
+                bar.advance(f"{f.name} NO PEOPLE")
+                log.error("detect: frame %s: %s", f.name, summary.failed[f.name].removeprefix("detect: "))
+                continue
+            manifests[f.name].record(rec)
+            summary.done.setdefault("detect", []).append(f.name)
+            made.add(f.name)
+            bar.advance(f"{f.name} {rec.info['people']} people, {rec.info['tiles']} tiles")
+    return made
+
+
+def _pose2d(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[str, FrameManifest],
+            h: str, summary: RunSummary) -> set[str]:  # fmt: skip
+    """Per frame: keypoints for every detection in batches of boxes, then keypoints.parquet."""
+    from schemas.tables import DETECTIONS, detections_array, read_table
+
+    cfg = rs.scene.pose2d
+    with stage_bar("pose2d", len(todo)) as bar:
+        writes = {}
+        for f in todo:
+            m = manifests[f.name]
+            store = str(m.dir / STORE_NAME)
+            table = read_table(m.dir / DETECTIONS_FILE, DETECTIONS)
+            boxes = detections_array(table)[:, :4]
+            n = cfg.boxes_per_task
+            batches = [
+                client.submit(pose_batch_unit, store, boxes[i : i + n], cfg, pure=False)
+                for i in range(0, len(boxes), n)
+            ]
+            det_ids = table.column("det_id").to_numpy()
+            writes[client.submit(pose_write_unit, str(m.dir), f.name, det_ids, cfg, h, _source(m), *batches,
+                                 pure=False)] = f  # fmt: skip
+        for f, res in _collect(writes, "pose2d", bar, summary):
+            rec = UnitRecord(**res)
+            manifests[f.name].record(rec)
+            summary.done.setdefault("pose2d", []).append(f.name)
+            bar.advance(f"{f.name} {rec.info['people']} people")
+    return {f.name for f in todo if f.name in summary.done["pose2d"]}
+
+
 def run_scene(rs: ResolvedScene) -> RunSummary:
     """Run every available stage of the scene; failed frames are reported, the others complete."""
     t0 = time.perf_counter()
@@ -131,57 +266,51 @@ def run_scene(rs: ResolvedScene) -> RunSummary:
     summary = RunSummary(rs.name, scene_dir)
     _write_scene_manifest(rs, scene_dir, None, started)
 
-    cfg = rs.scene.ingest
-    h = config_hash(cfg)
+    sc = rs.scene
+    h_ingest = config_hash(sc.ingest)
+    h_detect = _chain_hash(h_ingest, config_hash(sc.detect))
+    h_pose = _chain_hash(h_detect, config_hash(sc.pose2d))
     manifests = {f.name: FrameManifest(inside(scene_dir, f.name), f.name, f.path) for f in rs.frames}
     to_make = [f for f in rs.frames if f.truth is not None and not f.truth.is_file()]
-    todo = []
-    for f in rs.frames:
-        if f.truth is not None and f in to_make:
-            todo.append(f)  # a synthetic frame made anew is new input, whatever its name did before
-        elif manifests[f.name].done("ingest", "frame", h):
-            summary.skipped.setdefault("ingest", []).append(f.name)
-        else:
-            todo.append(f)
-    if summary.skipped.get("ingest"):
-        log.info("ingest: %d frame(s) already done, skipped", len(summary.skipped["ingest"]))
-    if todo:
-        with open_client(rs.scene.cluster) as client:
+
+    def pending(stage: str, h: str, enabled: bool, redo: set[str]) -> tuple[list[Frame], list[str]]:
+        """(frames whose `stage` must run, frames it may skip): a frame runs unless it failed, or its
+        stage completed with these settings on this unchanged input and no earlier stage redid it."""
+        if not enabled:
+            return [], []
+        todo, skip = [], []
+        for f in rs.frames:
+            if f.name in summary.failed:
+                continue
+            if f.name not in redo and f not in to_make and manifests[f.name].done(stage, "frame", h):
+                skip.append(f.name)
+            else:
+                todo.append(f)
+        return todo, skip
+
+    stages = [
+        ("ingest", h_ingest, True, _ingest),
+        ("detect", h_detect, sc.detect.enabled, _detect),
+        ("pose2d", h_pose, sc.detect.enabled and sc.pose2d.enabled, _pose2d),
+    ]
+    upfront = {name: pending(name, h, on, set()) for name, h, on, _ in stages}
+    if not any(todo for todo, _ in upfront.values()):
+        for name, (_, skip) in upfront.items():
+            if skip:
+                summary.skipped[name] = skip
+    else:
+        with open_client(sc.cluster) as client:
             log.info("Dask dashboard: %s", client.dashboard_link)
             if to_make:
                 _generate(client, rs, to_make, summary)
-                todo = [f for f in todo if f.name not in summary.failed]
-            with stage_bar("ingest", len(todo)) as bar:
-                futures = {}
-                for f in todo:
-                    prev_sha = manifests[f.name].previous_sha256("ingest", "frame", h)
-                    fut = client.submit(
-                        ingest_unit,
-                        str(f.path),
-                        str(manifests[f.name].dir),
-                        f.name,
-                        cfg,
-                        h,
-                        prev_sha,
-                        key=f"ingest-{rs.name}-{f.name}-{time.monotonic_ns()}",
-                        pure=False,
-                    )
-                    futures[fut] = f
-                for fut in as_completed(list(futures)):
-                    f = futures.pop(fut)
-                    try:
-                        rec = UnitRecord(**fut.result())
-                    except Exception as e:
-                        summary.failed[f.name] = _one_line(e)
-                        bar.advance(f"{f.name} FAILED")
-                        log.error("ingest: frame %s failed: %s", f.name, summary.failed[f.name])
-                        continue
-                    finally:
-                        fut.release()
-                    manifests[f.name].record(rec)
-                    summary.done.setdefault("ingest", []).append(f.name)
-                    what = "unchanged (same sha256)" if rec.info.get("reused") else f"{rec.seconds:.1f} s"
-                    bar.advance(f"{f.name} {what}")
+            redo: set[str] = set()  # frames an earlier stage gave new outputs: new input for this one
+            for name, h, on, fn in stages:
+                # Judged now, not up front: the earlier stage may have re-read a frame.
+                todo, skip = pending(name, h, on, redo)
+                if skip:
+                    summary.skipped[name] = skip
+                    log.info("%s: %d frame(s) already done, skipped", name, len(skip))
+                redo = fn(client, rs, todo, manifests, h, summary) if todo else set()
     for stage in STAGES:
         if stage in NOT_AVAILABLE and getattr(rs.scene, stage).enabled:
             summary.not_available.append(stage)

@@ -177,6 +177,14 @@ class FrameManifest:
         rec = self.units.get(f"{stage}/{unit}")
         return rec.get("input_sha256") if rec and rec.get("config_hash") == config_hash else None
 
+    def follow_source(self, ingest: UnitRecord) -> None:
+        """The source was re-read and its bytes are unchanged (same sha256): later stages' records,
+        made from the same bytes, move to the file's new size/timestamp so they stay complete."""
+        for key, rec in self.units.items():
+            if key != "ingest/frame" and rec.get("input_sha256") == ingest.input_sha256:
+                rec["input_bytes"], rec["input_mtime_ns"] = ingest.input_bytes, ingest.input_mtime_ns
+        self.record(ingest)
+
     def record(self, rec: UnitRecord) -> None:
         self.units[f"{rec.stage}/{rec.unit}"] = asdict(rec)
         write_json(

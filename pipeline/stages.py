@@ -11,14 +11,21 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from pipeline.rundir import UnitRecord, atomic_output
 from schemas.image_store import STORE_NAME
-from schemas.scene import IngestConfig
+from schemas.scene import DetectConfig, IngestConfig, Pose2dConfig
 from tasks.files import file_sha256
-from tasks.ingest import ingest_image
+from tasks.ingest import ingest_image, open_levels
 
 if TYPE_CHECKING:
+    from tasks.detect import Tile
     from tasks.synth import SynthConfig
+
+DETECTIONS_FILE = "detections.parquet"
+KEYPOINTS_FILE = "keypoints.parquet"
+OVERLAY_FILE = "overlay.png"
 
 
 def ingest_unit(
@@ -73,3 +80,97 @@ def synth_unit(frame_dir: str, cfg: SynthConfig, body: str) -> dict[str, Any]:
         "truth": str(final / truth.name),
         "seconds": time.perf_counter() - t0,
     }
+
+
+def detect_plan_unit(store: str, cfg: DetectConfig) -> list[Tile]:
+    """The frame's tile plan for the configured detector's input size."""
+    from tasks.detect import tile_plan
+    from tasks.models.yolox_onnx import YoloxOnnx
+
+    h, w = open_levels(Path(store))[0].shape[:2]
+    size = YoloxOnnx.load(cfg.model).size
+    return tile_plan(h, w, size, person_px=cfg.person_px, margin=cfg.margin, max_person=cfg.max_person)
+
+
+def detect_batch_unit(store: str, tiles: list[Tile], cfg: DetectConfig) -> np.ndarray:
+    """Detections (N, 8) (tasks.detect.DET_COLUMNS) on a batch of tiles of one frame's pyramid."""
+    from tasks.detect import detect_tiles, read_tile
+    from tasks.models.yolox_onnx import YoloxOnnx
+
+    levels = open_levels(Path(store))
+    model = YoloxOnnx.load(cfg.model)
+
+    def detector(images: list[np.ndarray]) -> list[np.ndarray]:
+        return model(images, score_thr=cfg.score_threshold, nms_iou=cfg.nms_iou)
+
+    return detect_tiles(tiles, lambda t: read_tile(levels, t), detector)
+
+
+def detect_merge_unit(
+    frame_dir: str, frame: str, tiles: list[Tile], cfg: DetectConfig, chain_hash: str, source: dict[str, Any],
+    *batches: np.ndarray,
+) -> dict[str, Any]:  # fmt: skip
+    """Merge a frame's batch detections across tiles and levels; write `detections.parquet`."""
+    from schemas.tables import detections_table, write_parquet
+    from tasks.detect import DET_COLUMNS, merge
+
+    t0 = time.perf_counter()
+    raw = np.concatenate(batches) if batches else np.zeros((0, len(DET_COLUMNS)))
+    kept = merge(raw, tiles, margin=cfg.margin, nms_iou=cfg.nms_iou)
+    write_parquet(detections_table(frame, kept), Path(frame_dir) / DETECTIONS_FILE)
+    rec = UnitRecord(
+        stage="detect", unit="frame", config_hash=chain_hash, outputs=[DETECTIONS_FILE],
+        seconds=time.perf_counter() - t0, info={"tiles": len(tiles), "raw": len(raw), "people": len(kept)},
+        **source,
+    )  # fmt: skip
+    return asdict(rec)
+
+
+def pose_batch_unit(store: str, boxes: np.ndarray, cfg: Pose2dConfig) -> np.ndarray:
+    """Keypoints (N, 17, 3) x, y full-res pixels, confidence for boxes (N, 4) of one frame."""
+    from tasks.models.movenet import MoveNet
+    from tasks.pose2d import crop_from_levels, to_image
+
+    levels = open_levels(Path(store))
+    model = MoveNet.load(cfg.model)
+    out = np.zeros((len(boxes), 17, 3), np.float32)
+    for i, box in enumerate(boxes):
+        c, a, _ = crop_from_levels(levels, box, model.size, cfg.crop_scale)  # crops stay uint8
+        out[i] = to_image(model(c[None])[0], a)
+    return out
+
+
+def pose_write_unit(
+    frame_dir: str, frame: str, det_ids: np.ndarray, cfg: Pose2dConfig, chain_hash: str,
+    source: dict[str, Any], *batches: np.ndarray,
+) -> dict[str, Any]:  # fmt: skip
+    """Write `keypoints.parquet` (and `overlay.png`) for a frame from its pose batches."""
+    from schemas.tables import DETECTIONS, detections_array, keypoints_table, read_table, write_parquet
+
+    t0 = time.perf_counter()
+    kp = np.concatenate(batches) if batches else np.zeros((0, 17, 3), np.float32)
+    fdir = Path(frame_dir)
+    write_parquet(keypoints_table(frame, det_ids, kp), fdir / KEYPOINTS_FILE)
+    outputs = [KEYPOINTS_FILE]
+    if cfg.overlay:
+        boxes = detections_array(read_table(fdir / DETECTIONS_FILE, DETECTIONS))
+        write_overlay(fdir, boxes, kp)
+        outputs.append(OVERLAY_FILE)
+    rec = UnitRecord(
+        stage="pose2d", unit="frame", config_hash=chain_hash, outputs=outputs,
+        seconds=time.perf_counter() - t0, info={"people": len(kp)}, **source,
+    )  # fmt: skip
+    return asdict(rec)
+
+
+def write_overlay(frame_dir: Path, boxes: np.ndarray, keypoints: np.ndarray | None) -> None:
+    """`overlay.png`: boxes and skeletons on the finest pyramid level at most 4096 px on a side."""
+    import pyvips
+
+    from tasks.draw import overlay, thumbnail_level
+
+    levels = open_levels(frame_dir / STORE_NAME)
+    k = thumbnail_level([lv.shape for lv in levels])
+    picture = overlay(np.asarray(levels[k][:]), 0.5**k, boxes, keypoints)
+    with atomic_output(frame_dir / OVERLAY_FILE) as tmp:
+        pyvips.Image.new_from_array(picture, interpretation="srgb").pngsave(str(tmp), compression=3)

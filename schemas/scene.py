@@ -165,12 +165,43 @@ class _PendingStage(_Section):
     enabled: bool = True
 
 
-class DetectConfig(_PendingStage):
-    pass
+class DetectConfig(_Section):
+    """Person detection over a multi-scale tile plan of the pyramid (tasks/detect.py)."""
+
+    enabled: bool = True
+    backend: Literal["yolox-onnx"] = "yolox-onnx"
+    model: str = Field(default="builtin:yolox-nano", description="builtin:yolox-nano or a YOLOX .onnx file")
+    score_threshold: Annotated[float, Field(ge=0, le=1)] = 0.23
+    nms_iou: Annotated[float, Field(gt=0, le=1)] = 0.65
+    person_px: Annotated[float, Field(ge=16)] = Field(
+        default=160.0,
+        description="tallest person (detector input pixels) a pyramid level is responsible for; "
+        "level k sees full-res heights [person_px 2^(k-1), person_px 2^k)",
+    )
+    margin: Annotated[float, Field(ge=1, le=2)] = Field(
+        default=1.25, description="tiles overlap by margin * person_px; level bands widen by it in the merge"
+    )
+    max_person: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description="tallest person to expect, full-res pixels (default: frame height)"
+    )
+    tiles_per_task: Annotated[int, Field(ge=1, le=4096)] = 64
 
 
-class Pose2dConfig(_PendingStage):
-    pass
+class Pose2dConfig(_Section):
+    """Top-down COCO-17 pose on crops around each detection (tasks/pose2d.py)."""
+
+    enabled: bool = True
+    backend: Literal["movenet"] = "movenet"
+    model: str = Field(
+        default="builtin:movenet-lightning", description="builtin:movenet-lightning or a .tflite"
+    )
+    crop_scale: Annotated[float, Field(ge=1, le=3)] = Field(
+        default=1.25, description="square crop side = crop_scale * the box's longer side"
+    )
+    boxes_per_task: Annotated[int, Field(ge=1, le=100000)] = 256
+    overlay: bool = Field(
+        default=True, description="draw boxes and keypoints on a frame thumbnail (overlay.png)"
+    )
 
 
 class RegressConfig(_PendingStage):

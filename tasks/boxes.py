@@ -21,6 +21,14 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
+def coverage(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a (N, 4), b (M, 4) -> (N, M) fraction of each a box's area that lies inside each b box."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:4], b[None, :, 2:4])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    return inter / np.maximum(area(a), 1e-12)[:, None]
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     """Greedy NMS: indices of the kept boxes, best score first.
 

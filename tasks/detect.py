@@ -13,7 +13,10 @@ Merge (all in full-resolution pixels):
    level covers most of it (the neighbour tile saw the person whole);
 2. a box whose height is outside its level's band (with the margin) is dropped, unless no other level
    can see it (tiny people at level 0, huge ones at the top level);
-3. NMS across tiles and levels, boxes of the level responsible for their size first, then by score.
+3. NMS across tiles and levels, boxes of the level responsible for their size first, then by score;
+4. a box lying mostly inside one twice as tall from a coarser level is dropped: finer levels see
+   heads, torsos and legs of people found whole at a coarser level (a small person wholly inside a
+   near person's box is lost with them; in crowds they are rare next to the part boxes).
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from tasks.boxes import area, nms
+from tasks.boxes import coverage, nms
 
 # images: list of (H, W, 3) uint8 RGB -> per image (K, 5) x1, y1, x2, y2, score in its own pixels.
 Detector = Callable[[list[np.ndarray]], list[np.ndarray]]
@@ -104,6 +108,22 @@ def tile_plan(
         level += 1
 
 
+def read_tile(levels: list[Any], tile: Tile) -> np.ndarray:
+    """A tile's (h, w, 3) uint8 pixels from a stored pyramid (level k downsampled 2^k; arrays indexable
+    [y0:y1, x0:x1], e.g. Zarr). Levels coarser than the pyramid stores are made from its coarsest level
+    with the same 2x2 means the ingest uses, so the pixels equal those of a deeper pyramid."""
+    from tasks.pyramid import downsample2x
+
+    top = len(levels) - 1
+    if tile.level <= top:
+        return np.asarray(levels[tile.level][tile.y0 : tile.y1, tile.x0 : tile.x1])
+    f = 2 ** (tile.level - top)
+    region = np.asarray(levels[top][tile.y0 * f : tile.y1 * f, tile.x0 * f : tile.x1 * f])
+    for _ in range(tile.level - top):
+        region = downsample2x(region)
+    return region[: tile.y1 - tile.y0, : tile.x1 - tile.x0]
+
+
 def cut_flags(boxes: np.ndarray, tile: Tile) -> np.ndarray:
     """boxes (N, 4) in the tile's own pixels -> (N,) bool: touches an interior edge of the tile."""
     w, h = tile.x1 - tile.x0, tile.y1 - tile.y0
@@ -146,10 +166,20 @@ def detect_tiles(
     return np.concatenate(out) if out else np.zeros((0, len(DET_COLUMNS)))
 
 
-def merge(dets: np.ndarray, tiles: list[Tile], margin: float = 1.25, nms_iou: float = 0.65) -> np.ndarray:
+def merge(
+    dets: np.ndarray,
+    tiles: list[Tile],
+    margin: float = 1.25,
+    nms_iou: float = 0.65,
+    part_cover: float = 0.8,
+    part_ratio: float = 2.0,
+) -> np.ndarray:
     """Detections from `detect_tiles` -> the kept rows, best first (see the module docstring).
 
-    dets (N, 8) columns DET_COLUMNS; margin widens each level's band by this factor on both sides.
+    dets (N, 8) columns DET_COLUMNS; margin widens each level's band by this factor on both sides;
+    a box with at least `part_cover` of its area inside a box `part_ratio` times taller found at a
+    coarser level is dropped as a body part (part_ratio 0 keeps them). Measured on a synthetic
+    16384x8192 frame of 400 people: precision 0.53 -> 0.72 for recall 0.885 -> 0.878.
     """
     if len(dets) == 0:
         return dets
@@ -162,11 +192,7 @@ def merge(dets: np.ndarray, tiles: list[Tile], margin: float = 1.25, nms_iou: fl
         whole = np.flatnonzero(~cut & (levels == lev))
         if len(whole) == 0:
             continue
-        a, b = dets[c, :4], dets[whole, :4]
-        lt = np.maximum(a[:, None, :2], b[None, :, :2])
-        rb = np.minimum(a[:, None, 2:4], b[None, :, 2:4])
-        inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-        covered = (inter / np.maximum(area(a), 1e-9)[:, None]).max(axis=1) >= 0.6
+        covered = coverage(dets[c, :4], dets[whole, :4]).max(axis=1) >= 0.6
         keep[c[covered]] = False
     # 2. size bands
     band = {t.level: t.band for t in tiles}
@@ -178,4 +204,13 @@ def merge(dets: np.ndarray, tiles: list[Tile], margin: float = 1.25, nms_iou: fl
     idx = np.flatnonzero(keep)
     # 3. NMS: a box of the responsible level outranks any out-of-band box, then score decides
     rank = dets[idx, 4] + in_band[idx]
-    return dets[idx[nms(dets[idx, :4], rank, nms_iou)]]
+    kept = dets[idx[nms(dets[idx, :4], rank, nms_iou)]]
+    # 4. body parts: a box lying mostly inside a much taller box is a head, torso or legs that a finer
+    # level's tile saw of a person found whole at a coarser level
+    if part_ratio > 0 and len(kept) > 1:
+        hk, lk = kept[:, 3] - kept[:, 1], kept[:, 5]
+        inside = coverage(kept[:, :4], kept[:, :4]) >= part_cover
+        taller = hk[None, :] >= part_ratio * hk[:, None]
+        finer = lk[:, None] < lk[None, :]
+        kept = kept[~(inside & taller & finer).any(axis=1)]
+    return kept

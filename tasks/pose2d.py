@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -30,15 +30,59 @@ def crop_affine(box: np.ndarray, size: int, scale: float = 1.25) -> np.ndarray:
     return np.array([[s, 0.0, size / 2 - s * cx], [0.0, s, size / 2 - s * cy]])
 
 
-def crop(image: np.ndarray, box: np.ndarray, size: int, scale: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
-    """image (H, W, 3) uint8 -> (crop (size, size, 3) uint8, affine (2, 3) image -> crop).
+def _warp(src: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
+    """Sample a size x size crop from `src` (h, w, 3) uint8 through `affine` (2, 3), which maps
+    continuous src coordinates (pixel u covers [u, u+1)) to continuous crop coordinates.
 
-    Outside the image is black. Downscaling uses area averaging (no aliasing on large people).
+    OpenCV puts pixel centres at integer coordinates, so the map is shifted by half a pixel on both
+    sides. Outside `src` is black; downscaling uses area averaging (no aliasing on large people).
+    """
+    s = affine[0, 0]
+    m = affine.copy()
+    m[:, 2] += 0.5 * s - 0.5
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    return cv2.warpAffine(src, m, (size, size), flags=interp, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def crop(image: np.ndarray, box: np.ndarray, size: int, scale: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
+    """image (H, W, 3) uint8 full resolution -> (crop (size, size, 3) uint8, affine (2, 3) image -> crop)."""
+    a = crop_affine(box, size, scale)
+    return _warp(image, a, size), a
+
+
+def crop_level(box: np.ndarray, size: int, scale: float, n_levels: int) -> int:
+    """The coarsest pyramid level at which the crop around `box` still has at least `size` pixels a
+    side (so nothing is lost against reading level 0, and far less is read for large people)."""
+    side = scale * max(box[2] - box[0], box[3] - box[1], 1.0)
+    return int(np.clip(np.floor(np.log2(max(side / size, 1.0))), 0, n_levels - 1))
+
+
+def crop_from_levels(
+    levels: list[Any], box: np.ndarray, size: int, scale: float = 1.25
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Crop around `box` (full-res pixels) from a pyramid (level k downsampled 2^k; arrays indexable
+    [y0:y1, x0:x1], e.g. Zarr), reading only the region needed from the level `crop_level` picks.
+
+    Returns (crop (size, size, 3) uint8, affine (2, 3) full-res -> crop, level read).
     """
     a = crop_affine(box, size, scale)
-    interp = cv2.INTER_AREA if a[0, 0] < 1 else cv2.INTER_LINEAR
-    out = cv2.warpAffine(image, a, (size, size), flags=interp, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return out, a
+    k = crop_level(box, size, scale, len(levels))
+    f = 2.0**k
+    lv = levels[k]
+    half = size / a[0, 0] / 2  # half the crop's side, full-res pixels
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    x0 = int(np.clip(np.floor((cx - half) / f) - 1, 0, lv.shape[1]))
+    x1 = int(np.clip(np.ceil((cx + half) / f) + 1, 0, lv.shape[1]))
+    y0 = int(np.clip(np.floor((cy - half) / f) - 1, 0, lv.shape[0]))
+    y1 = int(np.clip(np.ceil((cy + half) / f) + 1, 0, lv.shape[0]))
+    if x1 <= x0 or y1 <= y0:  # the box lies outside the frame
+        return np.zeros((size, size, 3), np.uint8), a, k
+    region = np.ascontiguousarray(lv[y0:y1, x0:x1])
+    # Region pixel u is full-res [(u + x0) f, (u + x0 + 1) f): compose with the full-res -> crop map.
+    m = np.array(
+        [[a[0, 0] * f, 0.0, a[0, 2] + a[0, 0] * f * x0], [0.0, a[1, 1] * f, a[1, 2] + a[1, 1] * f * y0]]
+    )
+    return _warp(region, m, size), a, k
 
 
 def to_image(kp: np.ndarray, affine: np.ndarray) -> np.ndarray:

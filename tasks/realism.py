@@ -14,10 +14,9 @@ import numpy as np
 
 from schemas.truth import Truth
 from tasks.boxes import greedy_recall_match
-from tasks.detect import Detector, detect_tiles, merge, tile_plan
+from tasks.detect import Detector, detect_tiles, merge, read_tile, tile_plan
 from tasks.evaluate import oks_matrix
 from tasks.pose2d import PoseModel, crop, to_image
-from tasks.pyramid import downsample2x
 
 
 @dataclass(frozen=True)
@@ -63,16 +62,10 @@ def measure(
     """Score `detector` (YoloxOnnx-like) and `pose` (MoveNet-like) on a rendered frame and its truth.
 
     image (H, W, 3) uint8 RGB, the whole frame in memory (realism checks use frames of a few hundred MP
-    at most); the pyramid is built here with the ingest stage's exact 2x downsampling.
+    at most); coarser levels are made tile by tile with the ingest stage's exact 2x downsampling.
     """
     tiles = tile_plan(image.shape[0], image.shape[1])
-    levels = [image]
-    while len(levels) <= tiles[-1].level:
-        levels.append(downsample2x(levels[-1]))
-    dets = merge(
-        detect_tiles(tiles, lambda t: levels[t.level][t.y0 : t.y1, t.x0 : t.x1], detector),
-        tiles,
-    )
+    dets = merge(detect_tiles(tiles, lambda t: read_tile([image], t), detector), tiles)
     a = truth.arrays()
     people = next(iter(truth.frame_info.values()))
     vis = np.array([p.visibility for p in people])

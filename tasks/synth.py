@@ -44,6 +44,10 @@ _SKIN = np.array([[224, 172, 135], [198, 134, 96], [141, 85, 54], [255, 219, 180
 _HAIR = np.array([[30, 22, 18], [70, 45, 25], [120, 90, 50], [180, 160, 120], [15, 15, 15]], float)
 
 
+# Bumped whenever the same settings would give other pixels or truth, so cached frames are remade.
+RENDER_VERSION = 2
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     people: int = 200

@@ -54,7 +54,8 @@ def test_run_writes_pyramids_and_manifests_then_resumes(
     scene = _scene(tmp_path, ["a.jpg", "*.png"])
     summary = _run(scene)
     assert summary.ok and sorted(summary.done["ingest"]) == ["a", "b"]
-    assert summary.not_available == ["detect", "pose2d", "regress", "crowd", "write"]
+    assert sorted(summary.done["detect"]) == ["a", "b"] and sorted(summary.done["pose2d"]) == ["a", "b"]
+    assert summary.not_available == ["regress", "crowd", "write"]
     levels = open_levels(tmp_path / "out" / "t" / "a" / "image.zarr")
     assert levels[0].shape == (597, 1001, 3)
     np.testing.assert_array_equal(levels[0][:], pyvips.Image.new_from_file(str(two_frames[0])).numpy())
@@ -75,17 +76,27 @@ def test_run_writes_pyramids_and_manifests_then_resumes(
     monkeypatch.setattr(run_module, "open_client", no_cluster)
     again = _run(scene)
     assert again.done == {} and sorted(again.skipped["ingest"]) == ["a", "b"]
+    assert sorted(again.skipped["pose2d"]) == ["a", "b"]
     monkeypatch.undo()
 
-    # Touching a file (same bytes) re-hashes it and keeps the store; new settings rebuild it.
+    # Touching a file (same bytes) re-hashes it and keeps the store and what was made from it.
     os.utime(two_frames[0], ns=(time.time_ns(), time.time_ns() + 10**9))
     store_mtime = (tmp_path / "out" / "t" / "a" / "image.zarr" / "zarr.json").stat().st_mtime_ns
     touched = _run(scene)
-    assert touched.done["ingest"] == ["a"]
+    assert touched.done == {"ingest": ["a"]} and touched.skipped["detect"] == ["a", "b"]
     assert (tmp_path / "out" / "t" / "a" / "image.zarr" / "zarr.json").stat().st_mtime_ns == store_mtime
+    # New ingest settings rebuild the stores, and every later stage reruns on them.
     _scene(tmp_path, ["a.jpg", "*.png"], **{"ingest": {"chunk": 256, "min_side": 100}})
     rebuilt = _run(scene)
-    assert sorted(rebuilt.done["ingest"]) == ["a", "b"]
+    assert sorted(rebuilt.done["ingest"]) == ["a", "b"] and sorted(rebuilt.done["pose2d"]) == ["a", "b"]
+    # New pose settings rerun pose2d only.
+    _scene(
+        tmp_path,
+        ["a.jpg", "*.png"],
+        **{"ingest": {"chunk": 256, "min_side": 100}, "pose2d": {"crop_scale": 1.3}},
+    )
+    posed = _run(scene)
+    assert list(posed.done) == ["pose2d"] and sorted(posed.skipped["detect"]) == ["a", "b"]
     assert open_levels(tmp_path / "out" / "t" / "a" / "image.zarr")[0].chunks == (256, 256, 3)
 
 
@@ -107,7 +118,7 @@ def test_a_corrupt_frame_fails_alone(tmp_path: Path, two_frames: list[Path]) -> 
     )
     assert proc.returncode == 1
     assert "FAILED frame c:" in proc.stderr and "Traceback" not in proc.stderr
-    assert "1 already complete" in proc.stdout  # a was not redone
+    assert "3 already complete" in proc.stdout  # a was not redone (ingest, detect, pose2d)
 
 
 def test_a_unit_killed_mid_write_leaves_nothing_partial(tmp_path: Path, photo: pyvips.Image) -> None:
@@ -157,6 +168,26 @@ def test_photo_scene_runs_from_a_copy(tmp_path: Path) -> None:
     frame = tmp_path / "runs" / "photo" / DEMO_PHOTO.stem
     shapes = [lv.shape for lv in open_levels(frame / "image.zarr")]
     assert shapes == [(600, 1116, 3), (300, 558, 3), (150, 279, 3)]
+    from schemas.tables import DETECTIONS, KEYPOINTS, detections_array, keypoints_array, read_table
+
+    boxes = detections_array(read_table(frame / "detections.parquet", DETECTIONS))
+    kp = keypoints_array(read_table(frame / "keypoints.parquet", KEYPOINTS))
+    # The photograph's pedestrian on the left (torso near (230, 320)) is found and posed: his head
+    # keypoints lie above his hips, and inside his box.
+    hit = np.flatnonzero(
+        (boxes[:, 0] < 230) & (boxes[:, 2] > 230) & (boxes[:, 1] < 320) & (boxes[:, 3] > 320)
+    )
+    assert len(boxes) >= 5 and len(kp) == len(boxes) and len(hit) >= 1
+    p = kp[hit[0]]
+    assert p[0, 1] < p[11, 1] and p[0, 1] < p[12, 1] and (p[:, 2] > 0.3).sum() >= 12
+    b = boxes[hit[0]]
+    assert (
+        (p[:, 0] > b[0] - 10) & (p[:, 0] < b[2] + 10) & (p[:, 1] > b[1] - 10) & (p[:, 1] < b[3] + 10)
+    ).all()
+    picture = pyvips.Image.new_from_file(str(frame / "overlay.png")).numpy()
+    assert picture.shape == (600, 1116, 3)
+    changed = np.abs(picture.astype(int) - open_levels(frame / "image.zarr")[0][:].astype(int)).max(2) > 40
+    assert 0.005 < changed.mean() < 0.2  # boxes and skeletons drawn, the photograph still there
     again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "nothing to do" in again.stdout
 

@@ -105,3 +105,28 @@ def test_merge_keeps_a_cut_box_nobody_saw_whole() -> None:
     dets = np.array([_row([380, 100, 416, 220], 0.9, 0, 0, True)])
     assert len(merge(dets, tiles)) == 1
     assert len(merge(np.zeros((0, 8)), tiles)) == 0
+
+
+def test_tiles_above_the_stored_pyramid_equal_a_deeper_pyramid() -> None:
+    from tasks.detect import read_tile
+    from tasks.pyramid import downsample2x
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (1001, 1503, 3), dtype=np.uint8)  # odd sizes: replicated edges
+    deep = [image]
+    for _ in range(4):
+        deep.append(downsample2x(deep[-1]))
+    stored = deep[:2]  # the ingest stopped at level 1
+    for t in tile_plan(1001, 1503, input_size=(96, 96), person_px=40, max_person=1001):
+        np.testing.assert_array_equal(read_tile(stored, t), deep[t.level][t.y0 : t.y1, t.x0 : t.x1])
+
+
+def test_merge_drops_body_parts_seen_at_a_finer_level() -> None:
+    tiles = [_tile(0, 0, 0, 0, 416, 416, (0, 160)), _tile(1, 1, 0, 0, 416, 416, (160, math.inf))]
+    whole = _row([100, 100, 180, 400], 0.8, 1, 1, False)  # 300 px: level 1's band
+    head = _row([120, 100, 160, 150], 0.9, 0, 0, False)  # inside, 6x shorter, finer level
+    legs = _row([110, 260, 170, 400], 0.7, 0, 0, False)
+    neighbour = _row([185, 120, 215, 190], 0.6, 0, 0, False)  # a small person beside it: kept
+    kept = merge(np.array([whole, head, legs, neighbour]), tiles)
+    assert {tuple(r[:4]) for r in kept} == {(100, 100, 180, 400), (185, 120, 215, 190)}
+    assert len(merge(np.array([whole, head, legs]), tiles, part_ratio=0)) == 3

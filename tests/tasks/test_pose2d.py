@@ -38,3 +38,33 @@ def test_outside_the_image_is_black() -> None:
     c, _ = crop(image, np.array([-50.0, 0.0, 10.0, 100.0]), 64)
     # The crop spans x in [-82.5, 42.5): its left eighth lies left of the image, x = 35 inside it.
     assert c[:, :8].max() == 0 and c[32, 60].min() == 200
+
+
+def test_large_people_are_cropped_from_a_coarser_level_with_the_same_pixels() -> None:
+    from tasks.pose2d import crop_from_levels, crop_level
+    from tasks.pyramid import downsample2x
+
+    rng = np.random.default_rng(1)
+    # Smooth content, so every level holds the same picture at its own resolution.
+    small = rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    import cv2
+
+    image = cv2.resize(small, (1200, 800), interpolation=cv2.INTER_CUBIC)
+    levels = [image]
+    for _ in range(3):
+        levels.append(downsample2x(levels[-1]))
+    box = np.array([300.0, 50.0, 700.0, 780.0])  # 730 px tall: a 912 px crop side
+    assert crop_level(box, 192, 1.25, len(levels)) == 2  # 912 / 4 = 228 >= 192 > 912 / 8
+    assert crop_level(np.array([0, 0, 50, 100.0]), 192, 1.25, len(levels)) == 0
+    c_levels, a, k = crop_from_levels(levels, box, 192)
+    c_full, a_full = crop(image, box, 192)
+    assert k == 2
+    np.testing.assert_array_equal(a, a_full)
+    diff = np.abs(c_levels.astype(float) - c_full.astype(float))
+    assert diff.mean() < 2.0 and np.percentile(diff, 99) < 12
+    # A box partly outside the frame: the outside is black in both.
+    edge = np.array([-100.0, 100.0, 200.0, 500.0])
+    c1, _, _ = crop_from_levels(levels, edge, 192)
+    c2, _ = crop(image, edge, 192)
+    assert c1[:, :20].max() == 0 and c2[:, :20].max() == 0
+    assert np.abs(c1.astype(float) - c2.astype(float)).mean() < 2.0
