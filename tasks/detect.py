@@ -214,3 +214,12 @@ def merge(
         finer = lk[:, None] < lk[None, :]
         kept = kept[~(inside & taller & finer).any(axis=1)]
     return kept
+
+
+def detect_image(
+    image: np.ndarray, detector: Detector, input_size: tuple[int, int] = (416, 416)
+) -> np.ndarray:
+    """The whole detect stage on one in-memory frame (H, W, 3) uint8 RGB: default tile plan, per-tile
+    detection, merge. Returns kept rows (N, 8), columns DET_COLUMNS, best first."""
+    tiles = tile_plan(image.shape[0], image.shape[1], input_size)
+    return merge(detect_tiles(tiles, lambda t: read_tile([image], t), detector), tiles)

@@ -14,7 +14,7 @@ import numpy as np
 
 from schemas.truth import Truth
 from tasks.boxes import greedy_recall_match
-from tasks.detect import Detector, detect_tiles, merge, read_tile, tile_plan
+from tasks.detect import Detector, detect_image
 from tasks.evaluate import oks_matrix
 from tasks.pose2d import PoseModel, crop, to_image
 
@@ -64,8 +64,7 @@ def measure(
     image (H, W, 3) uint8 RGB, the whole frame in memory (realism checks use frames of a few hundred MP
     at most); coarser levels are made tile by tile with the ingest stage's exact 2x downsampling.
     """
-    tiles = tile_plan(image.shape[0], image.shape[1])
-    dets = merge(detect_tiles(tiles, lambda t: read_tile([image], t), detector), tiles)
+    dets = detect_image(image, detector)
     a = truth.arrays()
     people = next(iter(truth.frame_info.values()))
     vis = np.array([p.visibility for p in people])

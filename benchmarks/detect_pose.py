@@ -1,0 +1,152 @@
+"""Detection and 2D pose measured on real annotated photographs and on a synthetic frame.
+
+    python benchmarks/detect_pose.py --real ../shared/data/real      # COCO / OCHuman / CrowdPose fixtures
+    python benchmarks/detect_pose.py --real ../shared/data/real --synthetic 8192x4096
+
+Real data (COCO-format json + images under DIR/coco_keypoints/*; DIR/publicdomain/*.jpg):
+- detection recall (IoU >= 0.5) against every annotated person box, and precision (matched / kept
+  detections; fixtures need not annotate every person, so it is a lower bound), through the detect
+  stage's own tile plan and merge;
+- MoveNet mean OKS (box area, annotated joints) with the ground-truth boxes and with the matched
+  detected boxes, COCO-17 sets only (coco, ochuman);
+- people found in each public-domain crowd photograph (no annotations there).
+Synthetic (`--synthetic WxH`): recall by person-height band with the multi-scale tile plan, against the
+whole frame resized to the detector input once (what a plain detector call does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+BANDS = [(0, 50), (50, 100), (100, 200), (200, 400), (400, 10**9)]
+
+
+def _rgb(path: Path) -> np.ndarray:
+    return cv2.imread(str(path))[..., ::-1].copy()
+
+
+def real(root: Path) -> dict[str, object]:
+    from tasks.boxes import greedy_recall_match
+    from tasks.detect import detect_image
+    from tasks.models.movenet import MoveNet
+    from tasks.models.yolox_onnx import YoloxOnnx
+    from tasks.realism import pose_oks
+
+    detector, pose = YoloxOnnx.load(), MoveNet.load()
+    out: dict[str, object] = {}
+    for js in sorted((root / "coco_keypoints").glob("*/*.json")):
+        d = json.loads(js.read_text())
+        coco17 = len(d["categories"][0].get("keypoints", [])) == 17
+        n_gt = n_det = n_hit = 0
+        oks_gt: list[float] = []
+        oks_det: list[float] = []
+        for img in d["images"]:
+            image = _rgb(js.parent / img["file_name"])
+            anns = [a for a in d["annotations"] if a["image_id"] == img["id"] and not a.get("iscrowd", 0)]
+            gt = np.array(
+                [
+                    [a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                    for a in anns
+                ]
+            )
+            dets = detect_image(image, detector)
+            m = greedy_recall_match(dets[:, :4], gt)
+            n_gt, n_det, n_hit = n_gt + len(gt), n_det + len(dets), n_hit + int((m >= 0).sum())
+            if not coco17:
+                continue
+            for a, box, j in zip(anns, gt, m, strict=True):
+                if a.get("num_keypoints", 0) < 5:
+                    continue
+                kp = np.asarray(a["keypoints"], float).reshape(17, 3)
+                oks_gt.append(pose_oks(image, box[None], kp[None, :, :2], kp[None, :, 2], pose)[0])
+                if j >= 0:
+                    oks_det.append(
+                        pose_oks(image, dets[j, None, :4], kp[None, :, :2], kp[None, :, 2], pose)[0]
+                    )
+        out[js.parent.name] = {
+            "images": len(d["images"]), "people": n_gt, "detections": n_det,
+            "recall": n_hit / max(n_gt, 1), "precision": n_hit / max(n_det, 1),
+            "oks_gt_boxes": float(np.mean(oks_gt)) if oks_gt else None, "posed_gt": len(oks_gt),
+            "oks_detected_boxes": float(np.mean(oks_det)) if oks_det else None, "posed_det": len(oks_det),
+        }  # fmt: skip
+    found = {
+        p.name: len(detect_image(_rgb(p), detector)) for p in sorted((root / "publicdomain").glob("*.jpg"))
+    }
+    out["publicdomain_people_found"] = found
+    return out
+
+
+def synthetic(size: str, people: int, seed: int) -> dict[str, object]:
+    from schemas.truth import read_truth
+    from tasks.boxes import greedy_recall_match
+    from tasks.detect import detect_image
+    from tasks.models.body import BUILTIN_NEUTRAL, BodyModel
+    from tasks.models.yolox_onnx import YoloxOnnx
+    from tasks.poses import load_bank
+    from tasks.synth import SynthConfig, synthesize
+
+    w, h = (int(v) for v in size.lower().split("x"))
+    detector = YoloxOnnx.load()
+    with tempfile.TemporaryDirectory() as wd:
+        cfg = SynthConfig(people=people, width=w, height=h, seed=seed)
+        image_path, truth_path = synthesize(cfg, Path(wd), BodyModel.load(BUILTIN_NEUTRAL), load_bank())
+        image, a = _rgb(image_path), read_truth(truth_path).arrays()
+    t = time.perf_counter()
+    tiled = detect_image(image, detector)
+    t_tiled = time.perf_counter() - t
+    t = time.perf_counter()
+    whole = detector([image])[0]  # letterboxed to 416 once
+    t_whole = time.perf_counter() - t
+    heights = a.bbox[:, 3] - a.bbox[:, 1]
+    rows = []
+    for name, dets in (("multi-scale tiles", tiled), ("whole frame at 416", whole)):
+        m = greedy_recall_match(dets[:, :4], a.bbox)
+        bands = {}
+        for lo, hi in BANDS:
+            sel = (heights >= lo) & (heights < hi)
+            key = f"{lo}-{hi if hi < 10**9 else 'inf'}"
+            bands[key] = (int(sel.sum()), float(np.mean(m[sel] >= 0)) if sel.any() else None)
+        rows.append({"method": name, "detections": len(dets), "recall": float(np.mean(m >= 0)),
+                     "precision": float((m >= 0).sum() / max(len(dets), 1)), "bands": bands})  # fmt: skip
+    return {"size": size, "people": people, "seed": seed, "seconds_tiled": t_tiled, "seconds_whole": t_whole,
+            "rows": rows}  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--real", type=Path, help="folder with coco_keypoints/ and publicdomain/")
+    ap.add_argument("--synthetic", default=None, help="WxH of a synthetic frame to score, e.g. 8192x4096")
+    ap.add_argument("--people", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=2)
+    args = ap.parse_args()
+    res: dict[str, object] = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if args.real:
+        res["real"] = r = real(args.real)
+        for name, v in r.items():
+            print(f"{name}: {v}")
+    if args.synthetic:
+        res["synthetic"] = s = synthetic(args.synthetic, args.people, args.seed)
+        for row in s["rows"]:  # type: ignore[index]
+            bands = ", ".join(
+                f"{k} px: {n} @ {r:.2f}" if r is not None else f"{k} px: 0"
+                for k, (n, r) in row["bands"].items()
+            )
+            print(f"{row['method']}: recall {row['recall']:.3f}, precision {row['precision']:.3f} ({bands})")
+        print(f"time: tiled {s['seconds_tiled']:.1f} s, whole frame {s['seconds_whole']:.2f} s")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "detect_pose.json").write_text(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
