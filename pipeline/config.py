@@ -239,6 +239,14 @@ def resolve(scene: Scene, source: Path | None, output: Path | None = None) -> Re
     out = output if output is not None else Path(scene.output).expanduser()
     out = out if out.is_absolute() else base / out
     out = out.resolve()
+    det = scene.detect
+    if det.file is not None:  # files named in the scene are relative to it, like its frames
+        paths = {
+            k: str(base / Path(v).expanduser())
+            for k, v in (("file", det.file), ("file_images", det.file_images))
+            if v
+        }
+        scene = scene.model_copy(update={"detect": det.model_copy(update=paths)})
     if scene.input.synthetic is not None:
         frames = synthetic_frames(scene.input.synthetic, base, out)
     else:

@@ -32,10 +32,12 @@ from pipeline.rundir import (
 from pipeline.stages import (
     DETECTIONS_FILE,
     detect_batch_unit,
+    detect_file_unit,
     detect_merge_unit,
     detect_plan_unit,
     ingest_unit,
     pose_batch_unit,
+    pose_file_unit,
     pose_write_unit,
     synth_unit,
 )
@@ -193,11 +195,17 @@ def _detect(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[s
     cfg = rs.scene.detect
     made = set()
     with stage_bar("detect", len(todo)) as bar:
+        merges = {}
+        if cfg.backend == "file":
+            for f in todo:
+                m = manifests[f.name]
+                fut = client.submit(detect_file_unit, str(m.dir), f.name, cfg, h, _source(m), pure=False)
+                merges[fut] = f
+            todo = []
         plans = {}
         for f in todo:
             store = str(manifests[f.name].dir / STORE_NAME)
             plans[client.submit(detect_plan_unit, store, cfg, key=f"plan-{f.name}-{time.monotonic_ns()}")] = f
-        merges = {}
         for f, tiles in _collect(plans, "detect", bar, summary):
             m = manifests[f.name]
             store = str(m.dir / STORE_NAME)
@@ -240,10 +248,13 @@ def _pose2d(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[s
             table = read_table(m.dir / DETECTIONS_FILE, DETECTIONS)
             boxes = detections_array(table)[:, :4]
             n = cfg.boxes_per_task
-            batches = [
-                client.submit(pose_batch_unit, store, boxes[i : i + n], cfg, pure=False)
-                for i in range(0, len(boxes), n)
-            ]
+            if cfg.backend == "file":
+                batches = [client.submit(pose_file_unit, f.name, rs.scene.detect, pure=False)]
+            else:
+                batches = [
+                    client.submit(pose_batch_unit, store, boxes[i : i + n], cfg, pure=False)
+                    for i in range(0, len(boxes), n)
+                ]
             det_ids = table.column("det_id").to_numpy()
             writes[client.submit(pose_write_unit, str(m.dir), f.name, det_ids, cfg, h, _source(m), *batches,
                                  pure=False)] = f  # fmt: skip

@@ -126,6 +126,48 @@ def detect_merge_unit(
     return asdict(rec)
 
 
+def _imported(cfg: DetectConfig, frame: str) -> Any:
+    from tasks import InputError
+    from tasks.imports import read_boxes_cached
+
+    assert cfg.file is not None
+    found = read_boxes_cached(
+        Path(cfg.file), cfg.file_format, Path(cfg.file_images) if cfg.file_images else None
+    )
+    if frame not in found:
+        raise InputError(f"frame {frame!r} is not in the detections file {cfg.file}")
+    return found[frame]
+
+
+def detect_file_unit(
+    frame_dir: str, frame: str, cfg: DetectConfig, chain_hash: str, source: dict[str, Any]
+) -> dict[str, Any]:
+    """Detections imported from detect.file into `detections.parquet` (level 0, tile_id -1)."""
+    from schemas.tables import detections_table, write_parquet
+
+    t0 = time.perf_counter()
+    boxes = _imported(cfg, frame).boxes
+    boxes = boxes[boxes[:, 4] >= cfg.score_threshold]
+    rows = np.concatenate([boxes, np.zeros((len(boxes), 1)), np.full((len(boxes), 1), -1.0)], 1)
+    write_parquet(detections_table(frame, rows), Path(frame_dir) / DETECTIONS_FILE)
+    rec = UnitRecord(
+        stage="detect", unit="frame", config_hash=chain_hash, outputs=[DETECTIONS_FILE],
+        seconds=time.perf_counter() - t0, info={"tiles": 0, "raw": len(boxes), "people": len(boxes)},
+        **source,
+    )  # fmt: skip
+    return asdict(rec)
+
+
+def pose_file_unit(frame: str, detect: DetectConfig) -> np.ndarray:
+    """The keypoints of detect.file for a frame, in its detections' order (same score filter)."""
+    from tasks import InputError
+
+    imp = _imported(detect, frame)
+    if imp.keypoints is None:
+        raise InputError(f"pose2d.backend 'file': {detect.file} holds no keypoints")
+    return imp.keypoints[imp.boxes[:, 4] >= detect.score_threshold].astype(np.float32)
+
+
 def pose_batch_unit(store: str, boxes: np.ndarray, cfg: Pose2dConfig) -> np.ndarray:
     """Keypoints (N, 17, 3) x, y full-res pixels, confidence for boxes (N, 4) of one frame."""
     from tasks.models.movenet import MoveNet

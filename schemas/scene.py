@@ -169,8 +169,16 @@ class DetectConfig(_Section):
     """Person detection over a multi-scale tile plan of the pyramid (tasks/detect.py)."""
 
     enabled: bool = True
-    backend: Literal["yolox-onnx"] = "yolox-onnx"
+    backend: Literal["yolox-onnx", "file"] = "yolox-onnx"
     model: str = Field(default="builtin:yolox-nano", description="builtin:yolox-nano or a YOLOX .onnx file")
+    file: str | None = Field(
+        default=None, description="backend file: boxes computed elsewhere (relative paths: to the scene file)"
+    )
+    file_format: Literal["coco-results", "largecrowd", "panda"] = "coco-results"
+    file_images: str | None = Field(
+        default=None,
+        description="coco-results with numeric image_id: the COCO dataset json listing the images",
+    )
     score_threshold: Annotated[float, Field(ge=0, le=1)] = 0.23
     nms_iou: Annotated[float, Field(gt=0, le=1)] = 0.65
     person_px: Annotated[float, Field(ge=16)] = Field(
@@ -186,12 +194,20 @@ class DetectConfig(_Section):
     )
     tiles_per_task: Annotated[int, Field(ge=1, le=4096)] = 64
 
+    @model_validator(mode="after")
+    def _file_given(self) -> DetectConfig:
+        if (self.backend == "file") != (self.file is not None):
+            raise ValueError("backend 'file' needs detect.file, and detect.file needs backend 'file'")
+        return self
+
 
 class Pose2dConfig(_Section):
     """Top-down COCO-17 pose on crops around each detection (tasks/pose2d.py)."""
 
     enabled: bool = True
-    backend: Literal["movenet"] = "movenet"
+    backend: Literal["movenet", "file"] = Field(
+        default="movenet", description="file: the keypoints of detect.file (detect.backend file)"
+    )
     model: str = Field(
         default="builtin:movenet-lightning", description="builtin:movenet-lightning or a .tflite"
     )
@@ -231,6 +247,14 @@ class Scene(_Section):
     regress: RegressConfig = RegressConfig()
     crowd: CrowdConfig = CrowdConfig()
     write: WriteConfig = WriteConfig()
+
+    @model_validator(mode="after")
+    def _pose_file_needs_detect_file(self) -> Scene:
+        if self.pose2d.backend == "file" and self.detect.backend != "file":
+            raise ValueError(
+                "pose2d.backend 'file' reads the keypoints of detect.file: set detect.backend 'file'"
+            )
+        return self
 
     @field_validator("name")
     @classmethod

@@ -216,3 +216,36 @@ def test_synthetic_scene_is_generated_once_and_cached(tmp_path: Path) -> None:
     third = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert third.returncode == 0, third.stderr
     assert len(list((tmp_path / "out" / "_synthetic").iterdir())) == 2
+
+
+def test_boxes_and_keypoints_imported_from_a_file(tmp_path: Path) -> None:
+    from schemas.tables import DETECTIONS, KEYPOINTS, detections_array, keypoints_array, read_table
+    from tests.conftest import COCO_PHOTO
+
+    shutil.copy(COCO_PHOTO, tmp_path / COCO_PHOTO.name)
+    shutil.copy(COCO_PHOTO.with_suffix(".json"), tmp_path / "ann.json")
+    ann = yaml.safe_load(COCO_PHOTO.with_suffix(".json").read_text())["annotations"][0]
+    x, y, w, h = ann["bbox"]
+    detect = {"backend": "file", "file": "ann.json", "file_format": "coco-results"}
+    scene = _scene(tmp_path, [COCO_PHOTO.name], detect=detect, pose2d={"backend": "file"})
+    summary = _run(scene)
+    assert summary.ok, summary.failed
+    frame = tmp_path / "out" / "t" / COCO_PHOTO.stem
+    boxes = detections_array(read_table(frame / "detections.parquet", DETECTIONS))
+    np.testing.assert_allclose(boxes, [[x, y, x + w, y + h, 1.0]], rtol=1e-6)
+    kp = keypoints_array(read_table(frame / "keypoints.parquet", KEYPOINTS))
+    np.testing.assert_allclose(kp[0, :, :2], np.reshape(ann["keypoints"], (17, 3))[:, :2], rtol=1e-6)
+    # The same boxes with MoveNet for the keypoints.
+    _scene(tmp_path, [COCO_PHOTO.name], detect=detect, pose2d={"backend": "movenet"})
+    again = _run(scene)
+    assert again.done == {"pose2d": [COCO_PHOTO.stem]}
+
+
+def test_a_frame_missing_from_the_detections_file_fails_alone(tmp_path: Path, two_frames: list[Path]) -> None:
+    (tmp_path / "dets.json").write_text(
+        '[{"image_id": "a.jpg", "category_id": 1, "bbox": [10, 10, 50, 200], "score": 0.9}]'
+    )
+    detect = {"backend": "file", "file": "dets.json"}
+    summary = _run(_scene(tmp_path, ["a.jpg", "b.png"], detect=detect))
+    assert summary.done["pose2d"] == ["a"] and list(summary.failed) == ["b"]
+    assert "frame 'b' is not in the detections file" in summary.failed["b"]
