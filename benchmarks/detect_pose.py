@@ -122,12 +122,76 @@ def synthetic(size: str, people: int, seed: int) -> dict[str, object]:
             "rows": rows}  # fmt: skip
 
 
+def speed(size: str, people: int, seed: int, repeats: int = 3) -> dict[str, float]:
+    """Stage cost vs bare model cost on the same work, one process, one thread (= one Dask worker)."""
+    from pipeline.stages import detect_batch_unit, pose_batch_unit
+    from schemas.scene import DetectConfig, IngestConfig, Pose2dConfig
+    from tasks.detect import merge, read_tile, tile_plan
+    from tasks.ingest import ingest_image, open_levels
+    from tasks.models.body import BUILTIN_NEUTRAL, BodyModel
+    from tasks.models.movenet import MoveNet
+    from tasks.models.yolox_onnx import YoloxOnnx, letterbox
+    from tasks.pose2d import crop_from_levels
+    from tasks.poses import load_bank
+    from tasks.synth import SynthConfig, synthesize
+
+    w, h = (int(v) for v in size.lower().split("x"))
+    with tempfile.TemporaryDirectory() as wd:
+        cfg = SynthConfig(people=people, width=w, height=h, seed=seed)
+        image, _ = synthesize(cfg, Path(wd), BodyModel.load(BUILTIN_NEUTRAL), load_bank())
+        store = Path(wd) / "image.zarr"
+        ingest_image(image, store, IngestConfig())
+        levels = open_levels(store)
+        det_cfg, pose_cfg = DetectConfig(), Pose2dConfig()
+        model = YoloxOnnx.load(det_cfg.model)
+        tiles = tile_plan(h, w, model.size)
+        pose = MoveNet.load(pose_cfg.model)
+        # bare: only the network calls, on inputs prepared beforehand; best of `repeats`, alternating
+        inputs = [letterbox(read_tile(levels, t), model.size)[0][None] for t in tiles]
+        kept = merge(np.concatenate([detect_batch_unit(str(store), tiles, det_cfg)]), tiles)
+        crops = np.stack([crop_from_levels(levels, b, pose.size)[0] for b in kept[:, :4]])
+        times: dict[str, list[float]] = {
+            "bare_detect": [],
+            "stage_detect": [],
+            "bare_pose": [],
+            "stage_pose": [],
+        }
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for x in inputs:
+                model.raw(x)
+            times["bare_detect"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            raw = [
+                detect_batch_unit(str(store), tiles[i : i + 64], det_cfg) for i in range(0, len(tiles), 64)
+            ]
+            merge(np.concatenate(raw), tiles)
+            times["stage_detect"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            pose(crops)
+            times["bare_pose"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            for i in range(0, len(kept), 256):
+                pose_batch_unit(str(store), kept[i : i + 256, :4], pose_cfg)
+            times["stage_pose"].append(time.perf_counter() - t)
+        bare_detect, stage_detect = min(times["bare_detect"]), min(times["stage_detect"])
+        bare_pose, stage_pose = min(times["bare_pose"]), min(times["stage_pose"])
+    return {
+        "tiles": len(tiles), "boxes": len(kept),
+        "bare_detect_s": bare_detect, "stage_detect_s": stage_detect, "detect_ratio": stage_detect / bare_detect,
+        "bare_pose_s": bare_pose, "stage_pose_s": stage_pose, "pose_throughput_ratio": bare_pose / stage_pose,
+    }  # fmt: skip
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--real", type=Path, help="folder with coco_keypoints/ and publicdomain/")
     ap.add_argument("--synthetic", default=None, help="WxH of a synthetic frame to score, e.g. 8192x4096")
     ap.add_argument("--people", type=int, default=300)
     ap.add_argument("--seed", type=int, default=2)
+    ap.add_argument(
+        "--speed", default=None, help="WxH: stage vs bare-model time on an ingested synthetic frame"
+    )
     args = ap.parse_args()
     res: dict[str, object] = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     if args.real:
@@ -143,6 +207,14 @@ def main() -> int:
             )
             print(f"{row['method']}: recall {row['recall']:.3f}, precision {row['precision']:.3f} ({bands})")
         print(f"time: tiled {s['seconds_tiled']:.1f} s, whole frame {s['seconds_whole']:.2f} s")
+    if args.speed:
+        res["speed"] = sp = speed(args.speed, args.people, args.seed)
+        print(
+            f"detect: {sp['tiles']} tiles, stage {sp['stage_detect_s']:.1f} s vs bare model {sp['bare_detect_s']:.1f} s "
+            f"-> {sp['detect_ratio']:.2f}x (target <= 1.15); pose2d: {sp['boxes']} boxes, stage "
+            f"{sp['stage_pose_s']:.2f} s vs bare {sp['bare_pose_s']:.2f} s -> throughput "
+            f"{sp['pose_throughput_ratio']:.2f}x (target >= 0.85)"
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "detect_pose.json").write_text(json.dumps(res, indent=2))
     return 0

@@ -18,6 +18,7 @@ from schemas.image_store import STORE_NAME
 from schemas.scene import DetectConfig, IngestConfig, Pose2dConfig
 from tasks.files import file_sha256
 from tasks.ingest import ingest_image, open_levels
+from tasks.pyramid import ChunkCache
 
 if TYPE_CHECKING:
     from tasks.detect import Tile
@@ -97,7 +98,7 @@ def detect_batch_unit(store: str, tiles: list[Tile], cfg: DetectConfig) -> np.nd
     from tasks.detect import detect_tiles, read_tile
     from tasks.models.yolox_onnx import YoloxOnnx
 
-    levels = open_levels(Path(store))
+    levels = [ChunkCache(lv) for lv in open_levels(Path(store))]
     model = YoloxOnnx.load(cfg.model)
 
     def detector(images: list[np.ndarray]) -> list[np.ndarray]:
@@ -173,11 +174,12 @@ def pose_batch_unit(store: str, boxes: np.ndarray, cfg: Pose2dConfig) -> np.ndar
     from tasks.models.movenet import MoveNet
     from tasks.pose2d import crop_from_levels, to_image
 
-    levels = open_levels(Path(store))
+    levels = [ChunkCache(lv) for lv in open_levels(Path(store))]
     model = MoveNet.load(cfg.model)
     out = np.zeros((len(boxes), 17, 3), np.float32)
-    for i, box in enumerate(boxes):
-        c, a, _ = crop_from_levels(levels, box, model.size, cfg.crop_scale)  # crops stay uint8
+    # Row by row through the frame, so the chunk cache serves neighbours' crops.
+    for i in np.lexsort(((boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) // 2048)):
+        c, a, _ = crop_from_levels(levels, boxes[i], model.size, cfg.crop_scale)  # crops stay uint8
         out[i] = to_image(model(c[None])[0], a)
     return out
 

@@ -9,7 +9,9 @@ the whole frame.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -87,3 +89,48 @@ def downsample2x(block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray
     if h % 2 and w % 2:
         out[h2 - 1, w2 - 1] = block[h - 1, w - 1]
     return out
+
+
+class ChunkCache:
+    """A read-only view of a chunked (H, W, C) array (a Zarr level) that decodes each chunk once.
+
+    Overlapping tiles and crops touch the same chunks again and again; through this view every chunk
+    is read and decompressed once and kept (least recently used first out, at most `max_chunks`).
+    Index with [y0:y1, x0:x1] (steps of 1); returns a new (y1-y0, x1-x0, C) array.
+    """
+
+    def __init__(self, array: Any, max_chunks: int = 64) -> None:
+        self.array, self.max_chunks = array, max_chunks
+        self.shape: tuple[int, ...] = tuple(array.shape)
+        self.dtype = array.dtype
+        self.ch, self.cw = array.chunks[0], array.chunks[1]
+        self._chunks: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self.reads = 0
+
+    def _chunk(self, i: int, j: int) -> np.ndarray:
+        key = (i, j)
+        if key in self._chunks:
+            self._chunks.move_to_end(key)
+            return self._chunks[key]
+        block = np.asarray(self.array[i * self.ch : (i + 1) * self.ch, j * self.cw : (j + 1) * self.cw])
+        self.reads += 1
+        self._chunks[key] = block
+        if len(self._chunks) > self.max_chunks:
+            self._chunks.popitem(last=False)
+        return block
+
+    def __getitem__(self, index: tuple[slice, slice]) -> np.ndarray:
+        ys, xs = index
+        y0, y1, _ = ys.indices(self.shape[0])
+        x0, x1, _ = xs.indices(self.shape[1])
+        out = np.empty((max(y1 - y0, 0), max(x1 - x0, 0), *self.shape[2:]), self.dtype)
+        for i in range(y0 // self.ch, -(-y1 // self.ch)):
+            for j in range(x0 // self.cw, -(-x1 // self.cw)):
+                block = self._chunk(i, j)
+                by0, bx0 = i * self.ch, j * self.cw
+                sy0, sy1 = max(y0, by0), min(y1, by0 + self.ch)
+                sx0, sx1 = max(x0, bx0), min(x1, bx0 + self.cw)
+                out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = block[
+                    sy0 - by0 : sy1 - by0, sx0 - bx0 : sx1 - bx0
+                ]
+        return out

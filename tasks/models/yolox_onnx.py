@@ -39,40 +39,54 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, flo
     nh, nw = round(image.shape[0] * ratio), round(image.shape[1] * ratio)
     out = np.full((h, w, 3), PAD_VALUE, dtype=np.uint8)
     if (nh, nw) == image.shape[:2]:
-        out[:nh, :nw] = image[..., ::-1]
+        out[:nh, :nw] = image
     else:
-        out[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)[..., ::-1]
-    return np.ascontiguousarray(out.transpose(2, 0, 1), dtype=np.float32), ratio
+        out[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    # RGB -> BGR, HWC -> CHW and uint8 -> float32 in one C++ pass.
+    return cv2.dnn.blobFromImage(out, swapRB=True)[0], ratio
 
 
-def grid_decode(raw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """raw (A, 5 + C) network output for a (h, w) input -> (A, 5 + C) with cx, cy, w, h in input pixels.
-
-    Anchors are ordered stride by stride (8, 16, 32), each grid row-major, as YOLOX's head emits them.
-    """
-    h, w = size
+@lru_cache(maxsize=8)
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(A, 2) cell x, y and (A, 1) stride of every anchor of a (h, w) input, in YOLOX's order."""
     grids, strides = [], []
     for s in STRIDES:
         gy, gx = np.mgrid[0 : h // s, 0 : w // s]
         grids.append(np.stack([gx.ravel(), gy.ravel()], 1))
         strides.append(np.full((gx.size, 1), s))
-    grid = np.concatenate(grids).astype(np.float32)
-    stride = np.concatenate(strides).astype(np.float32)
+    return np.concatenate(grids).astype(np.float32), np.concatenate(strides).astype(np.float32)
+
+
+def grid_decode(raw: np.ndarray, size: tuple[int, int], rows: np.ndarray | None = None) -> np.ndarray:
+    """raw (A, 5 + C) network output for a (h, w) input -> (A, 5 + C) with cx, cy, w, h in input pixels
+    (only the anchors `rows`, an index or mask, when given).
+
+    Anchors are ordered stride by stride (8, 16, 32), each grid row-major, as YOLOX's head emits them.
+    """
+    h, w = size
+    grid, stride = _grid(h, w)
     if len(grid) != len(raw):
         raise InputError(
             f"YOLOX output has {len(raw)} anchors; a {w}x{h} input at strides 8/16/32 gives {len(grid)}"
         )
+    if rows is not None:
+        raw, grid, stride = raw[rows], grid[rows], stride[rows]
     out = raw.astype(np.float32, copy=True)
     out[:, :2] = (out[:, :2] + grid) * stride
     out[:, 2:4] = np.exp(np.minimum(out[:, 2:4], 20.0)) * stride  # clamp: exp overflow on garbage output
     return out
 
 
-def person_boxes(decoded: np.ndarray, ratio: float, score_thr: float, nms_iou: float) -> np.ndarray:
-    """decoded (A, 5 + C) -> (K, 5) person boxes x1, y1, x2, y2 (image pixels), score; after NMS."""
-    score = decoded[:, 4] * decoded[:, 5 + PERSON]
-    sel = score >= score_thr
-    d, score = decoded[sel], score[sel]
+def person_boxes(
+    raw: np.ndarray, size: tuple[int, int], ratio: float, score_thr: float, nms_iou: float
+) -> np.ndarray:
+    """raw (A, 5 + C) output for a (h, w) input -> (K, 5) person boxes x1, y1, x2, y2 (image pixels),
+    score; after NMS. Only anchors whose score passes are decoded."""
+    score = raw[:, 4] * raw[:, 5 + PERSON]
+    sel = np.flatnonzero(score >= score_thr)
+    if len(sel) == 0:
+        return np.zeros((0, 5), np.float32)
+    d, score = grid_decode(raw, size, sel), score[sel]
     half = d[:, 2:4] / 2
     boxes = np.concatenate([d[:, :2] - half, d[:, :2] + half], 1) / ratio
     keep = nms(boxes, score, nms_iou)
@@ -123,7 +137,7 @@ class YoloxOnnx:
         prepared = [letterbox(im, self.size) for im in images]
         raw = self.raw(np.stack([p[0] for p in prepared]))
         return [
-            person_boxes(grid_decode(r, self.size), ratio, score_thr, nms_iou)
+            person_boxes(r, self.size, ratio, score_thr, nms_iou)
             for r, (_, ratio) in zip(raw, prepared, strict=True)
         ]
 
