@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,3 +98,21 @@ def test_downsample_into_rows_of_a_larger_buffer(h: int, w: int, c: int, seed: i
     assert np.shares_memory(got, buf)
     np.testing.assert_array_equal(buf[3 : 3 + (h + 1) // 2], _naive_downsample(a))
     assert (buf[:3] == 7).all() and (buf[3 + (h + 1) // 2 :] == 7).all()  # nothing written outside
+
+
+def test_chunk_cache_reads_each_chunk_once_and_returns_the_same_pixels(tmp_path: Path) -> None:
+    import zarr
+
+    from tasks.pyramid import ChunkCache
+
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 256, (300, 500, 3), dtype=np.uint8)
+    z = zarr.create_array(store=str(tmp_path / "a.zarr"), shape=data.shape, chunks=(64, 64, 3), dtype="uint8")
+    z[:] = data
+    view = ChunkCache(z, max_chunks=100)
+    for y0, x0, h, w in [(0, 0, 10, 10), (50, 60, 100, 200), (250, 450, 50, 50), (290, 0, 100, 600)]:
+        np.testing.assert_array_equal(view[y0 : y0 + h, x0 : x0 + w], data[y0 : y0 + h, x0 : x0 + w])
+    reads = view.reads
+    view[50:150, 60:260]  # already cached
+    assert view.reads == reads
+    assert reads <= 5 * 8  # never more than the 5 x 8 chunks of the array
