@@ -86,20 +86,20 @@ def synth_unit(frame_dir: str, cfg: SynthConfig, body: str) -> dict[str, Any]:
 def detect_plan_unit(store: str, cfg: DetectConfig) -> list[Tile]:
     """The frame's tile plan for the configured detector's input size."""
     from tasks.detect import tile_plan
-    from tasks.models.yolox_onnx import YoloxOnnx
+    from tasks.models.registry import load_detector
 
     h, w = open_levels(Path(store))[0].shape[:2]
-    size = YoloxOnnx.load(cfg.model).size
+    size = load_detector(cfg.backend, cfg.model, cfg.input_size, cfg.device).size
     return tile_plan(h, w, size, person_px=cfg.person_px, margin=cfg.margin, max_person=cfg.max_person)
 
 
 def detect_batch_unit(store: str, tiles: list[Tile], cfg: DetectConfig) -> np.ndarray:
     """Detections (N, 8) (tasks.detect.DET_COLUMNS) on a batch of tiles of one frame's pyramid."""
     from tasks.detect import detect_tiles, read_tile
-    from tasks.models.yolox_onnx import YoloxOnnx
+    from tasks.models.registry import load_detector
 
     levels = [ChunkCache(lv) for lv in open_levels(Path(store))]
-    model = YoloxOnnx.load(cfg.model)
+    model = load_detector(cfg.backend, cfg.model, cfg.input_size, cfg.device)
 
     def detector(images: list[np.ndarray]) -> list[np.ndarray]:
         return model(images, score_thr=cfg.score_threshold, nms_iou=cfg.nms_iou)
@@ -171,11 +171,11 @@ def pose_file_unit(frame: str, detect: DetectConfig) -> np.ndarray:
 
 def pose_batch_unit(store: str, boxes: np.ndarray, cfg: Pose2dConfig) -> np.ndarray:
     """Keypoints (N, 17, 3) x, y full-res pixels, confidence for boxes (N, 4) of one frame."""
-    from tasks.models.movenet import MoveNet
+    from tasks.models.registry import load_pose_model
     from tasks.pose2d import crop_from_levels, to_image
 
     levels = [ChunkCache(lv) for lv in open_levels(Path(store))]
-    model = MoveNet.load(cfg.model)
+    model = load_pose_model(cfg.backend, cfg.model)
     out = np.zeros((len(boxes), 17, 3), np.float32)
     # Row by row through the frame, so the chunk cache serves neighbours' crops.
     for i in np.lexsort(((boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) // 2048)):

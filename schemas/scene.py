@@ -169,8 +169,18 @@ class DetectConfig(_Section):
     """Person detection over a multi-scale tile plan of the pyramid (tasks/detect.py)."""
 
     enabled: bool = True
-    backend: Literal["yolox-onnx", "file"] = "yolox-onnx"
-    model: str = Field(default="builtin:yolox-nano", description="builtin:yolox-nano or a YOLOX .onnx file")
+    backend: Literal["yolox-onnx", "yolox", "file"] = "yolox-onnx"
+    model: str = Field(
+        default="builtin:yolox-nano",
+        description="yolox-onnx: builtin:yolox-nano or a YOLOX .onnx; yolox: an official/ByteTrack .pth",
+    )
+    input_size: Annotated[int, Field(ge=64, le=4096, multiple_of=32)] = Field(
+        default=416,
+        description="backend yolox: input side (official: 416 nano/tiny, 640 s-x, 800-1440 ByteTrack)",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="backend yolox: auto = cuda if available"
+    )
     file: str | None = Field(
         default=None, description="backend file: boxes computed elsewhere (relative paths: to the scene file)"
     )

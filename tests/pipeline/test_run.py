@@ -249,3 +249,21 @@ def test_a_frame_missing_from_the_detections_file_fails_alone(tmp_path: Path, tw
     summary = _run(_scene(tmp_path, ["a.jpg", "b.png"], detect=detect))
     assert summary.done["pose2d"] == ["a"] and list(summary.failed) == ["b"]
     assert "frame 'b' is not in the detections file" in summary.failed["b"]
+
+
+def test_pytorch_yolox_backend_finds_what_the_onnx_backend_finds(
+    tmp_path: Path, yolox_checkpoint: Path
+) -> None:
+    from schemas.tables import DETECTIONS, detections_array, read_table
+
+    shutil.copy(DEMO_PHOTO, tmp_path / "p.jpg")
+    found = {}
+    for backend, model in (("yolox-onnx", "builtin:yolox-nano"), ("yolox", str(yolox_checkpoint))):
+        detect = {"backend": backend, "model": model, "device": "cpu"}
+        scene = _scene(tmp_path, ["p.jpg"], detect=detect, pose2d={"enabled": False}, output=backend)
+        assert _run(scene).ok
+        found[backend] = detections_array(
+            read_table(tmp_path / backend / "t" / "p" / "detections.parquet", DETECTIONS)
+        )
+    assert len(found["yolox"]) == len(found["yolox-onnx"]) >= 5
+    np.testing.assert_allclose(found["yolox"], found["yolox-onnx"], atol=0.05)
