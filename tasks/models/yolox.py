@@ -22,7 +22,7 @@ from torch import nn
 
 from tasks import InputError
 from tasks.files import file_sha256
-from tasks.models.yolox_onnx import letterbox, person_boxes
+from tasks.models.yolox_onnx import YoloxDetector
 
 # name: (depth, width, depthwise); stem channels = int(64 * width) identify them in a state dict
 VARIANTS = {
@@ -244,7 +244,7 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-class YoloxTorch:
+class YoloxTorch(YoloxDetector):
     """A YOLOX checkpoint in PyTorch with YoloxOnnx's interface: RGB uint8 images -> person boxes."""
 
     def __init__(self, path: Path, size: int = 416, device: str = "cpu") -> None:
@@ -274,18 +274,6 @@ class YoloxTorch:
     def raw(self, batch: np.ndarray) -> np.ndarray:
         """batch (B, 3, h, w) float32 letterboxed -> (B, A, 5 + C) raw network output."""
         return self.model(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
-
-    def __call__(
-        self, images: list[np.ndarray], score_thr: float = 0.23, nms_iou: float = 0.65
-    ) -> list[np.ndarray]:
-        if not images:
-            return []
-        prepared = [letterbox(im, self.size) for im in images]
-        raw = self.raw(np.stack([p[0] for p in prepared]))
-        return [
-            person_boxes(r, self.size, ratio, score_thr, nms_iou)
-            for r, (_, ratio) in zip(raw, prepared, strict=True)
-        ]
 
 
 @lru_cache(maxsize=2)

@@ -93,7 +93,31 @@ def person_boxes(
     return np.concatenate([boxes[keep], score[keep, None]], 1).astype(np.float32)
 
 
-class YoloxOnnx:
+class YoloxDetector:
+    """YOLOX's pre- and post-processing around a network's `raw` call, for every YOLOX backend."""
+
+    size: tuple[int, int]  # network input (h, w)
+
+    def raw(self, batch: np.ndarray) -> np.ndarray:
+        """batch (B, 3, h, w) float32 letterboxed -> (B, A, 5 + C) raw (undecoded) network output."""
+        raise NotImplementedError
+
+    def __call__(
+        self, images: list[np.ndarray], score_thr: float = 0.23, nms_iou: float = 0.65
+    ) -> list[np.ndarray]:
+        """images: list of (H, W, 3) uint8 RGB -> per image (K, 5) float32 x1, y1, x2, y2, score in its
+        pixels, persons only, score >= score_thr, NMS at nms_iou within the image."""
+        if not images:
+            return []
+        prepared = [letterbox(im, self.size) for im in images]
+        raw = self.raw(np.stack([p[0] for p in prepared]))
+        return [
+            person_boxes(r, self.size, ratio, score_thr, nms_iou)
+            for r, (_, ratio) in zip(raw, prepared, strict=True)
+        ]
+
+
+class YoloxOnnx(YoloxDetector):
     """One YOLOX ONNX model in an onnxruntime session. Call with RGB uint8 images, get person boxes."""
 
     def __init__(self, path: Path, name: str, sha256: str, threads: int = 1) -> None:
@@ -126,20 +150,6 @@ class YoloxOnnx:
         if self.batch is None:
             return self.session.run(None, {self.input_name: batch})[0]
         return np.concatenate([self.session.run(None, {self.input_name: b[None]})[0] for b in batch])
-
-    def __call__(
-        self, images: list[np.ndarray], score_thr: float = 0.23, nms_iou: float = 0.65
-    ) -> list[np.ndarray]:
-        """images: list of (H, W, 3) uint8 RGB -> per image (K, 5) float32 x1, y1, x2, y2, score in its
-        pixels, persons only, score >= score_thr, NMS at nms_iou within the image."""
-        if not images:
-            return []
-        prepared = [letterbox(im, self.size) for im in images]
-        raw = self.raw(np.stack([p[0] for p in prepared]))
-        return [
-            person_boxes(r, self.size, ratio, score_thr, nms_iou)
-            for r, (_, ratio) in zip(raw, prepared, strict=True)
-        ]
 
 
 @lru_cache(maxsize=4)
