@@ -145,7 +145,7 @@ def speed(size: str, people: int, seed: int, repeats: int = 3) -> dict[str, floa
         det_cfg, pose_cfg = DetectConfig(), Pose2dConfig()
         model = YoloxOnnx.load(det_cfg.model)
         tiles = tile_plan(h, w, model.size)
-        pose = MoveNet.load(pose_cfg.model)
+        pose = MoveNet.load()
         # bare: only the network calls, on inputs prepared beforehand; best of `repeats`, alternating
         inputs = [letterbox(read_tile(levels, t), model.size)[0][None] for t in tiles]
         kept = merge(np.concatenate([detect_batch_unit(str(store), tiles, det_cfg)]), tiles)

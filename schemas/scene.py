@@ -215,11 +215,13 @@ class Pose2dConfig(_Section):
     """Top-down COCO-17 pose on crops around each detection (tasks/pose2d.py)."""
 
     enabled: bool = True
-    backend: Literal["movenet", "file"] = Field(
+    backend: Literal["movenet", "blazepose", "file"] = Field(
         default="movenet", description="file: the keypoints of detect.file (detect.backend file)"
     )
-    model: str = Field(
-        default="builtin:movenet-lightning", description="builtin:movenet-lightning or a .tflite"
+    model: str | None = Field(
+        default=None,
+        description="a .tflite of the backend's kind; default: the shipped one "
+        "(builtin:movenet-lightning, builtin:blazepose-full)",
     )
     crop_scale: Annotated[float, Field(ge=1, le=3)] = Field(
         default=1.25, description="square crop side = crop_scale * the box's longer side"

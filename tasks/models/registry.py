@@ -32,14 +32,20 @@ def _yolox_torch(model: str, input_size: int, device: str) -> Any:
     return YoloxTorch.load(model, input_size, dev)
 
 
-def _movenet(model: str) -> Any:
-    from tasks.models.movenet import MoveNet
+def _movenet(model: str | None) -> Any:
+    from tasks.models.movenet import BUILTIN_LIGHTNING, MoveNet
 
-    return MoveNet.load(model)
+    return MoveNet.load(model or BUILTIN_LIGHTNING)
+
+
+def _blazepose(model: str | None) -> Any:
+    from tasks.models.blazepose import BUILTIN_FULL, BlazePose
+
+    return BlazePose.load(model or BUILTIN_FULL)
 
 
 DETECTORS: dict[str, Callable[[str, int, str], Any]] = {"yolox-onnx": _yolox_onnx, "yolox": _yolox_torch}
-POSE_MODELS: dict[str, Callable[[str], Any]] = {"movenet": _movenet}
+POSE_MODELS: dict[str, Callable[[str | None], Any]] = {"movenet": _movenet, "blazepose": _blazepose}
 
 
 def load_detector(backend: str, model: str, input_size: int = 416, device: str = "auto") -> Any:
@@ -48,7 +54,8 @@ def load_detector(backend: str, model: str, input_size: int = 416, device: str =
     return DETECTORS[backend](model, input_size, device)
 
 
-def load_pose_model(backend: str, model: str) -> Any:
+def load_pose_model(backend: str, model: str | None = None) -> Any:
+    """The pose network of `backend`: `model` (a builtin: name or a file), or the backend's own."""
     if backend not in POSE_MODELS:
         raise InputError(f"unknown pose backend {backend!r}; available: {', '.join(POSE_MODELS)}")
     return POSE_MODELS[backend](model)

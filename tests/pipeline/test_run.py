@@ -267,3 +267,18 @@ def test_pytorch_yolox_backend_finds_what_the_onnx_backend_finds(
         )
     assert len(found["yolox"]) == len(found["yolox-onnx"]) >= 5
     np.testing.assert_allclose(found["yolox"], found["yolox-onnx"], atol=0.05)
+
+
+def test_blazepose_backend_poses_the_pedestrian(tmp_path: Path) -> None:
+    from schemas.tables import DETECTIONS, KEYPOINTS, detections_array, keypoints_array, read_table
+
+    shutil.copy(DEMO_PHOTO, tmp_path / "p.jpg")
+    assert _run(_scene(tmp_path, ["p.jpg"], pose2d={"backend": "blazepose", "overlay": False})).ok
+    frame = tmp_path / "out" / "t" / "p"
+    boxes = detections_array(read_table(frame / "detections.parquet", DETECTIONS))
+    kp = keypoints_array(read_table(frame / "keypoints.parquet", KEYPOINTS))
+    i = np.flatnonzero((boxes[:, 0] < 230) & (boxes[:, 2] > 230) & (boxes[:, 1] < 320) & (boxes[:, 3] > 320))[
+        0
+    ]
+    assert kp[i, 0, 1] < kp[i, 11, 1] < kp[i, 15, 1]  # nose above the hip above the ankle
+    assert not (frame / "overlay.png").exists()
