@@ -25,3 +25,16 @@ def checked_builtin(path: Path, sha256: str) -> Path:
     if digest != sha256:
         raise InputError(f"{path} is damaged: sha256 {digest}, expected {sha256}")
     return path
+
+
+def model_file(spec: str, builtin: str, path: Path, sha256: str, what: str) -> tuple[Path, str, str]:
+    """(file, name, sha256) for a model spec: the shipped `builtin` name (checked against its sha256)
+    or the path of a user's file; `what` names the kind in errors ("detector model", ...)."""
+    if spec.startswith("builtin:"):
+        if spec != builtin:
+            raise InputError(f"unknown built-in {what} {spec!r}; available: {builtin}")
+        return checked_builtin(path, sha256), spec, sha256
+    user = Path(spec).expanduser()
+    if not user.is_file():
+        raise InputError(f"{what} file not found: {user}")
+    return user, str(user), file_sha256(user)

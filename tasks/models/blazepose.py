@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks import InputError
-from tasks.files import checked_builtin, file_sha256
+from tasks.files import model_file
 
 BUILTIN_FULL = "builtin:blazepose-full"
 FULL_PATH = Path(__file__).parent / "weights" / "blazepose_landmark_full.tflite"
@@ -67,11 +67,4 @@ class BlazePose:
 
 @lru_cache(maxsize=2)
 def _load_cached(spec: str) -> BlazePose:
-    if spec.startswith("builtin:"):
-        if spec != BUILTIN_FULL:
-            raise InputError(f"unknown built-in pose model {spec!r}; available: {BUILTIN_FULL}")
-        return BlazePose(checked_builtin(FULL_PATH, FULL_SHA256), spec, FULL_SHA256)
-    path = Path(spec).expanduser()
-    if not path.is_file():
-        raise InputError(f"pose model file not found: {path}")
-    return BlazePose(path, str(path), file_sha256(path))
+    return BlazePose(*model_file(spec, BUILTIN_FULL, FULL_PATH, FULL_SHA256, "pose model"))

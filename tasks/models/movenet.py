@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks import InputError
-from tasks.files import checked_builtin, file_sha256
+from tasks.files import model_file
 
 BUILTIN_LIGHTNING = "builtin:movenet-lightning"
 LIGHTNING_PATH = Path(__file__).parent / "weights" / "movenet_singlepose_lightning_int8.tflite"
@@ -60,11 +60,4 @@ class MoveNet:
 
 @lru_cache(maxsize=4)
 def _load_cached(spec: str) -> MoveNet:
-    if spec.startswith("builtin:"):
-        if spec != BUILTIN_LIGHTNING:
-            raise InputError(f"unknown built-in pose model {spec!r}; available: {BUILTIN_LIGHTNING}")
-        return MoveNet(checked_builtin(LIGHTNING_PATH, LIGHTNING_SHA256), spec, LIGHTNING_SHA256)
-    path = Path(spec).expanduser()
-    if not path.is_file():
-        raise InputError(f"pose model file not found: {path}")
-    return MoveNet(path, str(path), file_sha256(path))
+    return MoveNet(*model_file(spec, BUILTIN_LIGHTNING, LIGHTNING_PATH, LIGHTNING_SHA256, "pose model"))

@@ -16,7 +16,7 @@ import numpy as np
 
 from tasks import InputError
 from tasks.boxes import nms
-from tasks.files import checked_builtin, file_sha256
+from tasks.files import model_file
 
 BUILTIN_NANO = "builtin:yolox-nano"
 NANO_PATH = Path(__file__).parent / "weights" / "yolox_nano_416x416.onnx"
@@ -154,11 +154,4 @@ class YoloxOnnx(YoloxDetector):
 
 @lru_cache(maxsize=4)
 def _load_cached(spec: str) -> YoloxOnnx:
-    if spec.startswith("builtin:"):
-        if spec != BUILTIN_NANO:
-            raise InputError(f"unknown built-in detector {spec!r}; available: {BUILTIN_NANO}")
-        return YoloxOnnx(checked_builtin(NANO_PATH, NANO_SHA256), spec, NANO_SHA256)
-    path = Path(spec).expanduser()
-    if not path.is_file():
-        raise InputError(f"detector model file not found: {path}")
-    return YoloxOnnx(path, str(path), file_sha256(path))
+    return YoloxOnnx(*model_file(spec, BUILTIN_NANO, NANO_PATH, NANO_SHA256, "detector"))
