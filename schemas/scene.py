@@ -215,13 +215,14 @@ class Pose2dConfig(_Section):
     """Top-down COCO-17 pose on crops around each detection (tasks/pose2d.py)."""
 
     enabled: bool = True
-    backend: Literal["movenet", "blazepose", "file"] = Field(
+    backend: Literal["movenet", "blazepose", "onnx", "mmpose", "file"] = Field(
         default="movenet", description="file: the keypoints of detect.file (detect.backend file)"
     )
     model: str | None = Field(
         default=None,
-        description="a .tflite of the backend's kind; default: the shipped one "
-        "(builtin:movenet-lightning, builtin:blazepose-full)",
+        description="movenet/blazepose: a .tflite of that kind, default the shipped one "
+        "(builtin:movenet-lightning, builtin:blazepose-full); onnx: an mmpose heatmap or RTMPose "
+        "SimCC export (required); mmpose: 'CONFIG.py::CHECKPOINT.pth' (needs mmpose installed)",
     )
     crop_scale: Annotated[float, Field(ge=1, le=3)] = Field(
         default=1.25, description="square crop side = crop_scale * the box's longer side"

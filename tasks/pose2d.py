@@ -1,4 +1,8 @@
-"""Top-down 2D pose: square crops around boxes, and keypoints mapped back to full-resolution pixels."""
+"""Top-down 2D pose: crops around boxes, and keypoints mapped back to full-resolution pixels.
+
+Crop sizes are an int (square, MoveNet, BlazePose) or (width, height) (mmpose-style 192x256 inputs);
+the box is widened or heightened to the crop's aspect ratio, then scaled by `scale` for context.
+"""
 
 from __future__ import annotations
 
@@ -7,31 +11,40 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+Size = int | tuple[int, int]  # square side, or (width, height), pixels
+
 
 class PoseModel(Protocol):
-    """A single-person COCO-17 pose network on square crops (MoveNet, ONNX heatmap/SimCC models)."""
+    """A single-person COCO-17 pose network on crops (MoveNet, BlazePose, ONNX heatmap/SimCC models)."""
 
-    size: int  # crop side, pixels
+    size: Size
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
-        """crops (N, size, size, 3) uint8 RGB -> (N, 17, 3) x, y in crop pixels, confidence."""
+        """crops (N, h, w, 3) uint8 RGB -> (N, 17, 3) x, y in crop pixels, confidence."""
         ...
 
 
-def crop_affine(box: np.ndarray, size: int, scale: float = 1.25) -> np.ndarray:
-    """box (4,) x1, y1, x2, y2 pixels -> (2, 3) affine from image pixels to a size x size crop.
+def _wh(size: Size) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
-    The crop is the square of side scale * max(box w, box h) centred on the box, so the person keeps
-    its aspect ratio and some context, as single-person pose networks are trained.
+
+def crop_affine(box: np.ndarray, size: Size, scale: float = 1.25) -> np.ndarray:
+    """box (4,) x1, y1, x2, y2 pixels -> (2, 3) affine from image pixels to a crop of `size`.
+
+    The box is grown to the crop's aspect ratio around its centre and scaled by `scale`, so the person
+    keeps its proportions and some context, as single-person pose networks are trained (square crops:
+    side = scale * max(box w, box h)).
     """
+    w, h = _wh(size)
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    side = scale * max(box[2] - box[0], box[3] - box[1], 1.0)
-    s = size / side
-    return np.array([[s, 0.0, size / 2 - s * cx], [0.0, s, size / 2 - s * cy]])
+    bw, bh = max(box[2] - box[0], 1.0), max(box[3] - box[1], 1.0)
+    bw = max(bw, bh * w / h)
+    s = w / (scale * bw)
+    return np.array([[s, 0.0, w / 2 - s * cx], [0.0, s, h / 2 - s * cy]])
 
 
-def _warp(src: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
-    """Sample a size x size crop from `src` (h, w, 3) uint8 through `affine` (2, 3), which maps
+def _warp(src: np.ndarray, affine: np.ndarray, size: Size) -> np.ndarray:
+    """Sample a crop of `size` from `src` (h, w, 3) uint8 through `affine` (2, 3), which maps
     continuous src coordinates (pixel u covers [u, u+1)) to continuous crop coordinates.
 
     OpenCV puts pixel centres at integer coordinates, so the map is shifted by half a pixel on both
@@ -41,42 +54,45 @@ def _warp(src: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
     m = affine.copy()
     m[:, 2] += 0.5 * s - 0.5
     interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
-    return cv2.warpAffine(src, m, (size, size), flags=interp, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return cv2.warpAffine(src, m, _wh(size), flags=interp, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def crop(image: np.ndarray, box: np.ndarray, size: int, scale: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
-    """image (H, W, 3) uint8 full resolution -> (crop (size, size, 3) uint8, affine (2, 3) image -> crop)."""
+def crop(
+    image: np.ndarray, box: np.ndarray, size: Size, scale: float = 1.25
+) -> tuple[np.ndarray, np.ndarray]:
+    """image (H, W, 3) uint8 full resolution -> (crop (h, w, 3) uint8, affine (2, 3) image -> crop)."""
     a = crop_affine(box, size, scale)
     return _warp(image, a, size), a
 
 
-def crop_level(box: np.ndarray, size: int, scale: float, n_levels: int) -> int:
-    """The coarsest pyramid level at which the crop around `box` still has at least `size` pixels a
-    side (so nothing is lost against reading level 0, and far less is read for large people)."""
-    side = scale * max(box[2] - box[0], box[3] - box[1], 1.0)
-    return int(np.clip(np.floor(np.log2(max(side / size, 1.0))), 0, n_levels - 1))
+def crop_level(box: np.ndarray, size: Size, scale: float, n_levels: int) -> int:
+    """The coarsest pyramid level at which the crop around `box` still has at least the crop's own
+    resolution (so nothing is lost against reading level 0, and far less is read for large people)."""
+    s = crop_affine(box, size, scale)[0, 0]  # crop pixels per full-res pixel
+    return int(np.clip(np.floor(np.log2(max(1.0 / s, 1.0))), 0, n_levels - 1))
 
 
 def crop_from_levels(
-    levels: list[Any], box: np.ndarray, size: int, scale: float = 1.25
+    levels: list[Any], box: np.ndarray, size: Size, scale: float = 1.25
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Crop around `box` (full-res pixels) from a pyramid (level k downsampled 2^k; arrays indexable
     [y0:y1, x0:x1], e.g. Zarr), reading only the region needed from the level `crop_level` picks.
 
-    Returns (crop (size, size, 3) uint8, affine (2, 3) full-res -> crop, level read).
+    Returns (crop (h, w, 3) uint8, affine (2, 3) full-res -> crop, level read).
     """
     a = crop_affine(box, size, scale)
     k = crop_level(box, size, scale, len(levels))
     f = 2.0**k
     lv = levels[k]
-    half = size / a[0, 0] / 2  # half the crop's side, full-res pixels
+    w, h = _wh(size)
+    half_w, half_h = w / a[0, 0] / 2, h / a[0, 0] / 2  # half the crop's extent, full-res pixels
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    x0 = int(np.clip(np.floor((cx - half) / f) - 1, 0, lv.shape[1]))
-    x1 = int(np.clip(np.ceil((cx + half) / f) + 1, 0, lv.shape[1]))
-    y0 = int(np.clip(np.floor((cy - half) / f) - 1, 0, lv.shape[0]))
-    y1 = int(np.clip(np.ceil((cy + half) / f) + 1, 0, lv.shape[0]))
+    x0 = int(np.clip(np.floor((cx - half_w) / f) - 1, 0, lv.shape[1]))
+    x1 = int(np.clip(np.ceil((cx + half_w) / f) + 1, 0, lv.shape[1]))
+    y0 = int(np.clip(np.floor((cy - half_h) / f) - 1, 0, lv.shape[0]))
+    y1 = int(np.clip(np.ceil((cy + half_h) / f) + 1, 0, lv.shape[0]))
     if x1 <= x0 or y1 <= y0:  # the box lies outside the frame
-        return np.zeros((size, size, 3), np.uint8), a, k
+        return np.zeros((h, w, 3), np.uint8), a, k
     region = np.ascontiguousarray(lv[y0:y1, x0:x1])
     # Region pixel u is full-res [(u + x0) f, (u + x0 + 1) f): compose with the full-res -> crop map.
     m = np.array(

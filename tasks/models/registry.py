@@ -45,7 +45,59 @@ def _blazepose(model: str | None) -> Any:
 
 
 DETECTORS: dict[str, Callable[[str, int, str], Any]] = {"yolox-onnx": _yolox_onnx, "yolox": _yolox_torch}
-POSE_MODELS: dict[str, Callable[[str | None], Any]] = {"movenet": _movenet, "blazepose": _blazepose}
+
+
+def _onnx_pose(model: str | None) -> Any:
+    from tasks.models.onnx_pose import OnnxPose
+
+    if not model or model.startswith("builtin:"):
+        raise InputError(
+            "pose2d.backend 'onnx' needs pose2d.model: the path of an mmpose/RTMPose ONNX export"
+        )
+    return OnnxPose.load(model)
+
+
+class MmposeTopDown:
+    """An mmpose top-down model (config + checkpoint) through mmpose's own inference API, on our crops:
+    each crop is given to `inference_topdown` with the crop's full extent as the box."""
+
+    def __init__(self, config: str, checkpoint: str, size: int = 256) -> None:
+        try:
+            from mmpose.apis import inference_topdown, init_model
+        except ImportError as e:
+            raise InputError(
+                f"pose2d.backend 'mmpose' needs mmpose, which is not importable here ({e}); mmpose does not "
+                "install from PyPI with numpy 2: export the model to ONNX and use backend 'onnx'"
+            ) from None
+        self._infer = inference_topdown
+        self.model = init_model(config, checkpoint, device="cpu")
+        self.size = size  # the crop handed to mmpose, which makes its own input from it
+
+    def __call__(self, crops: Any) -> Any:
+        import numpy as np
+
+        out = np.zeros((len(crops), 17, 3), np.float32)
+        for i, c in enumerate(crops):
+            box = np.array([[0, 0, c.shape[1], c.shape[0]]], np.float32)
+            res = self._infer(self.model, c[..., ::-1].copy(), box)[0].pred_instances  # mmpose wants BGR
+            out[i, :, :2] = res.keypoints[0][:17]
+            out[i, :, 2] = res.keypoint_scores[0][:17]
+        return out
+
+
+def _mmpose(model: str | None) -> Any:
+    if not model or "::" not in model:
+        raise InputError("pose2d.backend 'mmpose' needs pose2d.model 'CONFIG.py::CHECKPOINT.pth'")
+    config, checkpoint = model.split("::", 1)
+    return MmposeTopDown(config, checkpoint)
+
+
+POSE_MODELS: dict[str, Callable[[str | None], Any]] = {
+    "mmpose": _mmpose,
+    "movenet": _movenet,
+    "blazepose": _blazepose,
+    "onnx": _onnx_pose,
+}
 
 
 def load_detector(backend: str, model: str, input_size: int = 416, device: str = "auto") -> Any:
