@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -178,9 +180,22 @@ def pose_batch_unit(store: str, boxes: np.ndarray, cfg: Pose2dConfig) -> np.ndar
     model = load_pose_model(cfg.backend, cfg.model)
     out = np.zeros((len(boxes), 17, 3), np.float32)
     # Row by row through the frame, so the chunk cache serves neighbours' crops.
-    for i in np.lexsort(((boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) // 2048)):
-        c, a, _ = crop_from_levels(levels, boxes[i], model.size, cfg.crop_scale)  # crops stay uint8
-        out[i] = to_image(model(c[None])[0], a)
+    order = np.lexsort(((boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) // 2048))
+
+    def crops() -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        for i in order:
+            c, a, _ = crop_from_levels(levels, boxes[i], model.size, cfg.crop_scale)  # crops stay uint8
+            yield int(i), c, a
+
+    # One thread reads and crops (Zarr decompression releases the GIL) while this one runs the network;
+    # only that thread touches the chunk cache.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        source = crops()
+        pending = pool.submit(next, source, None)
+        while (item := pending.result()) is not None:
+            pending = pool.submit(next, source, None)
+            i, c, a = item
+            out[i] = to_image(model(c[None])[0], a)
     return out
 
 

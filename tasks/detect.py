@@ -22,7 +22,8 @@ Merge (all in full-resolution pixels):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,20 +151,33 @@ def detect_tiles(
     """
     out: list[np.ndarray] = []
     tiles = list(tiles)
-    for b0 in range(0, len(tiles), batch):
-        chunk = tiles[b0 : b0 + batch]
-        for tile, found in zip(chunk, detector([read(t) for t in chunk]), strict=True):
-            if len(found) == 0:
-                continue
-            s = 2.0**tile.level
-            rows = np.empty((len(found), len(DET_COLUMNS)))
-            rows[:, 0:4] = (found[:, :4] + [tile.x0, tile.y0, tile.x0, tile.y0]) * s
-            rows[:, 4] = found[:, 4]
-            rows[:, 5] = tile.level
-            rows[:, 6] = tile.tile_id
-            rows[:, 7] = cut_flags(found[:, :4], tile)
-            out.append(rows)
+    chunks = [tiles[b0 : b0 + batch] for b0 in range(0, len(tiles), batch)]
+    # One thread reads the next batch of tiles (decompression releases the GIL) while this one runs
+    # the detector; `read` is only ever called from that thread.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(lambda c: [read(t) for t in c], chunks[0]) if chunks else None
+        for k, chunk in enumerate(chunks):
+            assert pending is not None
+            images = pending.result()
+            if k + 1 < len(chunks):
+                pending = pool.submit(lambda c: [read(t) for t in c], chunks[k + 1])
+            out.extend(_to_frame(chunk, detector(images)))
     return np.concatenate(out) if out else np.zeros((0, len(DET_COLUMNS)))
+
+
+def _to_frame(chunk: list[Tile], found_per_tile: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """Per tile's (K, 5) boxes in tile pixels -> (K, 8) rows of DET_COLUMNS in full-res pixels."""
+    for tile, found in zip(chunk, found_per_tile, strict=True):
+        if len(found) == 0:
+            continue
+        s = 2.0**tile.level
+        rows = np.empty((len(found), len(DET_COLUMNS)))
+        rows[:, 0:4] = (found[:, :4] + [tile.x0, tile.y0, tile.x0, tile.y0]) * s
+        rows[:, 4] = found[:, 4]
+        rows[:, 5] = tile.level
+        rows[:, 6] = tile.tile_id
+        rows[:, 7] = cut_flags(found[:, :4], tile)
+        yield rows
 
 
 def merge(
