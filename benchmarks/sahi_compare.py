@@ -55,6 +55,10 @@ class Yolox(DetectionModel):
 
     def _create_object_prediction_list_from_original_predictions(self, shift_amount_list=None,
                                                                  full_shape_list=None):
+        if shift_amount_list is not None and isinstance(shift_amount_list[0], int):
+            shift_amount_list = [shift_amount_list]  # SAHI passes one image's values unwrapped
+        if full_shape_list is not None and isinstance(full_shape_list[0], int):
+            full_shape_list = [full_shape_list]
         shift = shift_amount_list[0] if shift_amount_list else [0, 0]
         full = None if full_shape_list is None else full_shape_list[0]
         preds = [ObjectPrediction(bbox=[float(v) for v in b[:4]], category_id=0, category_name="person",
