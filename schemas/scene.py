@@ -171,12 +171,14 @@ class DetectConfig(_Section):
     enabled: bool = True
     backend: Literal["yolox-onnx", "yolox", "file"] = "yolox-onnx"
     model: str = Field(
-        default="builtin:yolox-nano",
-        description="yolox-onnx: builtin:yolox-nano or a YOLOX .onnx; yolox: an official/ByteTrack .pth",
+        default="builtin:yolox-nano-dynamic",
+        description="yolox-onnx: builtin:yolox-nano-dynamic (any input size), builtin:yolox-nano (416 only) "
+        "or a YOLOX .onnx; yolox: an official/ByteTrack .pth",
     )
     input_size: Annotated[int, Field(ge=64, le=4096, multiple_of=32)] = Field(
-        default=416,
-        description="backend yolox: input side (official: 416 nano/tiny, 640 s-x, 800-1440 ByteTrack)",
+        default=640,
+        description="network input side for models with a free size (yolox, yolox-nano-dynamic); "
+        "larger tiles spend less on their overlap",
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="backend yolox: auto = cuda if available"

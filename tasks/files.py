@@ -27,12 +27,13 @@ def checked_builtin(path: Path, sha256: str) -> Path:
     return path
 
 
-def model_file(spec: str, builtin: str, path: Path, sha256: str, what: str) -> tuple[Path, str, str]:
-    """(file, name, sha256) for a model spec: the shipped `builtin` name (checked against its sha256)
-    or the path of a user's file; `what` names the kind in errors ("detector model", ...)."""
+def model_file(spec: str, builtins: dict[str, tuple[Path, str]], what: str) -> tuple[Path, str, str]:
+    """(file, name, sha256) for a model spec: a shipped name of `builtins` (name -> (file, sha256),
+    checked against its sha256) or the path of a user's file; `what` names the kind in errors."""
     if spec.startswith("builtin:"):
-        if spec != builtin:
-            raise InputError(f"unknown built-in {what} {spec!r}; available: {builtin}")
+        if spec not in builtins:
+            raise InputError(f"unknown built-in {what} {spec!r}; available: {', '.join(builtins)}")
+        path, sha256 = builtins[spec]
         return checked_builtin(path, sha256), spec, sha256
     user = Path(spec).expanduser()
     if not user.is_file():

@@ -120,44 +120,14 @@ def coco_person() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @pytest.fixture(scope="session")
 def yolox_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A YOLOX-Nano checkpoint in the official layout ({"model": state_dict}, `module.` prefixes), made
-    from the shipped ONNX file, whose batch norms are folded into its convolutions: each folded conv
-    goes into a conv plus an identity batch norm that carries the bias."""
+    from the shipped ONNX file (tasks/models/build_yolox_dynamic.state_from_folded_onnx)."""
     import torch
 
-    from tasks.models.yolox import YOLOX
+    pytest.importorskip("onnx")
+    from tasks.models.build_yolox_dynamic import state_from_folded_onnx
     from tasks.models.yolox_onnx import NANO_PATH
 
-    onnx = pytest.importorskip("onnx")
-    from onnx import numpy_helper
-
     path = tmp_path_factory.mktemp("yolox") / "yolox_nano.pth"
-
-    graph = onnx.load(str(NANO_PATH)).graph
-    init = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    convs = [n for n in graph.node if n.op_type == "Conv"]
-    model = YOLOX("nano", 80).eval()
-    order: list[torch.nn.Conv2d] = []
-    hooks = [
-        m.register_forward_hook(lambda m, i, o: order.append(m))
-        for m in model.modules()
-        if isinstance(m, torch.nn.Conv2d)
-    ]
-    model(torch.zeros(1, 3, 64, 64))
-    for h in hooks:
-        h.remove()
-    names = {m: n for n, m in model.named_modules()}
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    for conv, node in zip(order, convs, strict=True):
-        w, b = init[node.input[1]], init[node.input[2]]
-        name = names[conv]
-        state[f"{name}.weight"] = torch.from_numpy(w.copy())
-        if name.endswith(".conv"):  # BaseConv: the folded bias goes into an identity batch norm
-            bn = name.removesuffix(".conv") + ".bn"
-            state[f"{bn}.weight"] = torch.ones(len(b))
-            state[f"{bn}.bias"] = torch.from_numpy(b.copy())
-            state[f"{bn}.running_mean"] = torch.zeros(len(b))
-            state[f"{bn}.running_var"] = torch.full((len(b),), 1 - 1e-3)
-        else:
-            state[f"{name}.bias"] = torch.from_numpy(b.copy())
+    state = state_from_folded_onnx(NANO_PATH)
     torch.save({"model": {f"module.{k}": v for k, v in state.items()}}, path)
     return path

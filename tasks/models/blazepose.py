@@ -67,4 +67,4 @@ class BlazePose:
 
 @lru_cache(maxsize=2)
 def _load_cached(spec: str) -> BlazePose:
-    return BlazePose(*model_file(spec, BUILTIN_FULL, FULL_PATH, FULL_SHA256, "pose model"))
+    return BlazePose(*model_file(spec, {BUILTIN_FULL: (FULL_PATH, FULL_SHA256)}, "pose model"))

@@ -60,4 +60,4 @@ class MoveNet:
 
 @lru_cache(maxsize=4)
 def _load_cached(spec: str) -> MoveNet:
-    return MoveNet(*model_file(spec, BUILTIN_LIGHTNING, LIGHTNING_PATH, LIGHTNING_SHA256, "pose model"))
+    return MoveNet(*model_file(spec, {BUILTIN_LIGHTNING: (LIGHTNING_PATH, LIGHTNING_SHA256)}, "pose model"))

@@ -16,7 +16,7 @@ from tasks import InputError
 def _yolox_onnx(model: str, input_size: int, device: str) -> Any:
     from tasks.models.yolox_onnx import YoloxOnnx
 
-    return YoloxOnnx.load(model)  # the ONNX file fixes its own input size
+    return YoloxOnnx.load(model, input_size)  # input_size matters for graphs with a free size only
 
 
 def _yolox_torch(model: str, input_size: int, device: str) -> Any:

@@ -21,6 +21,14 @@ from tasks.files import model_file
 BUILTIN_NANO = "builtin:yolox-nano"
 NANO_PATH = Path(__file__).parent / "weights" / "yolox_nano_416x416.onnx"
 NANO_SHA256 = "695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14"
+# The same weights with a free input size (python -m tasks.models.build_yolox_dynamic)
+BUILTIN_NANO_DYNAMIC = "builtin:yolox-nano-dynamic"
+NANO_DYNAMIC_PATH = Path(__file__).parent / "weights" / "yolox_nano_dynamic.onnx"
+NANO_DYNAMIC_SHA256 = "d5d871b6f17320f2d029e0cb99c4400a3cd556210de3b366d017cbc05f7cccd7"
+BUILTINS = {
+    BUILTIN_NANO: (NANO_PATH, NANO_SHA256),
+    BUILTIN_NANO_DYNAMIC: (NANO_DYNAMIC_PATH, NANO_DYNAMIC_SHA256),
+}
 STRIDES = (8, 16, 32)
 PAD_VALUE = 114
 PERSON = 0  # COCO class 0; single-class crowd models (ByteTrack) have only this one
@@ -120,7 +128,8 @@ class YoloxDetector:
 class YoloxOnnx(YoloxDetector):
     """One YOLOX ONNX model in an onnxruntime session. Call with RGB uint8 images, get person boxes."""
 
-    def __init__(self, path: Path, name: str, sha256: str, threads: int = 1) -> None:
+    def __init__(self, path: Path, name: str, sha256: str, input_size: int = 416, threads: int = 1) -> None:
+        """input_size: the square input for models whose graph leaves the size free (else the graph's)."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -133,17 +142,23 @@ class YoloxOnnx(YoloxDetector):
             raise InputError(f"cannot load YOLOX ONNX model {path}: {str(e).splitlines()[0]}") from e
         inp = self.session.get_inputs()[0]
         out = self.session.get_outputs()[0]
-        if len(inp.shape) != 4 or not all(isinstance(d, int) for d in inp.shape[2:]) or len(out.shape) != 3:
+        if len(inp.shape) != 4 or len(out.shape) != 3:
             raise InputError(f"{path} is not a YOLOX export: input {inp.shape}, output {out.shape}")
         self.input_name = inp.name
-        self.size: tuple[int, int] = (int(inp.shape[2]), int(inp.shape[3]))
+        fixed = all(isinstance(d, int) for d in inp.shape[2:])
+        if not fixed and input_size % 32:
+            raise InputError(f"YOLOX input size must be a multiple of 32, got {input_size}")
+        self.size: tuple[int, int] = (
+            (int(inp.shape[2]), int(inp.shape[3])) if fixed else (input_size, input_size)
+        )
         self.batch = inp.shape[0] if isinstance(inp.shape[0], int) else None  # None: any batch size
         self.name, self.sha256 = name, sha256
 
     @staticmethod
-    def load(spec: str = BUILTIN_NANO) -> YoloxOnnx:
-        """The model for `spec` ("builtin:yolox-nano" or a path to a .onnx file), once per process."""
-        return _load_cached(spec)
+    def load(spec: str = BUILTIN_NANO, input_size: int = 416) -> YoloxOnnx:
+        """The model for `spec` (a builtin: name or a path to a .onnx file), once per process;
+        input_size applies to graphs with a free input size only."""
+        return _load_cached(spec, input_size)
 
     def raw(self, batch: np.ndarray) -> np.ndarray:
         """batch (B, 3, h, w) float32 letterboxed -> (B, A, 5 + C) raw (undecoded) network output."""
@@ -153,5 +168,5 @@ class YoloxOnnx(YoloxDetector):
 
 
 @lru_cache(maxsize=4)
-def _load_cached(spec: str) -> YoloxOnnx:
-    return YoloxOnnx(*model_file(spec, BUILTIN_NANO, NANO_PATH, NANO_SHA256, "detector"))
+def _load_cached(spec: str, input_size: int) -> YoloxOnnx:
+    return YoloxOnnx(*model_file(spec, BUILTINS, "detector"), input_size=input_size)

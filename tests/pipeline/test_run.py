@@ -258,7 +258,7 @@ def test_pytorch_yolox_backend_finds_what_the_onnx_backend_finds(
 
     shutil.copy(DEMO_PHOTO, tmp_path / "p.jpg")
     found = {}
-    for backend, model in (("yolox-onnx", "builtin:yolox-nano"), ("yolox", str(yolox_checkpoint))):
+    for backend, model in (("yolox-onnx", "builtin:yolox-nano-dynamic"), ("yolox", str(yolox_checkpoint))):
         detect = {"backend": backend, "model": model, "device": "cpu"}
         scene = _scene(tmp_path, ["p.jpg"], detect=detect, pose2d={"enabled": False}, output=backend)
         assert _run(scene).ok

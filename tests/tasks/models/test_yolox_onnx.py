@@ -74,10 +74,25 @@ def test_damaged_builtin_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     bad = tmp_path / "yolox.onnx"
     bad.write_bytes(y.NANO_PATH.read_bytes()[:-10])
-    monkeypatch.setattr(y, "NANO_PATH", bad)
+    monkeypatch.setitem(y.BUILTINS, y.BUILTIN_NANO, (bad, y.NANO_SHA256))
     y._load_cached.cache_clear()
     try:
         with pytest.raises(InputError, match="damaged"):
             y.YoloxOnnx.load()
     finally:
         y._load_cached.cache_clear()
+
+
+def test_dynamic_nano_is_the_same_network_at_any_size(photo: object) -> None:
+    """builtin:yolox-nano-dynamic (python -m tasks.models.build_yolox_dynamic) holds the 416 model's
+    weights in a graph whose input size is free: at 416 the outputs agree, and a 1024 input works."""
+    rgb = photo.numpy()  # type: ignore[attr-defined]
+    x = letterbox(rgb, (416, 416))[0][None]
+    fixed, dynamic = YoloxOnnx.load(), YoloxOnnx.load("builtin:yolox-nano-dynamic", 416)
+    np.testing.assert_allclose(dynamic.raw(x)[..., 4:], fixed.raw(x)[..., 4:], atol=2e-4)
+    big = YoloxOnnx.load("builtin:yolox-nano-dynamic", 1024)
+    assert big.size == (1024, 1024)
+    boxes = big([rgb])[0]
+    assert len(boxes) >= 4 and big.raw(letterbox(rgb, (1024, 1024))[0][None]).shape == (1, 21504, 85)
+    with pytest.raises(InputError, match="multiple of 32"):
+        YoloxOnnx.load("builtin:yolox-nano-dynamic", 1000)
