@@ -130,7 +130,8 @@ def speed(size: str, people: int, seed: int, repeats: int = 3) -> dict[str, floa
     from tasks.ingest import ingest_image, open_levels
     from tasks.models.body import BUILTIN_NEUTRAL, BodyModel
     from tasks.models.movenet import MoveNet
-    from tasks.models.yolox_onnx import YoloxOnnx, letterbox
+    from tasks.models.registry import load_detector
+    from tasks.models.yolox_onnx import letterbox
     from tasks.pose2d import crop_from_levels
     from tasks.poses import load_bank
     from tasks.synth import SynthConfig, synthesize
@@ -143,7 +144,7 @@ def speed(size: str, people: int, seed: int, repeats: int = 3) -> dict[str, floa
         ingest_image(image, store, IngestConfig())
         levels = open_levels(store)
         det_cfg, pose_cfg = DetectConfig(), Pose2dConfig()
-        model = YoloxOnnx.load(det_cfg.model)
+        model = load_detector(det_cfg.backend, det_cfg.model, det_cfg.input_size, det_cfg.device)
         tiles = tile_plan(h, w, model.size)
         pose = MoveNet.load()
         # bare: only the network calls, on inputs prepared beforehand; best of `repeats`, alternating

@@ -258,6 +258,7 @@ class YoloxTorch(YoloxDetector):
         if size % 32:
             raise InputError(f"YOLOX input size must be a multiple of 32, got {size}")
         self.model = model.eval().to(device)
+        self.batched = device != "cpu"
         self.device, self.size = device, (size, size)
         self.name, self.sha256, self.variant, self.num_classes = (
             str(path),
