@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 from tasks import InputError
 
@@ -39,3 +40,15 @@ def model_file(spec: str, builtins: dict[str, tuple[Path, str]], what: str) -> t
     if not user.is_file():
         raise InputError(f"{what} file not found: {user}")
     return user, str(user), file_sha256(user)
+
+
+def litert_interpreter(path: Path, what: str, threads: int = 1) -> Any:
+    """A LiteRT (TFLite) interpreter for the model file, tensors allocated; one-line error otherwise."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise InputError(f"cannot load {what} model {path}: {str(e).splitlines()[0]}") from e
+    return interpreter

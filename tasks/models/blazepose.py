@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks import InputError
-from tasks.files import model_file
+from tasks.files import litert_interpreter, model_file
 
 BUILTIN_FULL = "builtin:blazepose-full"
 FULL_PATH = Path(__file__).parent / "weights" / "blazepose_landmark_full.tflite"
@@ -30,13 +30,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 class BlazePose:
     def __init__(self, path: Path, name: str, sha256: str, threads: int = 1) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-            self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as e:
-            raise InputError(f"cannot load BlazePose model {path}: {str(e).splitlines()[0]}") from e
+        self.interpreter = litert_interpreter(path, "BlazePose", threads)
         inp = self.interpreter.get_input_details()[0]
         outs = {tuple(o["shape"]): o["index"] for o in self.interpreter.get_output_details()}
         if tuple(inp["shape"][1:]) != (256, 256, 3) or (1, 195) not in outs or (1, 1) not in outs:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks import InputError
-from tasks.files import model_file
+from tasks.files import litert_interpreter, model_file
 
 BUILTIN_LIGHTNING = "builtin:movenet-lightning"
 LIGHTNING_PATH = Path(__file__).parent / "weights" / "movenet_singlepose_lightning_int8.tflite"
@@ -22,13 +22,7 @@ LIGHTNING_SHA256 = "cd7cc22fa946e5d146a7b98d496853e1923e22828d3972d579973f27f91b
 
 class MoveNet:
     def __init__(self, path: Path, name: str, sha256: str, threads: int = 1) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-            self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as e:
-            raise InputError(f"cannot load MoveNet model {path}: {str(e).splitlines()[0]}") from e
+        self.interpreter = litert_interpreter(path, "MoveNet", threads)
         inp = self.interpreter.get_input_details()[0]
         out = self.interpreter.get_output_details()[0]
         if len(inp["shape"]) != 4 or inp["shape"][3] != 3 or tuple(out["shape"][-2:]) != (17, 3):
