@@ -28,7 +28,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-BANDS = [(0, 50), (50, 100), (100, 200), (200, 400), (400, 10**9)]
+BANDS = [(0, 50), (50, 100), (100, 200), (200, 400), (400, float("inf"))]
 
 
 def _rgb(path: Path) -> np.ndarray:
@@ -93,6 +93,7 @@ def synthetic(size: str, people: int, seed: int) -> dict[str, object]:
     from tasks.models.body import BUILTIN_NEUTRAL, BodyModel
     from tasks.models.yolox_onnx import YoloxOnnx
     from tasks.poses import load_bank
+    from tasks.realism import recall_by_height
     from tasks.synth import SynthConfig, synthesize
 
     w, h = (int(v) for v in size.lower().split("x"))
@@ -107,15 +108,10 @@ def synthetic(size: str, people: int, seed: int) -> dict[str, object]:
     t = time.perf_counter()
     whole = detector([image])[0]  # letterboxed to 416 once
     t_whole = time.perf_counter() - t
-    heights = a.bbox[:, 3] - a.bbox[:, 1]
     rows = []
     for name, dets in (("multi-scale tiles", tiled), ("whole frame at 416", whole)):
         m = greedy_recall_match(dets[:, :4], a.bbox)
-        bands = {}
-        for lo, hi in BANDS:
-            sel = (heights >= lo) & (heights < hi)
-            key = f"{lo}-{hi if hi < 10**9 else 'inf'}"
-            bands[key] = (int(sel.sum()), float(np.mean(m[sel] >= 0)) if sel.any() else None)
+        bands = recall_by_height(dets, a.bbox, BANDS)
         rows.append({"method": name, "detections": len(dets), "recall": float(np.mean(m >= 0)),
                      "precision": float((m >= 0).sum() / max(len(dets), 1)), "bands": bands})  # fmt: skip
     return {"size": size, "people": people, "seed": seed, "seconds_tiled": t_tiled, "seconds_whole": t_whole,

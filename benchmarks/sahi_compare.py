@@ -31,7 +31,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-BANDS = [(0, 100), (100, 200), (200, 400), (400, 10**9)]
+BANDS = [(0, 100), (100, 200), (200, 400), (400, float("inf"))]
 
 _SAHI = r"""
 import json, sys, time
@@ -108,13 +108,10 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str
 
 def recall_by_band(pred: np.ndarray, gt: np.ndarray) -> dict[str, object]:
     from tasks.boxes import greedy_recall_match
+    from tasks.realism import recall_by_height
 
     m = greedy_recall_match(pred[:, :4], gt)
-    h = gt[:, 3] - gt[:, 1]
-    bands = {}
-    for lo, hi in BANDS:
-        sel = (h >= lo) & (h < hi)
-        bands[f"{lo}-{hi if hi < 10**9 else 'inf'}"] = float(np.mean(m[sel] >= 0)) if sel.any() else None
+    bands = {k: r for k, (_, r) in recall_by_height(pred, gt, BANDS).items()}
     return {"recall": float(np.mean(m >= 0)), "precision": float((m >= 0).sum() / max(len(pred), 1)),
             "detections": len(pred), "bands": bands}  # fmt: skip
 

@@ -195,15 +195,13 @@ def _detect(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[s
     cfg = rs.scene.detect
     made = set()
     with stage_bar("detect", len(todo)) as bar:
-        merges = {}
-        if cfg.backend == "file":
-            for f in todo:
-                m = manifests[f.name]
-                fut = client.submit(detect_file_unit, str(m.dir), f.name, cfg, h, _source(m), pure=False)
-                merges[fut] = f
-            todo = []
+        merges = {}  # frame's final future: a merge of its tile batches, or an import from detect.file
+        imported = cfg.backend == "file"
+        for f in todo if imported else []:
+            m = manifests[f.name]
+            merges[client.submit(detect_file_unit, str(m.dir), f.name, cfg, h, _source(m), pure=False)] = f
         plans = {}
-        for f in todo:
+        for f in [] if imported else todo:
             store = str(manifests[f.name].dir / STORE_NAME)
             plans[client.submit(detect_plan_unit, store, cfg, key=f"plan-{f.name}-{time.monotonic_ns()}")] = f
         for f, tiles in _collect(plans, "detect", bar, summary):

@@ -11,18 +11,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-TMP_PREFIX = ".tmp-"
-OLD_PREFIX = ".old-"
+from schemas.io import OLD_PREFIX, TMP_PREFIX, atomic_output, remove
+
 MANIFEST = "manifest.json"
 _VERSIONED = (
     "gigacrowd-pipeline",
@@ -50,50 +47,6 @@ def inside(root: Path, *parts: str) -> Path:
     return path
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-@contextlib.contextmanager
-def atomic_output(final: Path) -> Iterator[Path]:
-    """Yield a temporary path to build `final` at (file or directory); install it on success.
-
-    On an exception the temporary is removed and an existing `final` is left untouched. Replacing an
-    existing directory moves it aside first (`.old-...`), so a crash between the two renames leaves
-    the old copy recoverable and the sweep cleans it.
-    """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f"{TMP_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}")
-    try:
-        yield tmp
-    except BaseException:
-        _remove(tmp)
-        raise
-    if not tmp.exists():
-        raise FileNotFoundError(f"nothing was written at {tmp}")
-    old = None
-    if final.is_dir() and not final.is_symlink():
-        old = final.with_name(f"{OLD_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}")
-        os.replace(final, old)
-    os.replace(tmp, final)
-    _fsync_dir(final.parent)
-    if old is not None:
-        _remove(old)
-
-
 def write_json(path: Path, obj: Any) -> None:
     """Write JSON atomically (temporary file, fsync, rename)."""
     with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
@@ -112,7 +65,7 @@ def sweep_partials(root: Path) -> list[Path]:
         for name in list(dirnames) + filenames:
             if name.startswith((TMP_PREFIX, OLD_PREFIX)):
                 p = Path(dirpath) / name
-                _remove(p)
+                remove(p)
                 removed.append(p)
         dirnames[:] = [
             d for d in dirnames if not d.startswith((TMP_PREFIX, OLD_PREFIX)) and not d.endswith(".zarr")

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,7 +137,7 @@ def _imported(cfg: DetectConfig, frame: str) -> Any:
     )
     if frame not in found:
         raise InputError(f"frame {frame!r} is not in the detections file {cfg.file}")
-    return found[frame]
+    return found[frame].above(cfg.score_threshold)
 
 
 def detect_file_unit(
@@ -150,7 +148,6 @@ def detect_file_unit(
 
     t0 = time.perf_counter()
     boxes = _imported(cfg, frame).boxes
-    boxes = boxes[boxes[:, 4] >= cfg.score_threshold]
     rows = np.concatenate([boxes, np.zeros((len(boxes), 1)), np.full((len(boxes), 1), -1.0)], 1)
     write_parquet(detections_table(frame, rows), Path(frame_dir) / DETECTIONS_FILE)
     rec = UnitRecord(
@@ -162,41 +159,22 @@ def detect_file_unit(
 
 
 def pose_file_unit(frame: str, detect: DetectConfig) -> np.ndarray:
-    """The keypoints of detect.file for a frame, in its detections' order (same score filter)."""
+    """The keypoints of detect.file for a frame, row for row with its imported detections."""
     from tasks import InputError
 
     imp = _imported(detect, frame)
     if imp.keypoints is None:
         raise InputError(f"pose2d.backend 'file': {detect.file} holds no keypoints")
-    return imp.keypoints[imp.boxes[:, 4] >= detect.score_threshold].astype(np.float32)
+    return imp.keypoints.astype(np.float32)
 
 
 def pose_batch_unit(store: str, boxes: np.ndarray, cfg: Pose2dConfig) -> np.ndarray:
     """Keypoints (N, 17, 3) x, y full-res pixels, confidence for boxes (N, 4) of one frame."""
     from tasks.models.registry import load_pose_model
-    from tasks.pose2d import crop_from_levels, to_image
+    from tasks.pose2d import estimate
 
     levels = [ChunkCache(lv) for lv in open_levels(Path(store))]
-    model = load_pose_model(cfg.backend, cfg.model)
-    out = np.zeros((len(boxes), 17, 3), np.float32)
-    # Row by row through the frame, so the chunk cache serves neighbours' crops.
-    order = np.lexsort(((boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) // 2048))
-
-    def crops() -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        for i in order:
-            c, a, _ = crop_from_levels(levels, boxes[i], model.size, cfg.crop_scale)  # crops stay uint8
-            yield int(i), c, a
-
-    # One thread reads and crops (Zarr decompression releases the GIL) while this one runs the network;
-    # only that thread touches the chunk cache.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        source = crops()
-        pending = pool.submit(next, source, None)
-        while (item := pending.result()) is not None:
-            pending = pool.submit(next, source, None)
-            i, c, a = item
-            out[i] = to_image(model(c[None])[0], a)
-    return out
+    return estimate(levels, boxes, load_pose_model(cfg.backend, cfg.model), cfg.crop_scale)
 
 
 def pose_write_unit(

@@ -11,22 +11,19 @@ output after scaling: points_cam = scale_smpl * SMPL(pose, shape) + trans_cam. E
 and unknown keys are errors: the file goes to an evaluator we cannot see, so what we write must be
 exactly what it reads.
 
-The small JSON helpers here (`atomic_write_text`, `describe_validation_error`) are shared by the other
-file contracts of this package (schemas/truth.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
 import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from schemas.io import atomic_write_text, describe_validation_error, load_json
 
 N_POSE, N_SHAPE = 72, 10
 
@@ -137,89 +134,6 @@ class FramePrediction(BaseModel):
 
 
 _PREDICTIONS = TypeAdapter(dict[str, FramePrediction])
-
-
-def _short(value: Any, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _loc(parts: tuple[int | str, ...]) -> str:
-    """('person_list', 3, 'pose') -> 'person_list[3].pose'."""
-    out = ""
-    for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out
-
-
-def describe_validation_error(e: ValidationError, frames_under: str | None) -> str:
-    """The first problem of `e` in one line: "[frame 'x.jpg': [person 3: ]]key.path: message".
-
-    `frames_under`: the key whose children are frames ("frame_info" in truth.json); None when the
-    top-level keys are the frames (predict.json).
-    """
-    errors = e.errors()
-    err = errors[0]
-    loc = tuple(err["loc"])
-    where = ""
-    if frames_under is None and loc:
-        where, loc = f"frame {loc[0]!r}: ", loc[1:]
-    elif frames_under is not None and len(loc) >= 2 and loc[0] == frames_under:
-        where, loc = f"frame {loc[1]!r}: ", loc[2:]
-        if loc and isinstance(loc[0], int):
-            where, loc = f"{where}person {loc[0]}: ", loc[1:]
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    else:
-        msg = err["msg"].removeprefix("Value error, ")
-        if not isinstance(err.get("input"), dict | list | tuple) and err["type"] != "missing":
-            msg += f", got {_short(err.get('input'))}"
-    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-    return f"{where}{_loc(loc) or '(top level)'}: {msg}{more}"
-
-
-def load_json(path: Path, error: type[ValueError]) -> Any:
-    """Parse a JSON file, raising `error` (one line naming the file) when it is missing or not JSON."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise error(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise error(f"{path}: cannot read: {e}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise error(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-
-
-def _umask() -> int:
-    """The process umask, read without changing it (os.umask would, for a moment, in every thread)."""
-    with contextlib.suppress(OSError, ValueError, StopIteration), open("/proc/self/status") as f:
-        return int(next(line for line in f if line.startswith("Umask:")).split()[1], 8)
-    return 0o022
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same directory, fsync and os.replace.
-
-    A reader sees the old file or the new one, never a half-written one; the temporary is removed on
-    failure (its name starts with '.tmp-', which the run-directory sweep also removes).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-    try:
-        # mkstemp makes the file owner-only; give it the mode any new file gets (0666 less the umask).
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def read_predictions(path: Path | str) -> dict[str, FramePrediction]:

@@ -13,12 +13,13 @@ Pixel coordinates are full-resolution pixels of the original frame (pixel (i, j)
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from schemas.io import atomic_output
 
 DETECTIONS = pa.schema(
     [
@@ -86,13 +87,9 @@ def detections_array(table: pa.Table) -> np.ndarray:
 
 
 def write_parquet(table: pa.Table, path: Path) -> None:
-    """Write through a temporary file in the same directory and rename: never a half-written table."""
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    try:
+    """Write a stage table atomically: never a half-written table under its final name."""
+    with atomic_output(path) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_table(path: Path, schema: pa.Schema) -> pa.Table:

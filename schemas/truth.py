@@ -27,15 +27,13 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from schemas.io import atomic_write_text, describe_validation_error, load_json
 from schemas.predict import (
     N_POSE,
     N_SHAPE,
     Finite,
     IntrinsicMatrix,
     Vec3,
-    atomic_write_text,
-    describe_validation_error,
-    load_json,
 )
 
 N_KEYPOINTS = 17

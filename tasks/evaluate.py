@@ -55,7 +55,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from schemas.predict import FramePrediction, atomic_write_text
+from schemas.io import atomic_write_text
+from schemas.predict import FramePrediction
 from schemas.truth import Truth
 from tasks import InputError
 

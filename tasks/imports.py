@@ -35,6 +35,11 @@ class Imported:
     boxes: np.ndarray  # (N, 5) x1, y1, x2, y2, score; full-resolution pixels
     keypoints: np.ndarray | None  # (N, 17, 3) x, y, confidence, or None
 
+    def above(self, score: float) -> Imported:
+        """The people whose box score is at least `score` (boxes and keypoints stay row for row)."""
+        keep = self.boxes[:, 4] >= score
+        return Imported(self.boxes[keep], None if self.keypoints is None else self.keypoints[keep])
+
 
 def _stem(key: object) -> str:
     return PurePosixPath(str(key).replace("\\", "/")).stem

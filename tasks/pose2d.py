@@ -6,6 +6,8 @@ the box is widened or heightened to the crop's aspect ratio, then scaled by `sca
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import cv2
@@ -106,4 +108,29 @@ def to_image(kp: np.ndarray, affine: np.ndarray) -> np.ndarray:
     s, t = affine[0, 0], affine[:, 2]
     out = kp.astype(np.float64, copy=True)
     out[..., :2] = (kp[..., :2] - t) / s
+    return out
+
+
+def estimate(levels: list[Any], boxes: np.ndarray, model: PoseModel, scale: float = 1.25) -> np.ndarray:
+    """Keypoints (N, 17, 3) x, y full-res pixels, confidence for boxes (N, 4) of one frame's pyramid.
+
+    Crops are taken row by row through the frame (neighbours share chunks of a chunk-cached pyramid)
+    by a second thread while this one runs the network (decompression releases the GIL); only that
+    thread reads `levels`. Crops stay uint8.
+    """
+    out = np.zeros((len(boxes), 17, 3), np.float32)
+    order = np.lexsort(((boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) // 2048))
+
+    def crops() -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        for i in order:
+            c, a, _ = crop_from_levels(levels, boxes[i], model.size, scale)
+            yield int(i), c, a
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        source = crops()
+        pending = pool.submit(next, source, None)
+        while (item := pending.result()) is not None:
+            pending = pool.submit(next, source, None)
+            i, c, a = item
+            out[i] = to_image(model(c[None])[0], a)
     return out

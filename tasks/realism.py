@@ -37,6 +37,20 @@ class Realism:
         return asdict(self)
 
 
+def recall_by_height(
+    pred: np.ndarray, gt: np.ndarray, bands: list[tuple[float, float]]
+) -> dict[str, tuple[int, float | None]]:
+    """Detector recall (IoU >= 0.5) per band of GT box height. pred (P, >= 4), gt (G, 4) pixels ->
+    {"lo-hi": (people in the band, recall or None when empty)}."""
+    match = greedy_recall_match(pred[:, :4], gt)
+    h = gt[:, 3] - gt[:, 1]
+    out: dict[str, tuple[int, float | None]] = {}
+    for lo, hi in bands:
+        sel = (h >= lo) & (h < hi)
+        out[f"{lo:g}-{hi:g}"] = (int(sel.sum()), float(np.mean(match[sel] >= 0)) if sel.any() else None)
+    return out
+
+
 def pose_oks(
     image: np.ndarray, boxes: np.ndarray, gt_kp: np.ndarray, gt_vis: np.ndarray, pose: PoseModel
 ) -> np.ndarray:

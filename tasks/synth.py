@@ -23,7 +23,6 @@ people, not on the image size; tiles stream into a temporary raw RGB file that l
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from schemas.io import TMP_PREFIX, atomic_output
 from schemas.truth import BodyModelInfo, ImageShape, PersonTruth, SmplParams, Truth, write_truth
 from tasks.models.body import BodyModel
 from tasks.poses import PoseBank, aa_to_matrix, matrix_to_aa
@@ -298,15 +298,14 @@ def _encode(tiles_tiff: Path, out: Path, fmt: str, quality: int) -> None:
     import pyvips
 
     img = pyvips.Image.new_from_file(str(tiles_tiff), access="sequential")
-    tmp = out.with_name(out.name + ".part")
-    if fmt == "jpeg":
-        img.jpegsave(str(tmp), Q=quality, subsample_mode="off")
-    else:
-        img.tiffsave(
-            str(tmp), tile=True, tile_width=_TIFF_TILE, tile_height=_TIFF_TILE, pyramid=True,
-            compression="jpeg", Q=quality,
-        )  # fmt: skip
-    os.replace(tmp, out)
+    with atomic_output(out) as tmp:
+        if fmt == "jpeg":
+            img.jpegsave(str(tmp), Q=quality, subsample_mode="off")
+        else:
+            img.tiffsave(
+                str(tmp), tile=True, tile_width=_TIFF_TILE, tile_height=_TIFF_TILE, pyramid=True,
+                compression="jpeg", Q=quality,
+            )  # fmt: skip
 
 
 def render(
@@ -409,7 +408,7 @@ def render(
                 for tx in range(0, cam.width, _TIFF_TILE):
                     yield strip[ty : ty + _TIFF_TILE, tx : tx + _TIFF_TILE]
 
-    raw = out.with_name(out.name + ".tiles.tif")
+    raw = out.with_name(f"{TMP_PREFIX}{out.name}.tiles.tif")  # scratch; a killed run's is swept
     try:
         tifffile.imwrite(
             raw, data=tiff_tiles(), shape=(cam.height, cam.width, 3), dtype=np.uint8,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -131,3 +132,13 @@ def yolox_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     state = state_from_folded_onnx(NANO_PATH)
     torch.save({"model": {f"module.{k}": v for k, v in state.items()}}, path)
     return path
+
+
+def one_line_error(error: type[Exception], fn: Any, *args: Any) -> str:
+    """The message of the `error` that fn(*args) raises, checked to be one line a user can act on."""
+    with pytest.raises(error) as info:
+        fn(*args)
+    text = str(info.value)
+    assert len(text.splitlines()) == 1, text
+    assert "pydantic.dev" not in text  # no validation-library boilerplate
+    return text

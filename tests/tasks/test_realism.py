@@ -28,3 +28,12 @@ def test_yolox_finds_and_movenet_poses_the_rendered_people(tmp_path: Path) -> No
     assert r.oks_mean >= 0.6 and r.oks_ge_050 >= 0.7
     assert r.unmatched < 0.3 * r.detections
     assert np.isfinite(r.recall_small)
+
+
+def test_recall_by_height_counts_each_band() -> None:
+    from tasks.realism import recall_by_height
+
+    gt = np.array([[0, 0, 10, 50], [100, 0, 110, 150], [200, 0, 220, 300.0]])
+    pred = np.array([[0, 0, 10, 50, 0.9], [200, 0, 220, 300, 0.8]])
+    got = recall_by_height(pred, gt, [(0, 100), (100, 200), (200, float("inf")), (1000, 2000)])
+    assert got == {"0-100": (1, 1.0), "100-200": (1, 0.0), "200-inf": (1, 1.0), "1000-2000": (0, None)}
