@@ -52,3 +52,21 @@ def litert_interpreter(path: Path, what: str, threads: int = 1) -> Any:
     except (ValueError, RuntimeError) as e:
         raise InputError(f"cannot load {what} model {path}: {str(e).splitlines()[0]}") from e
     return interpreter
+
+
+def torch_state(path: Path, what: str) -> dict[str, Any]:
+    """The state dict of a PyTorch checkpoint `{"model": state_dict}` (official YOLOX, ByteTrack and
+    CLIFF layout) or a bare state dict, `module.` prefixes (DataParallel) stripped; tensors only are
+    unpickled. `what` names the file in errors."""
+    import torch
+
+    if not path.is_file():
+        raise InputError(f"{what} not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for corrupt or non-checkpoint files
+        raise InputError(f"cannot read {what} {path}: {str(e).splitlines()[0]}") from None
+    state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"{path}: expected {{'model': state_dict}} or a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in state.items()}

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from tasks import InputError
-from tasks.files import file_sha256
+from tasks.files import file_sha256, torch_state
 from tasks.models.yolox_onnx import YoloxDetector
 
 # name: (depth, width, depthwise); stem channels = int(64 * width) identify them in a state dict
@@ -230,25 +230,11 @@ def infer_variant(state: dict[str, torch.Tensor]) -> tuple[str, int]:
     )
 
 
-def load_state(path: Path) -> dict[str, torch.Tensor]:
-    """The state dict of an official/ByteTrack checkpoint (`{"model": ...}` or a bare state dict)."""
-    if not path.is_file():
-        raise InputError(f"detector checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for corrupt or non-checkpoint files
-        raise InputError(f"cannot read checkpoint {path}: {str(e).splitlines()[0]}") from None
-    state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise InputError(f"{path}: expected {{'model': state_dict}} or a state dict")
-    return {k.removeprefix("module."): v for k, v in state.items()}
-
-
 class YoloxTorch(YoloxDetector):
     """A YOLOX checkpoint in PyTorch with YoloxOnnx's interface: RGB uint8 images -> person boxes."""
 
     def __init__(self, path: Path, size: int = 416, device: str = "cpu") -> None:
-        state = load_state(path)
+        state = torch_state(path, "detector checkpoint")
         variant, classes = infer_variant(state)
         model = YOLOX(variant, classes)
         missing, unexpected = model.load_state_dict(state, strict=False)

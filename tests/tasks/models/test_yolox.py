@@ -54,7 +54,7 @@ def test_exported_onnx_runs_like_the_checkpoint(yolox_checkpoint: Path, tmp_path
 
 def test_bad_checkpoints_give_one_line_errors(tmp_path: Path) -> None:
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(InputError, match="cannot read checkpoint"):
+    with pytest.raises(InputError, match="cannot read detector checkpoint"):
         YoloxTorch(tmp_path / "junk.pth")
     torch.save({"model": {"fc.weight": torch.zeros(2, 2)}}, tmp_path / "other.pth")
     with pytest.raises(InputError, match="not a YOLOX state dict"):

@@ -1,0 +1,180 @@
+"""Single-person SMPL regression over boxes, with CLIFF's conventions (reference/method.md section 3).
+
+Crop: the box made to the crop's 256x192 (rows x cols) aspect and rescaled by 1.1 around its centre;
+b = 200 * scale = the crop's height in full-image pixels. Focal f = sqrt(W^2 + H^2) unless given,
+principal point at the image centre. bbox info = [(cx - W/2) / f * 2.8, (cy - H/2) / f * 2.8,
+(b - 0.24 f) / (0.06 f)]. The crop camera (s, tx, ty) becomes a full-image translation (CrowdRec eq. 1):
+tz = 2 f / (b s), tx_full = tx + 2 (cx - W/2) / (b s), ty_full = ty + 2 (cy - H/2) / (b s).
+Camera frame: OpenCV (x right, y down, z forward), metres.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import roma
+import torch
+
+from tasks.models.cliff import CROP_HW, IMAGENET_MEAN, IMAGENET_STD
+from tasks.pose2d import crop_affine, crop_from_levels
+
+CROP_SIZE = (CROP_HW[1], CROP_HW[0])  # (width, height) as tasks/pose2d takes it
+CROP_RESCALE = 1.1
+
+
+def default_focal(width: float, height: float) -> float:
+    """Focal length (pixels) assumed for an uncalibrated image: its diagonal."""
+    return float(np.hypot(width, height))
+
+
+def crop_params(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """boxes (N, 4) x1, y1, x2, y2 full-image px -> centre (N, 2) px and b (N,) = crop height px."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    w = np.maximum(boxes[:, 2] - boxes[:, 0], 1.0)
+    h = np.maximum(boxes[:, 3] - boxes[:, 1], 1.0)
+    b = CROP_RESCALE * np.maximum(w * CROP_HW[0] / CROP_HW[1], h)
+    return centre, b
+
+
+def bbox_info(
+    centre: torch.Tensor, b: torch.Tensor, focal: torch.Tensor, image_wh: torch.Tensor
+) -> torch.Tensor:
+    """centre (N, 2) px, b (N,) px, focal (N,) px, image_wh (N, 2) px -> (N, 3) CLIFF bbox info."""
+    xy = (centre - image_wh / 2) / focal[:, None] * 2.8
+    size = (b - 0.24 * focal) / (0.06 * focal)
+    return torch.cat([xy, size[:, None]], dim=1)
+
+
+def cam_crop_to_full(
+    cam: torch.Tensor, centre: torch.Tensor, b: torch.Tensor, focal: torch.Tensor, image_wh: torch.Tensor
+) -> torch.Tensor:
+    """cam (N, 3) crop camera (s, tx, ty); centre (N, 2) px; b (N,) px; focal (N,) px; image_wh (N, 2)
+    -> (N, 3) translation (m) of the body in the full-image camera frame (CrowdRec eq. 1)."""
+    bs = b * cam[:, 0] + 1e-9
+    offset = 2 * (centre - image_wh / 2) / bs[:, None]
+    return torch.cat([cam[:, 1:] + offset, (2 * focal / bs)[:, None]], dim=1)
+
+
+def project(points: torch.Tensor, focal: torch.Tensor, image_wh: torch.Tensor) -> torch.Tensor:
+    """points (N, K, 3) camera frame m -> (N, K, 2) px; focal (N,), principal point the image centre."""
+    z = points[..., 2:].clamp(min=1e-6)
+    return focal[:, None, None] * points[..., :2] / z + image_wh[:, None, :] / 2
+
+
+def to_crop_units(xy: torch.Tensor, centre: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """xy (N, K, 2) full-image px -> (x - c) / b, the box-normalised units of the keypoint losses."""
+    return (xy - centre[:, None, :]) / b[:, None, None]
+
+
+def normalise_crops(crops: np.ndarray) -> torch.Tensor:
+    """crops (N, h, w, 3) uint8 RGB -> (N, 3, h, w) float32, ImageNet mean/std."""
+    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+class Regressor(Protocol):
+    """A regressor network as the regress stage drives it (CLIFF, the embedded regressor)."""
+
+    uses_image: bool  # False: crops are not read at all (keypoints + bbox info only)
+    name: str
+    sha256: str
+
+    def predict(
+        self, crops: torch.Tensor | None, keypoints: torch.Tensor, info: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """crops (N, 3, 256, 192) normalised or None; keypoints (N, 17, 3) in crop units (x - c) / b
+        with confidence; info (N, 3) bbox info -> rotmat (N, 24, 3, 3), betas (N, 10), crop cam (N, 3)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Regression:
+    """Per person: pose (N, 72) axis-angle rad (global orient in the camera frame), betas (N, 10),
+    cam (N, 3) crop camera, transl (N, 3) m in the full-image camera frame, centre (N, 2) and b (N,)
+    crop px, focal (N,) px."""
+
+    pose: np.ndarray
+    betas: np.ndarray
+    cam: np.ndarray
+    transl: np.ndarray
+    centre: np.ndarray
+    b: np.ndarray
+    focal: np.ndarray
+
+
+def _crops(
+    levels: list[Any], boxes: np.ndarray, order: np.ndarray, batch: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    for i in range(0, len(order), batch):
+        idx = order[i : i + batch]
+        yield idx, np.stack([crop_from_levels(levels, boxes[j], CROP_SIZE, CROP_RESCALE)[0] for j in idx])
+
+
+@torch.inference_mode()
+def regress(
+    levels: list[Any] | None,
+    boxes: np.ndarray,
+    keypoints: np.ndarray,
+    model: Regressor,
+    image_wh: tuple[int, int],
+    focal: float | None = None,
+    batch: int = 32,
+) -> Regression:
+    """SMPL for every box of one frame. levels: the frame's pyramid (level k downsampled 2^k; only read
+    when the model uses the image); boxes (N, 4) px; keypoints (N, 17, 3) x, y px, confidence;
+    image_wh full-resolution size; focal px (default: the diagonal).
+
+    Crops (uint8) are cut by a second thread while this one runs the network, row by row through the
+    frame so neighbours share chunks of a chunk-cached pyramid.
+    """
+    n = len(boxes)
+    centre, b = crop_params(boxes)
+    f = default_focal(*image_wh) if focal is None else float(focal)
+    c_t, b_t = torch.from_numpy(centre).float(), torch.from_numpy(b).float()
+    f_t = torch.full((n,), f)
+    wh_t = torch.tensor([image_wh], dtype=torch.float32).expand(n, 2)
+    info = bbox_info(c_t, b_t, f_t, wh_t)
+    kp = torch.from_numpy(np.asarray(keypoints, np.float32)).reshape(n, 17, 3).clone()
+    kp[..., :2] = to_crop_units(kp[..., :2], c_t, b_t)
+    rotmat = torch.zeros(n, 24, 3, 3)
+    betas, cam = torch.zeros(n, 10), torch.zeros(n, 3)
+    order = np.lexsort((centre[:, 0], centre[:, 1] // 2048))
+
+    def run(idx: np.ndarray, crops: np.ndarray | None) -> None:
+        t = torch.from_numpy(idx)
+        x = None if crops is None else normalise_crops(crops)
+        rotmat[t], betas[t], cam[t] = model.predict(x, kp[t], info[t])
+
+    if not model.uses_image or levels is None:
+        for i in range(0, n, batch):
+            run(order[i : i + batch], None)
+    else:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            source = _crops(levels, boxes, order, batch)
+            pending = pool.submit(next, source, None)
+            while (item := pending.result()) is not None:
+                pending = pool.submit(next, source, None)
+                run(*item)
+    transl = cam_crop_to_full(cam, c_t, b_t, f_t, wh_t)
+    pose = roma.rotmat_to_rotvec(rotmat).reshape(n, 72)
+    return Regression(
+        pose=pose.numpy().astype(np.float32),
+        betas=betas.numpy(),
+        cam=cam.numpy(),
+        transl=transl.numpy().astype(np.float64),
+        centre=centre,
+        b=b,
+        focal=np.full(n, f),
+    )
+
+
+def cliff_affine(box: np.ndarray) -> np.ndarray:
+    """(2, 3) full-image -> 192x256 crop affine of CLIFF's crop rule for one box (4,) px."""
+    return crop_affine(np.asarray(box, np.float64), CROP_SIZE, CROP_RESCALE)
