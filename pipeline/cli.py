@@ -126,6 +126,46 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_train_regressor(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from schemas.io import atomic_output
+    from tasks.files import file_sha256
+    from tasks.models.body import BodyModel
+    from tasks.models.embedded import manifest_path
+    from tasks.train_regressor import TrainConfig, evaluate, held_out_poses, train, write_manifest
+
+    if args.steps < 1 or args.batch < 1 or args.threads < 1:
+        raise ConfigError("train regressor: --steps, --batch and --threads must be positive")
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, width=args.width)
+    model, record = train(cfg, log=lambda line: print(line, flush=True))
+    body = BodyModel.load(cfg.body)
+    metrics = evaluate(model, body, held_out_poses(), seed=args.eval_seed, people=args.eval_people)
+    with atomic_output(out) as tmp:
+        torch.save(model.state_dict(), tmp)
+    record["eval"] = {
+        "seed": args.eval_seed,
+        "people": args.eval_people,
+        "held_out": "clips",
+        **vars(metrics),
+    }
+    record["sha256"] = file_sha256(out)
+    record["command"] = (
+        f"python -m pipeline train regressor --out {args.out} --steps {args.steps} --batch {args.batch} "
+        f"--lr {args.lr} --width {args.width} --seed {args.seed} --threads {args.threads} "
+        f"--eval-seed {args.eval_seed} --eval-people {args.eval_people}"
+    )
+    write_manifest(manifest_path(out), record)
+    print(json.dumps(record["eval"]["large"]))
+    print(f"wrote {out} (sha256 {record['sha256']}) and {manifest_path(out)}")
+    return EXIT_OK
+
+
 def _load_body(spec: str) -> BodyFn:
     """The body function named by --body: 'builtin:<name>' or the path of an SMPL model file."""
     from tasks import InputError
@@ -260,6 +300,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--body", default="builtin:neutral", help="body model (default %(default)s)")
     p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("train", help="train the project's own networks", description="Train a network.")
+    tsub = p.add_subparsers(dest="network", required=True, metavar="NETWORK")
+    p = tsub.add_parser(
+        "regressor",
+        help="the embedded keypoints-to-SMPL regressor, on synthetic people",
+        description="Train the embedded regressor (tasks/train_regressor.py) and evaluate it on held-out "
+        "clips with a seed training never uses; writes the weights and a JSON manifest beside them.",
+    )
+    p.add_argument("--out", required=True, help="weights file to write (.pt); the manifest goes beside it")
+    p.add_argument("--steps", type=int, default=8000)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--width", type=int, default=512)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (results depend on it)")
+    p.add_argument("--eval-seed", type=int, default=12345, dest="eval_seed")
+    p.add_argument("--eval-people", type=int, default=4000, dest="eval_people")
+    p.set_defaults(func=_cmd_train_regressor)
     return parser
 
 

@@ -41,29 +41,28 @@ def crop_params(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return centre, b
 
 
-def bbox_info(
-    centre: torch.Tensor, b: torch.Tensor, focal: torch.Tensor, image_wh: torch.Tensor
-) -> torch.Tensor:
-    """centre (N, 2) px, b (N,) px, focal (N,) px, image_wh (N, 2) px -> (N, 3) CLIFF bbox info."""
-    xy = (centre - image_wh / 2) / focal[:, None] * 2.8
+def bbox_info(centre: torch.Tensor, b: torch.Tensor, focal: torch.Tensor, pp: torch.Tensor) -> torch.Tensor:
+    """centre (N, 2) px, b (N,) px, focal (N,) px, pp (N, 2) principal point px (CLIFF: the image
+    centre) -> (N, 3) CLIFF bbox info."""
+    xy = (centre - pp) / focal[:, None] * 2.8
     size = (b - 0.24 * focal) / (0.06 * focal)
     return torch.cat([xy, size[:, None]], dim=1)
 
 
 def cam_crop_to_full(
-    cam: torch.Tensor, centre: torch.Tensor, b: torch.Tensor, focal: torch.Tensor, image_wh: torch.Tensor
+    cam: torch.Tensor, centre: torch.Tensor, b: torch.Tensor, focal: torch.Tensor, pp: torch.Tensor
 ) -> torch.Tensor:
-    """cam (N, 3) crop camera (s, tx, ty); centre (N, 2) px; b (N,) px; focal (N,) px; image_wh (N, 2)
-    -> (N, 3) translation (m) of the body in the full-image camera frame (CrowdRec eq. 1)."""
+    """cam (N, 3) crop camera (s, tx, ty); centre (N, 2) px; b (N,) px; focal (N,) px; pp (N, 2)
+    principal point px -> (N, 3) translation (m) of the body in the camera frame (CrowdRec eq. 1)."""
     bs = b * cam[:, 0] + 1e-9
-    offset = 2 * (centre - image_wh / 2) / bs[:, None]
+    offset = 2 * (centre - pp) / bs[:, None]
     return torch.cat([cam[:, 1:] + offset, (2 * focal / bs)[:, None]], dim=1)
 
 
-def project(points: torch.Tensor, focal: torch.Tensor, image_wh: torch.Tensor) -> torch.Tensor:
-    """points (N, K, 3) camera frame m -> (N, K, 2) px; focal (N,), principal point the image centre."""
+def project(points: torch.Tensor, focal: torch.Tensor, pp: torch.Tensor) -> torch.Tensor:
+    """points (N, K, 3) camera frame m -> (N, K, 2) px; focal (N,) px, pp (N, 2) principal point px."""
     z = points[..., 2:].clamp(min=1e-6)
-    return focal[:, None, None] * points[..., :2] / z + image_wh[:, None, :] / 2
+    return focal[:, None, None] * points[..., :2] / z + pp[:, None, :]
 
 
 def to_crop_units(xy: torch.Tensor, centre: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -107,6 +106,7 @@ class Regression:
     centre: np.ndarray
     b: np.ndarray
     focal: np.ndarray
+    pp: np.ndarray
 
 
 def _crops(
@@ -125,11 +125,13 @@ def regress(
     model: Regressor,
     image_wh: tuple[int, int],
     focal: float | None = None,
+    pp: tuple[float, float] | None = None,
     batch: int = 32,
 ) -> Regression:
     """SMPL for every box of one frame. levels: the frame's pyramid (level k downsampled 2^k; only read
     when the model uses the image); boxes (N, 4) px; keypoints (N, 17, 3) x, y px, confidence;
-    image_wh full-resolution size; focal px (default: the diagonal).
+    image_wh full-resolution size; focal px (default: the diagonal); pp principal point px (default:
+    the image centre).
 
     Crops (uint8) are cut by a second thread while this one runs the network, row by row through the
     frame so neighbours share chunks of a chunk-cached pyramid.
@@ -139,9 +141,10 @@ def regress(
     f = default_focal(*image_wh) if focal is None else float(focal)
     c_t, b_t = torch.from_numpy(centre).float(), torch.from_numpy(b).float()
     f_t = torch.full((n,), f)
-    wh_t = torch.tensor([image_wh], dtype=torch.float32).expand(n, 2)
-    info = bbox_info(c_t, b_t, f_t, wh_t)
-    kp = torch.from_numpy(np.asarray(keypoints, np.float32)).reshape(n, 17, 3).clone()
+    centre_px = (image_wh[0] / 2, image_wh[1] / 2) if pp is None else pp
+    pp_t = torch.tensor([centre_px], dtype=torch.float32).expand(n, 2)
+    info = bbox_info(c_t, b_t, f_t, pp_t)
+    kp = torch.tensor(np.asarray(keypoints, np.float32)).reshape(n, 17, 3)
     kp[..., :2] = to_crop_units(kp[..., :2], c_t, b_t)
     rotmat = torch.zeros(n, 24, 3, 3)
     betas, cam = torch.zeros(n, 10), torch.zeros(n, 3)
@@ -162,7 +165,7 @@ def regress(
             while (item := pending.result()) is not None:
                 pending = pool.submit(next, source, None)
                 run(*item)
-    transl = cam_crop_to_full(cam, c_t, b_t, f_t, wh_t)
+    transl = cam_crop_to_full(cam, c_t, b_t, f_t, pp_t)
     pose = roma.rotmat_to_rotvec(rotmat).reshape(n, 72)
     return Regression(
         pose=pose.numpy().astype(np.float32),
@@ -172,6 +175,7 @@ def regress(
         centre=centre,
         b=b,
         focal=np.full(n, f),
+        pp=np.asarray(centre_px, np.float64),
     )
 
 

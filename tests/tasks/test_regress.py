@@ -39,7 +39,10 @@ def test_crop_rule_is_cliffs() -> None:
 
 def test_bbox_info_hand_computed() -> None:
     info = bbox_info(
-        torch.tensor([[700.0, 300.0]]), torch.tensor([200.0]), torch.tensor([F]), torch.tensor([[W, H]])
+        torch.tensor([[700.0, 300.0]]),
+        torch.tensor([200.0]),
+        torch.tensor([F]),
+        torch.tensor([[W / 2, H / 2]]),
     )
     expected = [200 / F * 2.8, 50 / F * 2.8, (200 - 0.24 * F) / (0.06 * F)]
     assert info[0].tolist() == pytest.approx(expected, rel=1e-6)
@@ -51,7 +54,7 @@ def test_cam_crop_to_full_hand_computed() -> None:
         torch.tensor([[700.0, 300.0]]),
         torch.tensor([200.0]),
         torch.tensor([F]),
-        torch.tensor([[W, H]]),
+        torch.tensor([[W / 2, H / 2]]),
     )
     t = cam_crop_to_full(torch.tensor([[0.5, 0.1, -0.2]]), centre, b, f, wh)[0]
     # b s = 100: tz = 2 f / 100, tx = 0.1 + 2 (700 - 500) / 100, ty = -0.2 + 2 (300 - 250) / 100
@@ -100,7 +103,7 @@ def test_regress_keeps_the_order_of_boxes_and_reads_full_resolution() -> None:
         torch.tensor(centre).float(),
         torch.tensor(b).float(),
         torch.full((3,), math.hypot(1024, 512)),
-        torch.tensor([[1024.0, 512.0]]).expand(3, 2),
+        torch.tensor([[512.0, 256.0]]).expand(3, 2),
     )
     assert out.betas[:, 0] == pytest.approx(info[:, 0].numpy(), rel=1e-5)
     # crop centres carry each box's own colour (ImageNet-normalised red channel)

@@ -1,0 +1,142 @@
+"""The regress stage measured: held-out synthetic accuracy, real-photo reprojection OKS, throughput.
+
+    python benchmarks/regress.py --held-out                       # synthetic people, held-out clips
+    python benchmarks/regress.py --real ../shared/data/real       # COCO-17 fixtures, GT boxes, MoveNet
+    python benchmarks/regress.py --speed                           # people/s against the bare model
+
+Held-out: people drawn by tasks/train_regressor.sample from clips training never sees, with a seed it
+never uses: MPJPE / PA-MPJPE (mm, 24 joints, pelvis-aligned) and root-depth error by crop band.
+Real: each annotated person (>= 5 joints) of the COCO-17 fixtures (coco, ochuman): MoveNet keypoints on
+the ground-truth box -> regressor -> COCO-17 of the body model, projected with f = image diagonal ->
+OKS against the human annotation (box area); MoveNet's own OKS alongside (the regressor's input).
+Speed: tasks/regress.regress over 4096 boxes against the bare network on the same batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def held_out(model_spec: str, people: int, seed: int) -> dict[str, object]:
+    from tasks.models.body import BodyModel
+    from tasks.models.embedded import load_keypoint_regressor
+    from tasks.train_regressor import evaluate, held_out_poses
+
+    model = load_keypoint_regressor(model_spec)
+    m = evaluate(model, BodyModel.load("builtin:neutral"), held_out_poses(), seed=seed, people=people)
+    return {"bands": m.bands, "b>=100": m.large}
+
+
+def real(root: Path, model_spec: str) -> dict[str, object]:
+    from tasks.evaluate import oks_matrix
+    from tasks.models.body import BodyModel
+    from tasks.models.embedded import load_keypoint_regressor
+    from tasks.models.movenet import MoveNet
+    from tasks.pose2d import estimate
+    from tasks.regress import regress
+
+    pose, model = MoveNet.load(), load_keypoint_regressor(model_spec)
+    body = BodyModel.load("builtin:neutral")
+    out: dict[str, object] = {}
+    for name in ("coco", "ochuman"):
+        js = next((root / "coco_keypoints" / name).glob("*.json"))
+        d = json.loads(js.read_text())
+        ours, inputs, heights = [], [], []
+        for img in d["images"]:
+            image = cv2.imread(str(js.parent / img["file_name"]))[..., ::-1].copy()
+            anns = [
+                a for a in d["annotations"]
+                if a["image_id"] == img["id"] and not a.get("iscrowd", 0) and a.get("num_keypoints", 0) >= 5
+            ]  # fmt: skip
+            if not anns:
+                continue
+            boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
+                               a["bbox"][1] + a["bbox"][3]] for a in anns])  # fmt: skip
+            gt = np.array([a["keypoints"] for a in anns], float).reshape(-1, 17, 3)
+            kp = estimate([image], boxes, pose)
+            h, w = image.shape[:2]
+            r = regress(None, boxes, kp, model, (w, h))
+            _, _, coco = body.numpy_forward(r.pose, r.betas, r.transl)
+            proj = r.focal[0] * coco[..., :2] / coco[..., 2:] + r.pp
+            area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+            target = np.where(gt[..., 2:] > 0, gt[..., :2], np.nan)
+            for i in range(len(anns)):
+                ours.append(oks_matrix(proj[i : i + 1], target[i : i + 1], area[i : i + 1])[0, 0])
+                inputs.append(oks_matrix(kp[i : i + 1, :, :2], target[i : i + 1], area[i : i + 1])[0, 0])
+                heights.append(boxes[i, 3] - boxes[i, 1])
+        ours_a, inp_a, h_a = np.array(ours), np.array(inputs), np.array(heights)
+        big = h_a >= 100
+        out[name] = {
+            "people": len(ours_a), "oks_mean": float(ours_a.mean()), "oks_median": float(np.median(ours_a)),
+            "movenet_oks_mean": float(inp_a.mean()), "people_100px": int(big.sum()),
+            "oks_mean_100px": float(ours_a[big].mean()) if big.any() else None,
+            "movenet_oks_mean_100px": float(inp_a[big].mean()) if big.any() else None,
+        }  # fmt: skip
+    return out
+
+
+def speed(model_spec: str, n: int = 4096, batch: int = 32, repeats: int = 3) -> dict[str, float]:
+    from tasks.models.body import BodyModel
+    from tasks.models.embedded import load_keypoint_regressor
+    from tasks.regress import regress
+    from tasks.train_regressor import held_out_poses, inputs, sample
+
+    model = load_keypoint_regressor(model_spec)
+    batch_data = sample(np.random.default_rng(7), n, held_out_poses(), BodyModel.load("builtin:neutral"))
+    boxes, kp = batch_data.boxes.numpy(), batch_data.keypoints.numpy()
+    x = inputs(batch_data)
+    bare, stage = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        with torch.inference_mode():
+            for i in range(0, n, batch):
+                model(x.keypoints[i : i + batch], x.info[i : i + batch])
+        bare.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        regress(None, boxes, kp, model, (20000, 10000), batch=batch)
+        stage.append(time.perf_counter() - t)
+    return {
+        "people": n, "batch": batch, "bare_people_per_s": n / min(bare), "stage_people_per_s": n / min(stage),
+        "ratio": min(bare) / min(stage),
+    }  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="builtin:embedded-kp")
+    ap.add_argument("--held-out", action="store_true", dest="held_out")
+    ap.add_argument("--people", type=int, default=4000)
+    ap.add_argument("--seed", type=int, default=777)
+    ap.add_argument("--real", type=Path, help="folder with coco_keypoints/")
+    ap.add_argument("--speed", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    result: dict[str, object] = {}
+    if args.held_out:
+        result["held_out"] = held_out(args.model, args.people, args.seed)
+    if args.real:
+        result["real"] = real(args.real, args.model)
+    if args.speed:
+        result["speed"] = speed(args.model)
+    if not result:
+        ap.error("choose at least one of --held-out, --real, --speed")
+    print(json.dumps(result, indent=2))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "regress.json").write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,321 @@
+"""Training and held-out evaluation of the embedded regressor on synthetic people made on the fly.
+
+A sample is one person of the shipped body model seen by a pinhole camera:
+- pose: a real motion-capture pose (tasks/data/poses_smpl24.npz, mirrored), split by clip into
+  train / held-out (every clip whose crc32 % 10 == 0 is held out); betas ~ N(0, 1) clipped to 2.5;
+- camera: image 2000-30000 px wide (4:3 to 2:1), focal 0.8-1.6 x its diagonal, looking down 0-45
+  degrees with up to 5 degrees of roll; the person upright along gravity, facing any direction;
+- size: crop height b log-uniform in 24-1000 px, anywhere in the image;
+- box: the tight box of the projected mesh, each side jittered by up to 5% of its size;
+- keypoints (what a detector and a pose network give): the projected COCO-17 with Gaussian jitter of
+  1-5% of the box height, 10% of joints dropped (confidence 0), 10% low-confidence with 3x the
+  jitter, and 5% of people with one limb pair's left and right swapped.
+
+Losses (CrowdRec eq. 2-6): 5.0 x reprojection of COCO-17 (J3D + t projected with f, box-normalised,
+noise-free targets), 5.0 x SMPL parameters (rotation matrices and betas, L2), 1.0 x pelvis-aligned 3D
+joints, 0.1 x pelvis-aligned vertices; plus 1.0 x the crop camera against its true value (log scale
+and offsets), which synthetic data makes available and which the depth of each person depends on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import roma
+import torch
+
+from tasks.evaluate import similarity_fit
+from tasks.models.body import BodyModel
+from tasks.models.cliff import N_JOINTS
+from tasks.models.embedded import KeypointRegressor
+from tasks.poses import PoseBank, aa_to_matrix, load_bank, matrix_to_aa
+from tasks.regress import bbox_info, cam_crop_to_full, crop_params, project, to_crop_units
+
+BANDS = ((24, 40), (40, 64), (64, 128), (128, 224), (224, 1001))  # crop height b, px (RSC-Net ranges)
+_COCO_SWAPS = ([5, 7, 9], [6, 8, 10]), ([11, 13, 15], [12, 14, 16])  # (left, right) arm and leg
+
+
+def split_of(clip: np.ndarray) -> np.ndarray:
+    """(N,) clip names -> (N,) bool, True for held-out clips."""
+    return np.array([zlib.crc32(str(c).encode()) % 10 == 0 for c in clip])
+
+
+@dataclass
+class Batch:
+    """Per sample: keypoints (N, 17, 3) noisy detector-like input, px; boxes (N, 4) px; image_wh (N, 2);
+    focal (N,) px; rotmat (N, 24, 3, 3), betas (N, 10), transl (N, 3) m: the truth; joints (N, 24, 3),
+    coco (N, 17, 3), verts (N, V, 3) m, camera frame with transl."""
+
+    keypoints: torch.Tensor
+    boxes: torch.Tensor
+    image_wh: torch.Tensor
+    focal: torch.Tensor
+    rotmat: torch.Tensor
+    betas: torch.Tensor
+    transl: torch.Tensor
+    joints: torch.Tensor
+    coco: torch.Tensor
+    verts: torch.Tensor
+
+
+def _camera_basis(pitch: np.ndarray, roll: np.ndarray, heading: np.ndarray) -> np.ndarray:
+    """(N,) radians -> (N, 3, 3) columns left, up, facing of an upright person, OpenCV camera frame."""
+    n = len(pitch)
+    up = np.stack([np.zeros(n), -np.cos(pitch), -np.sin(pitch)], 1)
+    fwd = np.stack([np.zeros(n), -np.sin(pitch), np.cos(pitch)], 1)
+    right = np.tile([1.0, 0.0, 0.0], (n, 1))
+    c, s = np.cos(roll), np.sin(roll)
+    rz = np.zeros((n, 3, 3))
+    rz[:, 0, 0], rz[:, 0, 1], rz[:, 1, 0], rz[:, 1, 1], rz[:, 2, 2] = c, -s, s, c, 1.0
+    up, fwd, right = (np.einsum("nij,nj->ni", rz, v) for v in (up, fwd, right))
+    facing = np.cos(heading)[:, None] * fwd + np.sin(heading)[:, None] * right
+    left = np.cross(up, facing)
+    return np.stack([left, up, facing], axis=-1)
+
+
+def sample(
+    rng: np.random.Generator,
+    n: int,
+    poses: np.ndarray,
+    body: BodyModel,
+    b_range: tuple[float, float] = (24.0, 1000.0),
+    noise: bool = True,
+) -> Batch:
+    """n synthetic people (see the module docstring); poses (M, 24, 3) axis-angle to draw from."""
+    pose = poses[rng.integers(0, len(poses), n)].reshape(n, 72).astype(np.float64)
+    betas = np.clip(rng.normal(0.0, 1.0, (n, 10)), -2.5, 2.5)
+    basis = _camera_basis(
+        np.radians(rng.uniform(0, 45, n)), np.radians(rng.uniform(-5, 5, n)), rng.uniform(-np.pi, np.pi, n)
+    )
+    pose[:, :3] = matrix_to_aa(basis @ aa_to_matrix(pose[:, :3]))
+    width = rng.uniform(2000, 30000, n)
+    wh = np.stack([width, width / rng.uniform(4 / 3, 2.0, n)], 1)
+    focal = np.hypot(wh[:, 0], wh[:, 1]) * rng.uniform(0.8, 1.6, n)
+
+    verts0, joints0, _ = body.numpy_forward(pose, betas)
+    extent = verts0.max(1) - verts0.min(1)  # (n, 3) m; the box is about the larger of y and x,z extents
+    size_m = np.maximum(extent[:, 1], 0.75 * np.maximum(extent[:, 0], extent[:, 2]))
+    b = np.exp(rng.uniform(np.log(b_range[0]), np.log(b_range[1]), n))
+    depth = focal * size_m * 1.1 / b
+    uv = rng.uniform(0.05, 0.95, (n, 2)) * wh
+    pelvis = np.concatenate([(uv - wh / 2) / focal[:, None], np.ones((n, 1))], 1) * depth[:, None]
+    transl = pelvis - joints0[:, 0]
+    verts, joints, coco = body.numpy_forward(pose, betas, transl)
+
+    def px(x: np.ndarray) -> np.ndarray:
+        return focal[:, None, None] * x[..., :2] / x[..., 2:] + wh[:, None, :] / 2
+
+    vpx = px(verts.astype(np.float64))
+    boxes = np.concatenate([vpx.min(1), vpx.max(1)], 1)
+    bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    kp = np.concatenate([px(coco), np.ones((n, 17, 1))], -1)
+    if noise:
+        boxes += rng.uniform(-0.05, 0.05, (n, 4)) * np.stack([bw, bh, bw, bh], 1)
+        sigma = rng.uniform(0.01, 0.05, (n, 1, 1)) * bh[:, None, None]
+        low = rng.uniform(size=(n, 17)) < 0.1
+        kp[..., :2] += rng.normal(0, 1, (n, 17, 2)) * sigma * np.where(low, 3.0, 1.0)[..., None]
+        kp[..., 2] = np.where(low, rng.uniform(0.0, 0.3, (n, 17)), rng.uniform(0.3, 1.0, (n, 17)))
+        for i in np.flatnonzero(rng.uniform(size=n) < 0.05):
+            left, right = _COCO_SWAPS[rng.integers(0, 2)]
+            kp[i, left + right] = kp[i, right + left]
+        drop = rng.uniform(size=(n, 17)) < 0.1
+        kp[drop] = 0.0
+
+    def t(x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x), dtype=torch.float32)
+
+    return Batch(
+        keypoints=t(kp), boxes=t(boxes), image_wh=t(wh), focal=t(focal),
+        rotmat=roma.rotvec_to_rotmat(t(pose).reshape(n, N_JOINTS, 3)), betas=t(betas), transl=t(transl),
+        joints=t(joints), coco=t(coco), verts=t(verts),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the network sees of a batch, and the crop geometry: centre (N, 2) px, b (N,) px."""
+
+    keypoints: torch.Tensor
+    info: torch.Tensor
+    centre: torch.Tensor
+    b: torch.Tensor
+
+
+def inputs(batch: Batch) -> Inputs:
+    centre, b = (torch.as_tensor(a, dtype=torch.float32) for a in crop_params(batch.boxes.numpy()))
+    kp = batch.keypoints.clone()
+    kp[..., :2] = to_crop_units(kp[..., :2], centre, b) * (kp[..., 2:] > 0)
+    return Inputs(kp, bbox_info(centre, b, batch.focal, batch.image_wh / 2), centre, b)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """rotmat (N, 24, 3, 3), betas (N, 10), cam (N, 3), transl (N, 3) m; joints (N, 24, 3), coco
+    (N, 17, 3), verts (N, V, 3) m in the camera frame including transl."""
+
+    rotmat: torch.Tensor
+    betas: torch.Tensor
+    cam: torch.Tensor
+    transl: torch.Tensor
+    joints: torch.Tensor
+    coco: torch.Tensor
+    verts: torch.Tensor
+
+
+def predict(model: KeypointRegressor, body: BodyModel, batch: Batch, x: Inputs) -> Prediction:
+    rotmat, betas, cam = model(x.keypoints, x.info)
+    aa = roma.rotmat_to_rotvec(rotmat).reshape(-1, 72)
+    transl = cam_crop_to_full(cam, x.centre, x.b, batch.focal, batch.image_wh / 2)
+    out = body(aa[:, :3], aa[:, 3:], betas, transl)
+    return Prediction(rotmat, betas, cam, transl, out.joints, out.coco17, out.vertices)
+
+
+def true_cam(batch: Batch, x: Inputs) -> torch.Tensor:
+    """(N, 3) the crop camera (s, tx, ty) that eq. 1 maps to the true translation."""
+    bs = 2 * batch.focal / batch.transl[:, 2]
+    s = bs / x.b
+    offset = 2 * (x.centre - batch.image_wh / 2) / bs[:, None]
+    return torch.cat([s[:, None], batch.transl[:, :2] - offset], 1)
+
+
+LOSS_WEIGHTS = {"reprojection": 5.0, "smpl": 5.0, "joints": 1.0, "vertices": 0.1, "camera": 1.0}
+
+
+def losses(batch: Batch, x: Inputs, p: Prediction) -> dict[str, torch.Tensor]:
+    """Unweighted loss terms (see LOSS_WEIGHTS), each a scalar mean over the batch."""
+    target2d = to_crop_units(project(batch.coco, batch.focal, batch.image_wh / 2), x.centre, x.b)
+    pred2d = to_crop_units(project(p.coco, batch.focal, batch.image_wh / 2), x.centre, x.b)
+    cam = true_cam(batch, x)
+    return {
+        "reprojection": ((pred2d - target2d) ** 2).sum(-1).mean(),
+        "smpl": ((p.rotmat - batch.rotmat) ** 2).mean() + ((p.betas - batch.betas) ** 2).mean(),
+        "joints": (((p.joints - p.joints[:, :1]) - (batch.joints - batch.joints[:, :1])) ** 2).sum(-1).mean(),
+        "vertices": (((p.verts - p.joints[:, :1]) - (batch.verts - batch.joints[:, :1])) ** 2).sum(-1).mean(),
+        "camera": ((p.cam[:, 0].clamp(min=1e-3).log() - cam[:, 0].log()) ** 2).mean()
+        + ((p.cam[:, 1:] - cam[:, 1:]) ** 2).sum(-1).mean(),
+    }
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 20000
+    batch: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    width: int = 512
+    body: str = "builtin:neutral"
+    log_every: int = 500
+
+
+@dataclass
+class Metrics:
+    """Held-out accuracy by crop band: people, MPJPE and PA-MPJPE (mm, 24 SMPL joints, pelvis-aligned),
+    root depth error (% of the true depth, median and mean), and the same pooled for b >= 100 px."""
+
+    bands: dict[str, dict[str, float]] = field(default_factory=dict)
+    large: dict[str, float] = field(default_factory=dict)
+
+
+def _summary(mpjpe: np.ndarray, pa: np.ndarray, depth: np.ndarray) -> dict[str, float]:
+    return {
+        "people": len(mpjpe),
+        "mpjpe_mm": float(np.mean(mpjpe)),
+        "pa_mpjpe_mm": float(np.mean(pa)),
+        "depth_err_pct_median": float(np.median(depth)),
+        "depth_err_pct_mean": float(np.mean(depth)),
+    }
+
+
+@torch.inference_mode()
+def evaluate(
+    model: KeypointRegressor, body: BodyModel, poses: np.ndarray, seed: int, people: int = 2000
+) -> Metrics:
+    """Accuracy on `people` held-out synthetic people drawn with `seed` (a seed training never uses)."""
+    rng = np.random.default_rng(seed)
+    model.eval()
+    mp, pa, dep, bs = [], [], [], []
+    for i in range(0, people, 500):
+        batch = sample(rng, min(500, people - i), poses, body)
+        x = inputs(batch)
+        p = predict(model, body, batch, x)
+        pj = (p.joints - p.joints[:, :1]).numpy().astype(np.float64)
+        tj = (batch.joints - batch.joints[:, :1]).numpy().astype(np.float64)
+        mp.append(np.linalg.norm(pj - tj, axis=-1).mean(1) * 1000)
+        for a, b in zip(pj, tj, strict=True):
+            s, r, t = similarity_fit(a, b)
+            pa.append(np.linalg.norm(s * a @ r.T + t - b, axis=-1).mean() * 1000)
+        dep.append(np.abs(p.transl[:, 2] - batch.transl[:, 2]).numpy() / batch.transl[:, 2].numpy() * 100)
+        bs.append(x.b.numpy())
+    mpjpe, pa_mpjpe, depth, b = np.concatenate(mp), np.array(pa), np.concatenate(dep), np.concatenate(bs)
+    out = Metrics()
+    for lo, hi in BANDS:
+        sel = (b >= lo) & (b < hi)
+        out.bands[f"{lo}-{hi - 1}"] = _summary(mpjpe[sel], pa_mpjpe[sel], depth[sel])
+    sel = b >= 100
+    out.large = _summary(mpjpe[sel], pa_mpjpe[sel], depth[sel])
+    return out
+
+
+def train(
+    cfg: TrainConfig, log: Callable[[str], None] = print
+) -> tuple[KeypointRegressor, dict[str, object]]:
+    """Train a keypoints-mode regressor from scratch; returns it (eval mode) and the run record."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    body = BodyModel.load(cfg.body)
+    bank = load_bank()
+    held = split_of(bank.clip)
+    poses = bank.poses[~held]
+    model = KeypointRegressor(width=cfg.width)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+    start = time.perf_counter()
+    running: dict[str, float] = {}
+    for step in range(1, cfg.steps + 1):
+        model.train()
+        batch = sample(rng, cfg.batch, poses, body)
+        x = inputs(batch)
+        terms = losses(batch, x, predict(model, body, batch, x))
+        loss = sum(LOSS_WEIGHTS[k] * v for k, v in terms.items())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[union-attr]
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        opt.step()
+        sched.step()
+        for k, v in terms.items():
+            running[k] = running.get(k, 0.0) + float(v.detach())
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            n = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
+            parts = " ".join(f"{k} {v / n:.4g}" for k, v in running.items())
+            log(f"step {step}/{cfg.steps} {time.perf_counter() - start:.0f}s {parts}")
+            running = {}
+    model.eval()
+    record = {
+        "config": asdict(cfg),
+        "model": {"width": cfg.width, "min_conf": model.min_conf},
+        "train_seconds": round(time.perf_counter() - start, 1),
+        "held_out_clips": len(np.unique(bank.clip[held])),
+        "train_poses": len(poses),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "body": {"name": body.name, "sha256": body.sha256},
+    }
+    return model, record
+
+
+def held_out_poses() -> np.ndarray:
+    bank: PoseBank = load_bank()
+    return bank.poses[split_of(bank.clip)]
+
+
+def write_manifest(path: Path, record: dict[str, object]) -> None:
+    from schemas.io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
