@@ -109,6 +109,43 @@ class Regression:
     pp: np.ndarray
 
 
+@dataclass(frozen=True)
+class BoxInputs:
+    """Per person, float32 tensors: centre (N, 2) and b (N,) crop px; focal (N,) px; pp (N, 2)
+    principal point px; info (N, 3) bbox info; keypoints (N, 17, 3) in box units (x - c) / b with
+    confidence; kp_px (N, 17, 3) the same in full-resolution pixels."""
+
+    centre: torch.Tensor
+    b: torch.Tensor
+    focal: torch.Tensor
+    pp: torch.Tensor
+    info: torch.Tensor
+    keypoints: torch.Tensor
+    kp_px: torch.Tensor
+
+
+def box_inputs(
+    boxes: np.ndarray,
+    keypoints: np.ndarray,
+    image_wh: tuple[int, int],
+    focal: float | None = None,
+    pp: tuple[float, float] | None = None,
+) -> BoxInputs:
+    """What a regressor is fed for boxes (N, 4) px with keypoints (N, 17, 3) px + confidence in an
+    image of image_wh px; focal px (default: the diagonal); pp px (default: the image centre)."""
+    n = len(boxes)
+    centre, b = crop_params(boxes)
+    f = default_focal(*image_wh) if focal is None else float(focal)
+    c_t, b_t = torch.from_numpy(centre).float(), torch.from_numpy(b).float()
+    f_t = torch.full((n,), f)
+    pp_xy = (image_wh[0] / 2, image_wh[1] / 2) if pp is None else pp
+    pp_t = torch.tensor([pp_xy], dtype=torch.float32).expand(n, 2)
+    kp_px = torch.tensor(np.asarray(keypoints, np.float32)).reshape(n, 17, 3)
+    kp = kp_px.clone()
+    kp[..., :2] = to_crop_units(kp[..., :2], c_t, b_t)
+    return BoxInputs(c_t, b_t, f_t, pp_t, bbox_info(c_t, b_t, f_t, pp_t), kp, kp_px)
+
+
 def _crops(
     levels: list[Any], boxes: np.ndarray, order: np.ndarray, batch: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -137,15 +174,9 @@ def regress(
     frame so neighbours share chunks of a chunk-cached pyramid.
     """
     n = len(boxes)
+    x = box_inputs(boxes, keypoints, image_wh, focal, pp)
     centre, b = crop_params(boxes)
-    f = default_focal(*image_wh) if focal is None else float(focal)
-    c_t, b_t = torch.from_numpy(centre).float(), torch.from_numpy(b).float()
-    f_t = torch.full((n,), f)
-    centre_px = (image_wh[0] / 2, image_wh[1] / 2) if pp is None else pp
-    pp_t = torch.tensor([centre_px], dtype=torch.float32).expand(n, 2)
-    info = bbox_info(c_t, b_t, f_t, pp_t)
-    kp = torch.tensor(np.asarray(keypoints, np.float32)).reshape(n, 17, 3)
-    kp[..., :2] = to_crop_units(kp[..., :2], c_t, b_t)
+    kp, info = x.keypoints, x.info
     rotmat = torch.zeros(n, 24, 3, 3)
     betas, cam = torch.zeros(n, 10), torch.zeros(n, 3)
     order = np.lexsort((centre[:, 0], centre[:, 1] // 2048))
@@ -165,7 +196,7 @@ def regress(
             while (item := pending.result()) is not None:
                 pending = pool.submit(next, source, None)
                 run(*item)
-    transl = cam_crop_to_full(cam, c_t, b_t, f_t, pp_t)
+    transl = cam_crop_to_full(cam, x.centre, x.b, x.focal, x.pp)
     pose = roma.rotmat_to_rotvec(rotmat).reshape(n, 72)
     return Regression(
         pose=pose.numpy().astype(np.float32),
@@ -174,8 +205,8 @@ def regress(
         transl=transl.numpy().astype(np.float64),
         centre=centre,
         b=b,
-        focal=np.full(n, f),
-        pp=np.asarray(centre_px, np.float64),
+        focal=x.focal.numpy().astype(np.float64),
+        pp=x.pp[0].numpy().astype(np.float64) if n else np.zeros(2),
     )
 
 

@@ -1,0 +1,357 @@
+"""The reduce step: finetune the regressor network's WEIGHTS on one frame so that its people stand on
+one ground plane while their projections keep fitting their 2D keypoints (reference/method.md section 4).
+
+Two procedures over the same loss terms:
+- `crowdrec`, the published one: batches of 50 people in order (a remainder under 8 joins the previous
+  batch); the first batch starts from the pretrained weights and runs 260 iterations, each later batch
+  continues from the current weights for 100; each batch's ground direction and spread see only its own
+  people, and its people's results come from the weights at the end of its own optimisation;
+- `global`: one crowd. The ground plane (direction and offset) is fitted to everyone in the frame,
+  robustly (directions far from the crowd's are dropped; the offset is a median), refreshed every
+  `refresh` steps; each step optimises a batch drawn from the whole frame against it with a robust
+  (Huber) spread of the feet about the plane; a final pass predicts everyone with the final weights.
+
+Conventions: camera frame x right, y down, z forward, metres; keypoints in full-resolution pixels,
+compared in box units (x - c) / b; SMPL joints 0 pelvis, 7/8 ankles, 15 head.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import roma
+import torch
+from torch import nn
+
+from tasks.models.body import BodyModel
+from tasks.regress import cam_crop_to_full, project, to_crop_units
+
+PELVIS, L_ANKLE, R_ANKLE, HEAD = 0, 7, 8, 15
+
+
+def ground_direction(joints: torch.Tensor) -> torch.Tensor:
+    """joints (N, 24, 3) camera frame m (translation included) -> (3,) unit "up" of the crowd:
+    the mean of each person's unit vector from the ankles' midpoint to the head (CrowdRec eq. 7)."""
+    feet = (joints[:, L_ANKLE] + joints[:, R_ANKLE]) / 2
+    up = joints[:, HEAD] - feet
+    mean = (up / up.norm(dim=-1, keepdim=True).clamp(min=1e-9)).mean(0)
+    return mean / mean.norm().clamp(min=1e-9)
+
+
+def crowd_loss(joints: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """Standard deviation (unbiased, m) of the pelvis heights along `up` (3,) (CrowdRec eq. 8):
+    zero when every pelvis lies on one plane orthogonal to `up`."""
+    return (joints[:, PELVIS] @ up).std()
+
+
+def keypoint_loss(
+    coco: torch.Tensor,
+    kp: torch.Tensor,
+    centre: torch.Tensor,
+    b: torch.Tensor,
+    focal: torch.Tensor,
+    pp: torch.Tensor,
+) -> torch.Tensor:
+    """Confidence-weighted squared reprojection error in box units (CrowdRec eq. 10).
+
+    coco (N, 17, 3) camera frame m; kp (N, 17, 3) x, y px and confidence; centre (N, 2), b (N,) crop
+    px; focal (N,) px; pp (N, 2) principal point px. Mean over people, joints and both coordinates.
+    """
+    pred = to_crop_units(project(coco, focal, pp), centre, b)
+    target = to_crop_units(kp[..., :2], centre, b)
+    return (kp[..., 2:] * (pred - target) ** 2).mean()
+
+
+def pose_init_loss(rotmat: torch.Tensor, rotmat0: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of the rotation matrices (N, 24, 3, 3) from the first prediction."""
+    return ((rotmat - rotmat0) ** 2).mean()
+
+
+def shape_loss(betas: torch.Tensor) -> torch.Tensor:
+    """Mean squared betas (N, 10): shapes stay near the mean."""
+    return (betas**2).mean()
+
+
+def batches(n: int, size: int = 50, min_last: int = 8) -> list[np.ndarray]:
+    """People 0..n-1 in batches of `size`; a last batch under `min_last` joins the one before
+    (107 -> 50 + 57)."""
+    starts = list(range(0, n, size))
+    if not starts:
+        return []
+    if len(starts) > 1 and n - starts[-1] < min_last:
+        starts.pop()
+    ends = [*starts[1:], n]
+    return [np.arange(s, e) for s, e in zip(starts, ends, strict=True)]
+
+
+class StopRule:
+    """After the planned iterations, keep going until the loss is below the k-th smallest seen before
+    it (CrowdRec), or `max_extra` more iterations have run."""
+
+    def __init__(self, k: int = 5, max_extra: int = 200) -> None:
+        self.k, self.max_extra = k, max_extra
+        self.seen: list[float] = []
+
+    def done(self, loss: float, iteration: int, planned: int) -> bool:
+        """True when optimisation may stop after `iteration` (0-based) whose loss was `loss`."""
+        smallest = sorted(self.seen)[: self.k]
+        self.seen.append(loss)
+        if iteration + 1 < planned:
+            return False
+        if iteration + 1 >= planned + self.max_extra:
+            return True
+        return len(smallest) >= self.k and loss < smallest[-1]
+
+
+@dataclass(frozen=True)
+class People:
+    """The fixed per-person inputs of one frame: net_inputs, tensors whose row i is person i's network
+    input (e.g. keypoints in box units and bbox info); kp (N, 17, 3) px + confidence; centre (N, 2) and
+    b (N,) crop px; focal (N,) px; pp (N, 2) principal point px."""
+
+    net_inputs: tuple[torch.Tensor, ...]
+    kp: torch.Tensor
+    centre: torch.Tensor
+    b: torch.Tensor
+    focal: torch.Tensor
+    pp: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.kp)
+
+
+@dataclass
+class CrowdConfigValues:
+    """Loss weights, optimiser and schedule (defaults: reference/method.md section 4)."""
+
+    w_crowd: float = 0.001
+    w_keypoints: float = 5.0
+    w_pose: float = 5.0
+    w_shape: float = 0.001
+    scale: float = 60.0  # the public code multiplies every term by 60
+    lr: float = 1e-5
+    weight_decay: float = 0.01
+    min_lr: float = 1e-7
+    batch: int = 50
+    min_last: int = 8
+    first_iterations: int = 260
+    later_iterations: int = 100
+    first_period: int = 20
+    later_period: int = 140
+    stop_k: int = 5
+    max_extra: int = 200
+    # global procedure
+    steps: int = 300
+    refresh: int = 50
+    huber_m: float = 0.05
+    max_angle_deg: float = 30.0
+    seed: int = 0
+
+
+@dataclass
+class Fit:
+    """Per person: rotmat (N, 24, 3, 3), betas (N, 10), cam (N, 3), transl (N, 3) m, joints (N, 24, 3)
+    m; the ground plane (4,) n . X + d = 0 with n the unit up (None if not fitted); loss curve per
+    iteration; network evaluations (people forwarded)."""
+
+    rotmat: torch.Tensor
+    betas: torch.Tensor
+    cam: torch.Tensor
+    transl: torch.Tensor
+    joints: torch.Tensor
+    plane: np.ndarray | None = None
+    curve: list[float] = field(default_factory=list)
+    evaluations: int = 0
+
+
+class _Net:
+    """Runs the network on a subset of people and poses their bodies."""
+
+    def __init__(self, model: nn.Module, people: People, body: BodyModel) -> None:
+        self.model, self.people, self.body = model, people, body
+        self.evaluations = 0
+
+    def __call__(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        p = self.people
+        rotmat, betas, cam = self.model(*(t[idx] for t in p.net_inputs))
+        self.evaluations += len(idx)
+        transl = cam_crop_to_full(cam, p.centre[idx], p.b[idx], p.focal[idx], p.pp[idx])
+        aa = roma.rotmat_to_rotvec(rotmat).reshape(len(idx), 72)
+        out = self.body(aa[:, :3], aa[:, 3:], betas, transl)
+        return rotmat, betas, cam, transl, out.joints, out.coco17
+
+    @torch.no_grad()
+    def everyone(self, chunk: int = 1024) -> tuple[torch.Tensor, ...]:
+        n = len(self.people)
+        parts = [self(torch.arange(i, min(i + chunk, n))) for i in range(0, n, chunk)]
+        return tuple(torch.cat(t) for t in zip(*parts, strict=True))
+
+
+def _terms(
+    net_out: tuple[torch.Tensor, ...],
+    idx: torch.Tensor,
+    people: People,
+    rotmat0: torch.Tensor,
+    cfg: CrowdConfigValues,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(keypoint + pose + shape terms, weighted and scaled; joints; coco) for the people `idx`."""
+    rotmat, betas, _, _, joints, coco = net_out
+    p = people
+    data = (
+        cfg.w_keypoints * keypoint_loss(coco, p.kp[idx], p.centre[idx], p.b[idx], p.focal[idx], p.pp[idx])
+        + cfg.w_pose * pose_init_loss(rotmat, rotmat0[idx])
+        + cfg.w_shape * shape_loss(betas)
+    )
+    return cfg.scale * data, joints, coco
+
+
+def _fit(out: tuple[torch.Tensor, ...]) -> Fit:
+    rotmat, betas, cam, transl, joints, _ = (t.detach() for t in out)
+    return Fit(rotmat, betas, cam, transl, joints)
+
+
+def predict_all(model: nn.Module, people: People, body: BodyModel) -> Fit:
+    """Everyone through the network as it is (the 'before finetuning' result)."""
+    model.eval()
+    net = _Net(model, people, body)
+    fit = _fit(net.everyone())
+    fit.evaluations = net.evaluations
+    return fit
+
+
+def finetune_crowdrec(
+    model: nn.Module, people: People, body: BodyModel, cfg: CrowdConfigValues,
+    log: Callable[[str], None] | None = None,
+) -> Fit:  # fmt: skip
+    """The published procedure (module docstring). `model` is finetuned in place (a copy is not made:
+    pass a copy to keep the pretrained weights); eval mode, so batch-norm statistics stay frozen."""
+    torch.manual_seed(cfg.seed)
+    model.eval()
+    net = _Net(model, people, body)
+    start = net.everyone()
+    rotmat0 = start[0]
+    n = len(people)
+    result = [t.clone() for t in start]
+    curve: list[float] = []
+    for k, rows in enumerate(batches(n, cfg.batch, cfg.min_last)):
+        idx = torch.from_numpy(rows)
+        planned = cfg.first_iterations if k == 0 else cfg.later_iterations
+        period = cfg.first_period if k == 0 else cfg.later_period
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            opt, T_0=period, T_mult=2, eta_min=cfg.min_lr
+        )
+        stop = StopRule(cfg.stop_k, cfg.max_extra)
+        it = 0
+        while True:
+            out = net(idx)
+            data, joints, _ = _terms(out, idx, people, rotmat0, cfg)
+            up = ground_direction(joints)
+            loss = data + cfg.scale * cfg.w_crowd * crowd_loss(joints, up)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            curve.append(float(loss.detach()))
+            if stop.done(curve[-1], it, planned):
+                break
+            it += 1
+        with torch.no_grad():
+            final = net(idx)  # this batch's people from the weights at the end of its optimisation
+        for r, t in zip(result, final, strict=True):
+            r[idx] = t.detach()
+        if log:
+            log(f"crowdrec batch {k}: {len(rows)} people, {it + 1} iterations, loss {curve[-1]:.4g}")
+    fit = Fit(*result[:5], curve=curve, evaluations=net.evaluations)
+    fit.plane = plane_of(fit.joints, ground_direction(fit.joints))
+    return fit
+
+
+def plane_of(joints: torch.Tensor, up: torch.Tensor) -> np.ndarray:
+    """(4,) plane n . X + d = 0 with n = up through the median height of the feet (ankle midpoints)."""
+    feet = (joints[:, L_ANKLE] + joints[:, R_ANKLE]) / 2
+    d = -float((feet @ up).median())
+    return np.array([*up.tolist(), d])
+
+
+def robust_ground(joints: torch.Tensor, max_angle_deg: float) -> torch.Tensor:
+    """(3,) the crowd's up from people whose own head-over-feet direction lies within `max_angle_deg`
+    of the crowd's mean one (seated, lying, and false detections do not tilt it)."""
+    up = ground_direction(joints)
+    feet = (joints[:, L_ANKLE] + joints[:, R_ANKLE]) / 2
+    own = joints[:, HEAD] - feet
+    own = own / own.norm(dim=-1, keepdim=True).clamp(min=1e-9)
+    keep = own @ up >= math.cos(math.radians(max_angle_deg))
+    return ground_direction(joints[keep]) if int(keep.sum()) >= 3 else up
+
+
+def finetune_global(
+    model: nn.Module, people: People, body: BodyModel, cfg: CrowdConfigValues,
+    log: Callable[[str], None] | None = None,
+) -> Fit:  # fmt: skip
+    """The globally consistent procedure (module docstring); `model` is finetuned in place."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    model.eval()
+    net = _Net(model, people, body)
+    current = net.everyone()
+    rotmat0 = current[0]
+    n = len(people)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps, eta_min=cfg.min_lr)
+    curve: list[float] = []
+    up = robust_ground(current[4], cfg.max_angle_deg)
+    plane = torch.tensor(plane_of(current[4], up), dtype=torch.float32)
+    for step in range(cfg.steps):
+        if step and step % cfg.refresh == 0:
+            current = net.everyone()
+            up = robust_ground(current[4], cfg.max_angle_deg)
+            plane = torch.tensor(plane_of(current[4], up), dtype=torch.float32)
+        idx = torch.randperm(n, generator=gen)[: cfg.batch]
+        out = net(idx)
+        data, joints, _ = _terms(out, idx, people, rotmat0, cfg)
+        feet = (joints[:, L_ANKLE] + joints[:, R_ANKLE]) / 2
+        height = feet @ plane[:3] + plane[3]  # signed distance of each person's feet from the plane, m
+        spread = nn.functional.huber_loss(height, torch.zeros_like(height), delta=cfg.huber_m)
+        loss = data + cfg.scale * cfg.w_crowd * spread / cfg.huber_m
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        curve.append(float(loss.detach()))
+    fit = _fit(net.everyone())
+    fit.plane = plane_of(fit.joints, robust_ground(fit.joints, cfg.max_angle_deg))
+    fit.curve, fit.evaluations = curve, net.evaluations
+    if log:
+        log(f"global: {cfg.steps} steps over {n} people, loss {curve[-1] if curve else float('nan'):.4g}")
+    return fit
+
+
+def finetune(
+    method: str, model: nn.Module, people: People, body: BodyModel, cfg: CrowdConfigValues,
+    log: Callable[[str], None] | None = None,
+) -> Fit:  # fmt: skip
+    """Finetune a COPY of `model` on one frame's people with `method` ('crowdrec' or 'global')."""
+    work = copy.deepcopy(model)
+    for p in work.parameters():
+        p.requires_grad_(True)
+    if method == "crowdrec":
+        return finetune_crowdrec(work, people, body, cfg, log)
+    if method == "global":
+        return finetune_global(work, people, body, cfg, log)
+    raise ValueError(f"unknown crowd method {method!r}; available: crowdrec, global")
+
+
+def keypoint_people(
+    boxes: np.ndarray, keypoints: np.ndarray, image_wh: tuple[int, int], focal: float, pp: tuple[float, float]
+) -> People:
+    """People for a keypoints-mode regressor (tasks/models/embedded.py): boxes (N, 4) px, keypoints
+    (N, 17, 3) px + confidence, the frame's size, focal and principal point (px)."""
+    from tasks.regress import box_inputs
+
+    x = box_inputs(boxes, keypoints, image_wh, focal, pp)
+    return People((x.keypoints, x.info), x.kp_px, x.centre, x.b, x.focal, x.pp)

@@ -1,0 +1,164 @@
+"""The reduce step's pieces against hand-computed values, and the two procedures' mechanics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tasks.crowd import (
+    CrowdConfigValues,
+    People,
+    StopRule,
+    batches,
+    crowd_loss,
+    finetune,
+    ground_direction,
+    keypoint_loss,
+    keypoint_people,
+    plane_of,
+    predict_all,
+    robust_ground,
+)
+from tasks.models.body import BodyModel
+from tasks.models.embedded import KeypointRegressor
+
+
+def _standing(up: torch.Tensor, heights: list[float]) -> torch.Tensor:
+    """(N, 24, 3) joints of stick people standing along `up`, feet at the given heights (m)."""
+    j = torch.zeros(len(heights), 24, 3)
+    side = torch.linalg.cross(up, torch.tensor([0.0, 0.0, 1.0]))
+    side = side / side.norm()
+    fwd = torch.linalg.cross(side, up)  # along the ground, like side
+    for i, h in enumerate(heights):
+        base = torch.tensor([0.0, 2.0, 10.0]) + i * side + 0.5 * i * fwd + h * up
+        j[i, 7], j[i, 8] = base + 0.1 * side, base - 0.1 * side
+        j[i, 0] = base + 0.9 * up
+        j[i, 15] = base + 1.6 * up
+    return j
+
+
+def test_ground_direction_and_crowd_loss_hand_computed() -> None:
+    up = torch.tensor([0.0, -math.cos(0.3), -math.sin(0.3)])  # camera pitched down by 0.3 rad
+    joints = _standing(up, [0.0, 0.0, 0.0, 0.0])
+    assert torch.allclose(ground_direction(joints), up, atol=1e-6)
+    assert float(crowd_loss(joints, up)) == pytest.approx(0.0, abs=1e-6)  # everyone on one plane
+    raised = _standing(up, [0.0, 1.0])
+    # pelvis heights differ by 1 m along up: unbiased std of {h, h + 1} = 1 / sqrt(2)
+    assert float(crowd_loss(raised, up)) == pytest.approx(1 / math.sqrt(2), abs=1e-5)
+    # two people on the plane, measured along a direction tilted 30 degrees towards `fwd`: their pelvis
+    # difference (side + 0.5 fwd) reads 0.5 sin(30) m, so the std is 0.25 / sqrt(2)
+    flat = _standing(up, [0.0, 0.0])
+    side = torch.linalg.cross(up, torch.tensor([0.0, 0.0, 1.0]))
+    fwd = torch.linalg.cross(side / side.norm(), up)
+    tilted = math.cos(math.pi / 6) * up + math.sin(math.pi / 6) * fwd
+    assert float(crowd_loss(flat, tilted)) == pytest.approx(0.25 / math.sqrt(2), abs=1e-5)
+
+
+def test_plane_and_robust_ground_ignore_a_lying_person() -> None:
+    up = torch.tensor([0.0, -1.0, 0.0])
+    joints = _standing(up, [0.0] * 5)
+    joints[4, 15] = joints[4, 7] + torch.tensor([1.6, 0.0, 0.0])  # someone lying down
+    assert float(ground_direction(joints) @ up) < 0.98
+    assert torch.allclose(robust_ground(joints, 30.0), up, atol=1e-6)
+    plane = plane_of(joints, up)
+    feet = (joints[:, 7] + joints[:, 8]) / 2
+    assert np.allclose(feet.numpy() @ plane[:3] + plane[3], 0.0, atol=1e-6)
+
+
+def test_keypoint_loss_hand_computed() -> None:
+    focal, pp = torch.tensor([1000.0]), torch.tensor([[500.0, 400.0]])
+    coco = torch.zeros(1, 17, 3)
+    coco[..., 2] = 10.0  # every joint on the optical axis 10 m away: projects to (500, 400)
+    kp = torch.zeros(1, 17, 3)
+    kp[..., 0], kp[..., 1] = 500.0, 400.0
+    kp[0, 3] = torch.tensor([520.0, 400.0, 0.5])  # 20 px off, confidence 0.5
+    kp[0, 4] = torch.tensor([500.0, 300.0, 0.0])  # far off but confidence 0: ignored
+    loss = keypoint_loss(coco, kp, torch.tensor([[500.0, 400.0]]), torch.tensor([200.0]), focal, pp)
+    # (20 / 200)^2 * 0.5, averaged over 17 joints x 2 coordinates
+    assert float(loss) == pytest.approx(0.1**2 * 0.5 / 34, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("n", "sizes"), [(107, [50, 57]), (100, [50, 50]), (108, [50, 50, 8]), (7, [7]), (0, [])]
+)
+def test_batching_rule(n: int, sizes: list[int]) -> None:
+    got = batches(n)
+    assert [len(b) for b in got] == sizes
+    assert np.array_equal(np.concatenate(got) if got else np.zeros(0), np.arange(n))
+
+
+def test_warm_restart_schedule_follows_its_definition() -> None:
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([p], lr=1e-5)
+    sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=20, T_mult=2, eta_min=1e-7)
+    lrs = []
+    for _ in range(140):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+
+    def expected(t: int) -> float:  # periods 20, 40, 80: restart at 0, 20, 60
+        start, period = (0, 20) if t < 20 else (20, 40) if t < 60 else (60, 80)
+        return 1e-7 + (1e-5 - 1e-7) * (1 + math.cos(math.pi * (t - start) / period)) / 2
+
+    assert lrs == pytest.approx([expected(t) for t in range(140)], rel=1e-9, abs=1e-15)
+    assert lrs[20] == pytest.approx(1e-5) and lrs[60] == pytest.approx(1e-5)
+
+
+def test_stop_rule() -> None:
+    rule = StopRule(k=5, max_extra=10)
+    losses = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 0.5]
+    stops = [rule.done(v, i, planned=3) for i, v in enumerate(losses)]
+    # from iteration 3 on it may stop, once 5 losses have been seen and the new one is below the
+    # 5th smallest of them (5.0): 6, 7 and 8 are not, 0.5 is
+    assert stops == [False] * 8 + [True]
+    falling = StopRule(k=5, max_extra=10)
+    assert [falling.done(10.0 - i, i, planned=6) for i in range(7)] == [False] * 5 + [True, True]
+    capped = StopRule(k=5, max_extra=2)
+    assert [capped.done(10.0 + i, i, planned=3) for i in range(5)] == [False, False, False, False, True]
+
+
+@pytest.fixture(scope="module")
+def crowd() -> tuple[People, BodyModel]:
+    from tasks.poses import load_bank
+    from tasks.synth import SynthConfig, layout
+
+    body = BodyModel.load("builtin:neutral")
+    scene = layout(SynthConfig(people=60, width=4096, height=2048, seed=2), load_bank(), body)
+    verts, _, coco = body.numpy_forward(scene.pose, scene.shape, scene.transl)
+    cam = scene.camera
+    uv = cam.project(verts.astype(np.float64))
+    boxes = np.concatenate([uv.min(1), uv.max(1)], 1)
+    rng = np.random.default_rng(0)
+    kp = np.concatenate([cam.project(coco), np.ones((len(coco), 17, 1))], -1)
+    kp[..., :2] += rng.normal(0, 0.02, (len(kp), 17, 2)) * (boxes[:, 3:4] - boxes[:, 1:2])[:, :, None]
+    people = keypoint_people(boxes, kp, (cam.width, cam.height), cam.f, (cam.width / 2, cam.height / 2))
+    return people, body
+
+
+def test_finetuning_is_deterministic_and_leaves_the_model_alone(crowd: tuple[People, BodyModel]) -> None:
+    people, body = crowd
+    torch.manual_seed(0)
+    model = KeypointRegressor(width=64).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = CrowdConfigValues(first_iterations=6, later_iterations=3, max_extra=3, steps=8, refresh=4, lr=1e-4)
+    for method in ("crowdrec", "global"):
+        a, b = finetune(method, model, people, body, cfg), finetune(method, model, people, body, cfg)
+        assert torch.equal(a.rotmat, b.rotmat) and torch.equal(a.transl, b.transl) and a.curve == b.curve
+        assert a.plane is not None and a.evaluations > 0
+        assert not torch.equal(a.transl, predict_all(model, people, body).transl)  # it did change things
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k  # finetune works on a copy
+
+
+def test_crowdrec_counts_iterations_per_batch(crowd: tuple[People, BodyModel]) -> None:
+    people, body = crowd
+    cfg = CrowdConfigValues(first_iterations=5, later_iterations=2, max_extra=0, batch=25)
+    fit = finetune("crowdrec", KeypointRegressor(width=32).eval(), people, body, cfg)
+    # 60 people -> batches 25 + 35 (10 would be a third batch: not under 8, so 25 + 25 + 10)
+    assert len(fit.curve) == 5 + 2 + 2
+    # one everyone-pass at the start, 25 x (5 + 1) + 25 x (2 + 1) + 10 x (2 + 1) in the batches
+    assert fit.evaluations == 60 + 25 * 6 + 25 * 3 + 10 * 3
