@@ -127,6 +127,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_regressor(args: argparse.Namespace) -> int:
+    import io
     import json
 
     import torch
@@ -146,8 +147,10 @@ def _cmd_train_regressor(args: argparse.Namespace) -> int:
     model, record = train(cfg, log=lambda line: print(line, flush=True))
     body = BodyModel.load(cfg.body)
     metrics = evaluate(model, body, held_out_poses(), seed=args.eval_seed, people=args.eval_people)
+    buf = io.BytesIO()  # torch.save names its archive after the file: bytes would depend on the name
+    torch.save(model.state_dict(), buf)
     with atomic_output(out) as tmp:
-        torch.save(model.state_dict(), tmp)
+        tmp.write_bytes(buf.getvalue())
     record["eval"] = {
         "seed": args.eval_seed,
         "people": args.eval_people,
@@ -310,9 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
         "clips with a seed training never uses; writes the weights and a JSON manifest beside them.",
     )
     p.add_argument("--out", required=True, help="weights file to write (.pt); the manifest goes beside it")
-    p.add_argument("--steps", type=int, default=8000)
+    p.add_argument("--steps", type=int, default=12000)
     p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--width", type=int, default=512)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (results depend on it)")

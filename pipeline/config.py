@@ -247,6 +247,11 @@ def resolve(scene: Scene, source: Path | None, output: Path | None = None) -> Re
             if v
         }
         scene = scene.model_copy(update={"detect": det.model_copy(update=paths)})
+    reg = scene.regress
+    paths = {k: str(base / Path(v).expanduser()) for k, v in (("model", reg.model), ("body", reg.body))
+             if v and not v.startswith("builtin:")}  # fmt: skip
+    if paths:
+        scene = scene.model_copy(update={"regress": reg.model_copy(update=paths)})
     if scene.input.synthetic is not None:
         frames = synthetic_frames(scene.input.synthetic, base, out)
     else:

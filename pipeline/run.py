@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from distributed import as_completed
 
 from pipeline.cluster import open_client
@@ -31,6 +32,8 @@ from pipeline.rundir import (
 )
 from pipeline.stages import (
     DETECTIONS_FILE,
+    KEYPOINTS_FILE,
+    crowd_unit,
     detect_batch_unit,
     detect_file_unit,
     detect_merge_unit,
@@ -39,6 +42,8 @@ from pipeline.stages import (
     pose_batch_unit,
     pose_file_unit,
     pose_write_unit,
+    regress_batch_unit,
+    regress_write_unit,
     synth_unit,
 )
 from schemas.image_store import STORE_NAME
@@ -49,8 +54,6 @@ log = logging.getLogger("pipeline")
 
 # Stages whose implementation has not landed yet: the run says so and does nothing in their place.
 NOT_AVAILABLE = {
-    "regress": "issue #5 (CLIFF regression)",
-    "crowd": "issue #6 (crowd finetune)",
     "write": "issue #7 (Parquet output)",
 }
 
@@ -161,6 +164,19 @@ def _collect(
         yield f, res
 
 
+def _record_people(futures: dict[Any, Frame], stage: str, bar: Any, manifests: dict[str, FrameManifest],
+                   summary: RunSummary) -> set[str]:  # fmt: skip
+    """Record each frame's finished per-person stage unit; returns the frames done."""
+    done = set()
+    for f, res in _collect(futures, stage, bar, summary):
+        rec = UnitRecord(**res)
+        manifests[f.name].record(rec)
+        summary.done.setdefault(stage, []).append(f.name)
+        done.add(f.name)
+        bar.advance(f"{f.name} {rec.info['people']} people")
+    return done
+
+
 def _ingest(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[str, FrameManifest],
             h: str, summary: RunSummary) -> set[str]:  # fmt: skip
     """Ingest frames; returns those whose store was (re)built (a file whose bytes did not change keeps
@@ -256,12 +272,60 @@ def _pose2d(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[s
             det_ids = table.column("det_id").to_numpy()
             writes[client.submit(pose_write_unit, str(m.dir), f.name, det_ids, cfg, h, _source(m), *batches,
                                  pure=False)] = f  # fmt: skip
-        for f, res in _collect(writes, "pose2d", bar, summary):
-            rec = UnitRecord(**res)
-            manifests[f.name].record(rec)
-            summary.done.setdefault("pose2d", []).append(f.name)
-            bar.advance(f"{f.name} {rec.info['people']} people")
-    return {f.name for f in todo if f.name in summary.done["pose2d"]}
+        return _record_people(writes, "pose2d", bar, manifests, summary)
+
+
+def _regress(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[str, FrameManifest],
+             h: str, summary: RunSummary) -> set[str]:  # fmt: skip
+    """Per frame: SMPL for every detection in batches of boxes, then smpl.parquet (and meshes.png)."""
+    from pipeline.stages import frame_camera
+    from schemas.tables import DETECTIONS, KEYPOINTS, detections_array, keypoints_array, read_table
+
+    cfg = rs.scene.regress
+    with stage_bar("regress", len(todo)) as bar:
+        writes = {}
+        for f in todo:
+            m = manifests[f.name]
+            store = str(m.dir / STORE_NAME)
+            det = read_table(m.dir / DETECTIONS_FILE, DETECTIONS)
+            kp_table = read_table(m.dir / KEYPOINTS_FILE, KEYPOINTS)
+            det_ids = det.column("det_id").to_numpy()
+            if not np.array_equal(kp_table.column("det_id").to_numpy(), det_ids):
+                summary.failed[f.name] = "regress: keypoints.parquet does not list the detections' det_ids"
+                bar.advance(f"{f.name} FAILED")
+                continue
+            boxes, kp = detections_array(det)[:, :4], keypoints_array(kp_table)
+            camera = frame_camera(store, rs.scene.camera)
+            n = cfg.boxes_per_task
+            batches = [
+                client.submit(
+                    regress_batch_unit,
+                    store,
+                    boxes[i : i + n],
+                    kp[i : i + n],
+                    cfg,
+                    camera,
+                    pure=False,
+                )
+                for i in range(0, len(boxes), n)
+            ]
+            writes[client.submit(regress_write_unit, str(m.dir), f.name, det_ids, cfg, h, _source(m),
+                                 *batches, pure=False)] = f  # fmt: skip
+        return _record_people(writes, "regress", bar, manifests, summary)
+
+
+def _crowd(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[str, FrameManifest],
+           h: str, summary: RunSummary) -> set[str]:  # fmt: skip
+    """One reduce task per frame (on a GPU worker when the cluster has them), frames side by side."""
+    cluster = rs.scene.cluster
+    gpu = {"GPU": 1} if cluster.kind == "slurm" and cluster.slurm.gpus_per_job else None
+    with stage_bar("crowd", len(todo)) as bar:
+        futures = {
+            client.submit(crowd_unit, str(manifests[f.name].dir), f.name, rs.scene.crowd, rs.scene.regress,
+                          rs.scene.seed, h, _source(manifests[f.name]), resources=gpu, pure=False): f
+            for f in todo
+        }  # fmt: skip
+        return _record_people(futures, "crowd", bar, manifests, summary)
 
 
 def run_scene(rs: ResolvedScene) -> RunSummary:
@@ -279,6 +343,8 @@ def run_scene(rs: ResolvedScene) -> RunSummary:
     h_ingest = config_hash(sc.ingest)
     h_detect = _chain_hash(h_ingest, config_hash(sc.detect))
     h_pose = _chain_hash(h_detect, config_hash(sc.pose2d))
+    h_regress = _chain_hash(h_pose, config_hash(sc.regress), config_hash(sc.camera))
+    h_crowd = _chain_hash(h_regress, config_hash(sc.crowd), str(sc.seed))
     manifests = {f.name: FrameManifest(inside(scene_dir, f.name), f.name, f.path) for f in rs.frames}
     to_make = [f for f in rs.frames if f.truth is not None and not f.truth.is_file()]
 
@@ -301,6 +367,13 @@ def run_scene(rs: ResolvedScene) -> RunSummary:
         ("ingest", h_ingest, True, _ingest),
         ("detect", h_detect, sc.detect.enabled, _detect),
         ("pose2d", h_pose, sc.detect.enabled and sc.pose2d.enabled, _pose2d),
+        ("regress", h_regress, sc.detect.enabled and sc.pose2d.enabled and sc.regress.enabled, _regress),
+        (
+            "crowd",
+            h_crowd,
+            sc.detect.enabled and sc.pose2d.enabled and sc.regress.enabled and sc.crowd.enabled,
+            _crowd,
+        ),
     ]
     upfront = {name: pending(name, h, on, set()) for name, h, on, _ in stages}
     if not any(todo for todo, _ in upfront.values()):

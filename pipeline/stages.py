@@ -15,7 +15,7 @@ import numpy as np
 
 from pipeline.rundir import UnitRecord, atomic_output
 from schemas.image_store import STORE_NAME
-from schemas.scene import DetectConfig, IngestConfig, Pose2dConfig
+from schemas.scene import CameraConfig, CrowdConfig, DetectConfig, IngestConfig, Pose2dConfig, RegressConfig
 from tasks.files import file_sha256
 from tasks.ingest import ingest_image, open_levels
 from tasks.pyramid import ChunkCache
@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 DETECTIONS_FILE = "detections.parquet"
 KEYPOINTS_FILE = "keypoints.parquet"
 OVERLAY_FILE = "overlay.png"
+SMPL_FILE = "smpl.parquet"
+MESHES_FILE = "meshes.png"
+CROWD_FILE = "crowd.parquet"
+CROWD_REPORT = "crowd.json"
 
 
 def ingest_unit(
@@ -193,9 +197,16 @@ def pose_write_unit(
         boxes = detections_array(read_table(fdir / DETECTIONS_FILE, DETECTIONS))
         write_overlay(fdir, boxes, kp)
         outputs.append(OVERLAY_FILE)
+    return _frame_record("pose2d", chain_hash, outputs, t0, len(kp), source)
+
+
+def _frame_record(
+    stage: str, chain_hash: str, outputs: list[str], t0: float, people: int, source: dict[str, Any]
+) -> dict[str, Any]:
+    """The manifest record of a per-frame unit that wrote `outputs` about `people` people."""
     rec = UnitRecord(
-        stage="pose2d", unit="frame", config_hash=chain_hash, outputs=outputs,
-        seconds=time.perf_counter() - t0, info={"people": len(kp)}, **source,
+        stage=stage, unit="frame", config_hash=chain_hash, outputs=outputs,
+        seconds=time.perf_counter() - t0, info={"people": people}, **source,
     )  # fmt: skip
     return asdict(rec)
 
@@ -211,3 +222,162 @@ def write_overlay(frame_dir: Path, boxes: np.ndarray, keypoints: np.ndarray | No
     picture = overlay(np.asarray(levels[k][:]), 0.5**k, boxes, keypoints)
     with atomic_output(frame_dir / OVERLAY_FILE) as tmp:
         pyvips.Image.new_from_array(picture, interpretation="srgb").pngsave(str(tmp), compression=3)
+
+
+def regress_batch_unit(
+    store: str, boxes: np.ndarray, keypoints: np.ndarray, cfg: RegressConfig, camera: dict[str, float]
+) -> dict[str, np.ndarray]:
+    """SMPL for boxes (N, 4) with keypoints (N, 17, 3) of one frame; camera: focal, cx, cy (px)."""
+    from tasks.models.embedded import load_regressor
+    from tasks.regress import regress
+
+    levels = [ChunkCache(lv) for lv in open_levels(Path(store))]
+    height, width = levels[0].shape[:2]
+    model = load_regressor(cfg.backend, cfg.model, _device(cfg.device))
+    r = regress(
+        levels, boxes, keypoints, model, (width, height), camera["focal"], (camera["cx"], camera["cy"])
+    )
+    return asdict(r)
+
+
+def _device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def frame_camera(store: str, camera: CameraConfig) -> dict[str, float]:
+    """The scene's camera for a frame: `auto` focal = the image diagonal, `auto` centre = image centre."""
+    from tasks.regress import default_focal
+
+    height, width = open_levels(Path(store))[0].shape[:2]
+    return {
+        "focal": default_focal(width, height) if camera.focal == "auto" else float(camera.focal),
+        "cx": width / 2 if camera.cx == "auto" else float(camera.cx),
+        "cy": height / 2 if camera.cy == "auto" else float(camera.cy),
+    }
+
+
+def regress_write_unit(
+    frame_dir: str, frame: str, det_ids: np.ndarray, cfg: RegressConfig, chain_hash: str,
+    source: dict[str, Any], *batches: dict[str, np.ndarray],
+) -> dict[str, Any]:  # fmt: skip
+    """Write `smpl.parquet` (and `meshes.png`) for a frame from its regression batches."""
+    from schemas.tables import smpl_table, write_parquet
+    from tasks.models.body import BodyModel
+    from tasks.models.embedded import load_regressor
+
+    t0 = time.perf_counter()
+    r = {k: np.concatenate([b[k] for b in batches]) for k in batches[0] if k != "pp"}
+    r["pp"] = batches[0]["pp"]
+    body = BodyModel.load(cfg.body)
+    verts, joints, _ = body.numpy_forward(r["pose"], r["betas"], r["transl"])
+    r["joints"] = joints
+    model = load_regressor(cfg.backend, cfg.model, _device(cfg.device))
+    meta = {
+        "regressor": f"{cfg.backend}:{model.name}",
+        "regressor_sha256": model.sha256,
+        "body_model": body.name,
+        "body_model_sha256": body.sha256,
+    }
+    fdir = Path(frame_dir)
+    write_parquet(smpl_table(frame, det_ids, r, meta), fdir / SMPL_FILE)
+    outputs = [SMPL_FILE]
+    if cfg.meshes:
+        write_meshes(fdir, verts, body.faces, float(r["focal"][0]), (float(r["pp"][0]), float(r["pp"][1])))
+        outputs.append(MESHES_FILE)
+    return _frame_record("regress", chain_hash, outputs, t0, len(det_ids), source)
+
+
+def write_meshes(
+    frame_dir: Path, verts: np.ndarray, faces: np.ndarray, focal: float, pp: tuple[float, float]
+) -> None:
+    """`meshes.png`: the people's meshes over the finest pyramid level at most 4096 px on a side."""
+    import pyvips
+
+    from tasks.draw import meshes, thumbnail_level
+
+    levels = open_levels(frame_dir / STORE_NAME)
+    k = thumbnail_level([lv.shape for lv in levels])
+    picture = meshes(np.asarray(levels[k][:]), 0.5**k, verts, faces, focal, pp)
+    with atomic_output(frame_dir / MESHES_FILE) as tmp:
+        pyvips.Image.new_from_array(picture, interpretation="srgb").pngsave(str(tmp), compression=3)
+
+
+def crowd_unit(
+    frame_dir: str, frame: str, cfg: CrowdConfig, regress: RegressConfig, seed: int, chain_hash: str,
+    source: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """Finetune the regressor on one frame's people: `crowd.parquet` (the smpl contract, after
+    finetuning) and `crowd.json` (ground plane, camera, loss curve, network evaluations)."""
+    import copy
+    import json
+
+    import roma
+
+    from schemas.io import atomic_write_text
+    from schemas.tables import (
+        DETECTIONS,
+        KEYPOINTS,
+        SMPL,
+        detections_array,
+        fixed_array,
+        keypoints_array,
+        read_table,
+        smpl_table,
+        write_parquet,
+    )  # fmt: skip
+    from tasks import InputError
+    from tasks.crowd import finetune, keypoint_people
+    from tasks.models.body import BodyModel
+    from tasks.models.embedded import load_regressor
+    from tasks.regress import crop_params
+
+    t0 = time.perf_counter()
+    fdir = Path(frame_dir)
+    if regress.backend != "embedded":
+        raise InputError(
+            "crowd: finetuning is implemented for regress.backend 'embedded' only (CLIFF needs every "
+            "person's crop in memory; not done yet): set crowd.enabled false or regress.backend embedded"
+        )
+    det = read_table(fdir / DETECTIONS_FILE, DETECTIONS)
+    boxes = detections_array(det)[:, :4]
+    kp = keypoints_array(read_table(fdir / KEYPOINTS_FILE, KEYPOINTS))
+    smpl = read_table(fdir / SMPL_FILE, SMPL)
+    focal = float(smpl.column("focal")[0].as_py())
+    pp = (float(smpl.column("cx")[0].as_py()), float(smpl.column("cy")[0].as_py()))
+    height, width = open_levels(fdir / STORE_NAME)[0].shape[:2]
+    people = keypoint_people(boxes, kp, (width, height), focal, pp)
+    model = load_regressor(regress.backend, regress.model, "cpu")
+    body = BodyModel.load(regress.body)
+    device = _device(cfg.device)
+    if device != "cpu":  # the cached body model stays on the CPU for the other units of this worker
+        body = copy.deepcopy(body).to(device)
+    fit = finetune(model, people.to(device), body, cfg, seed=seed)
+    n = len(boxes)
+    pose = roma.rotmat_to_rotvec(fit.rotmat.cpu()).reshape(n, 72).numpy()
+    centre, b = crop_params(boxes)
+    r = {
+        "pose": pose, "betas": fit.betas.cpu().numpy(), "transl": fit.transl.cpu().numpy(),
+        "cam": fit.cam.cpu().numpy(), "joints": fit.joints.cpu().numpy(), "focal": np.full(n, focal),
+        "pp": np.asarray(pp), "b": b, "centre": centre,
+    }  # fmt: skip
+    plane = [float(v) for v in fit.plane] if fit.plane is not None else None
+    meta = {
+        "regressor": f"{regress.backend}:{model.name}", "regressor_sha256": model.sha256,
+        "body_model": body.name, "body_model_sha256": body.sha256, "crowd_method": cfg.method,
+        "ground_plane": json.dumps(plane),
+    }  # fmt: skip
+    write_parquet(smpl_table(frame, det.column("det_id").to_numpy(), r, meta), fdir / CROWD_FILE)
+    before = fixed_array(smpl, "joints3d", 24, 3)
+    report = {
+        "method": cfg.method, "people": n, "ground_plane": plane,
+        "camera": {"focal": focal, "cx": pp[0], "cy": pp[1], "width": width, "height": height},
+        "evaluations": fit.evaluations, "iterations": len(fit.curve), "loss_curve": fit.curve,
+        "seed": seed, "device": device, "seconds": round(time.perf_counter() - t0, 2),
+        "mean_joint_change_m": float(np.linalg.norm(r["joints"] - before, axis=-1).mean()) if n else 0.0,
+    }  # fmt: skip
+    atomic_write_text(fdir / CROWD_REPORT, json.dumps(report) + "\n")
+    return _frame_record("crowd", chain_hash, [CROWD_FILE, CROWD_REPORT], t0, n, source)

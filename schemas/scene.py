@@ -235,12 +235,70 @@ class Pose2dConfig(_Section):
     )
 
 
-class RegressConfig(_PendingStage):
-    pass
+class RegressConfig(_Section):
+    """SMPL pose, shape and camera per person from its box and keypoints (tasks/regress.py)."""
+
+    enabled: bool = True
+    backend: Literal["embedded", "cliff"] = Field(
+        default="embedded",
+        description="embedded: the project's keypoints-to-SMPL regressor (trained on synthetic people "
+        "of the shipped body model); cliff: an official CLIFF checkpoint (ResNet-50 or HRNet-W48)",
+    )
+    model: str | None = Field(
+        default=None,
+        description="embedded: weights written by `python -m pipeline train regressor`, default "
+        "builtin:embedded-kp; cliff: the checkpoint path (required)",
+    )
+    body: str = Field(
+        default="builtin:neutral",
+        description="body model for joints3d: builtin:neutral or a SMPL .pkl; the embedded regressor's "
+        "betas belong to builtin:neutral",
+    )
+    device: str = Field(default="auto", description="torch device for CLIFF: auto, cpu, cuda, cuda:N")
+    boxes_per_task: Annotated[int, Field(ge=1, le=100000)] = 1024
+    meshes: bool = Field(default=True, description="draw the meshes over a frame thumbnail (meshes.png)")
+
+    @model_validator(mode="after")
+    def _cliff_needs_model(self) -> RegressConfig:
+        if self.backend == "cliff" and (self.model is None or self.model.startswith("builtin:")):
+            raise ValueError("regress.backend 'cliff' needs regress.model: the path of a CLIFF checkpoint")
+        return self
 
 
-class CrowdConfig(_PendingStage):
-    pass
+class CrowdConfig(_Section):
+    """The reduce step: finetune the regressor's weights on each frame (tasks/crowd.py)."""
+
+    enabled: bool = True
+    method: Literal["crowdrec", "global"] = Field(
+        default="crowdrec",
+        description="crowdrec: the published per-batch procedure; global: one ground plane for the "
+        "whole frame, batches drawn across it, a final pass with the final weights",
+    )
+    w_crowd: Annotated[float, Field(ge=0)] = 0.001
+    w_keypoints: Annotated[float, Field(ge=0)] = 5.0
+    w_pose: Annotated[float, Field(ge=0)] = 5.0
+    w_shape: Annotated[float, Field(ge=0)] = 0.001
+    scale: Annotated[float, Field(gt=0)] = Field(default=60.0, description="every term times this")
+    lr: Annotated[float, Field(gt=0)] = 1e-5
+    weight_decay: Annotated[float, Field(ge=0)] = 0.01
+    min_lr: Annotated[float, Field(ge=0)] = 1e-7
+    batch: Annotated[int, Field(ge=2, le=10000)] = 50
+    min_last: Annotated[int, Field(ge=1)] = Field(
+        default=8, description="a smaller last batch joins the one before"
+    )
+    first_iterations: Annotated[int, Field(ge=1)] = 260
+    later_iterations: Annotated[int, Field(ge=1)] = 100
+    first_period: Annotated[int, Field(ge=1)] = Field(default=20, description="first warm-restart period")
+    later_period: Annotated[int, Field(ge=1)] = 140
+    stop_k: Annotated[int, Field(ge=1)] = Field(default=5, description="stop below the k-th smallest loss")
+    max_extra: Annotated[int, Field(ge=0)] = Field(
+        default=200, description="cap on iterations past the count"
+    )
+    steps: Annotated[int, Field(ge=1)] = Field(default=300, description="global: optimisation steps")
+    refresh: Annotated[int, Field(ge=1)] = Field(default=50, description="global: steps between plane refits")
+    huber_m: Annotated[float, Field(gt=0)] = Field(default=0.05, description="global: robust spread scale, m")
+    max_angle_deg: Annotated[float, Field(gt=0, le=90)] = 30.0
+    device: str = Field(default="auto", description="torch device: auto, cpu, cuda, cuda:N")
 
 
 class WriteConfig(_PendingStage):

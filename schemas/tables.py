@@ -21,29 +21,105 @@ import pyarrow.parquet as pq
 
 from schemas.io import atomic_output
 
-DETECTIONS = pa.schema(
+
+def _required(fields: list[tuple[str, pa.DataType]], metadata: dict[str, str]) -> pa.Schema:
+    """A table contract: every column non-nullable; metadata["contract"] names it in errors."""
+    return pa.schema([pa.field(name, kind, nullable=False) for name, kind in fields], metadata=metadata)
+
+
+DETECTIONS = _required(
     [
-        pa.field("frame_id", pa.string(), nullable=False),
-        pa.field("det_id", pa.int64(), nullable=False),
-        pa.field("x1", pa.float32(), nullable=False),
-        pa.field("y1", pa.float32(), nullable=False),
-        pa.field("x2", pa.float32(), nullable=False),
-        pa.field("y2", pa.float32(), nullable=False),
-        pa.field("score", pa.float32(), nullable=False),
-        pa.field("level", pa.int16(), nullable=False),
-        pa.field("tile_id", pa.int32(), nullable=False),
+        ("frame_id", pa.string()),
+        ("det_id", pa.int64()),
+        ("x1", pa.float32()),
+        ("y1", pa.float32()),
+        ("x2", pa.float32()),
+        ("y2", pa.float32()),
+        ("score", pa.float32()),
+        ("level", pa.int16()),
+        ("tile_id", pa.int32()),
     ],
     metadata={"contract": "detections", "pixels": "full-resolution, float32"},
 )
 
-KEYPOINTS = pa.schema(
+KEYPOINTS = _required(
     [
-        pa.field("frame_id", pa.string(), nullable=False),
-        pa.field("det_id", pa.int64(), nullable=False),
-        pa.field("kp2d", pa.list_(pa.list_(pa.float32(), 3), 17), nullable=False),
+        ("frame_id", pa.string()),
+        ("det_id", pa.int64()),
+        ("kp2d", pa.list_(pa.list_(pa.float32(), 3), 17)),
     ],
     metadata={"contract": "keypoints", "kp2d": "17 x (x, y, confidence), COCO-17, full-resolution pixels"},
 )
+
+
+SMPL = _required(
+    [
+        ("frame_id", pa.string()),
+        ("det_id", pa.int64()),
+        ("global_orient", pa.list_(pa.float32(), 3)),
+        ("body_pose", pa.list_(pa.float32(), 69)),
+        ("betas", pa.list_(pa.float32(), 10)),
+        ("transl", pa.list_(pa.float32(), 3)),
+        ("cam_crop", pa.list_(pa.float32(), 3)),
+        ("joints3d", pa.list_(pa.list_(pa.float32(), 3), 24)),
+        ("focal", pa.float32()),
+        ("cx", pa.float32()),
+        ("cy", pa.float32()),
+        ("crop_size", pa.float32()),
+        ("crop_x", pa.float32()),
+        ("crop_y", pa.float32()),
+    ],
+    metadata={
+        "contract": "smpl",
+        "pose": "axis-angle radians, SMPL joint order; global_orient in the camera frame",
+        "transl": "metres, camera frame, added to the raw body-model output",
+        "joints3d": "24 SMPL joints, metres, camera frame (transl included)",
+        "camera": "OpenCV: x right, y down, z forward; focal, cx, cy in full-resolution pixels",
+        "cam_crop": "CLIFF crop camera (s, tx, ty); crop_size b and centre crop_x, crop_y in pixels",
+    },
+)
+
+
+def _fixed(a: np.ndarray, *dims: int) -> pa.Array:
+    """(N, *dims) numbers -> a nested fixed-size-list float32 column."""
+    arr: pa.Array = pa.array(np.ascontiguousarray(a, dtype=np.float32).reshape(-1))
+    for d in reversed(dims):
+        arr = pa.FixedSizeListArray.from_arrays(arr, d)
+    return arr
+
+
+def fixed_array(table: pa.Table, column: str, *dims: int) -> np.ndarray:
+    """A nested fixed-size-list column as (N, *dims) float32."""
+    col = table.column(column).combine_chunks()
+    for _ in dims:
+        col = col.flatten()
+    return col.to_numpy(zero_copy_only=False).reshape(len(table), *dims)
+
+
+def smpl_table(
+    frame: str, det_id: np.ndarray, r: dict[str, np.ndarray], metadata: dict[str, str]
+) -> pa.Table:
+    """det_id (N,); r: pose (N, 72), betas (N, 10), transl (N, 3), cam (N, 3), joints (N, 24, 3),
+    focal (N,), pp (2,), b (N,), centre (N, 2) (tasks/regress.py Regression fields plus joints)."""
+    n = len(det_id)
+    cols = {
+        "frame_id": pa.array([frame] * n, pa.string()),
+        "det_id": pa.array(np.asarray(det_id, dtype=np.int64)),
+        "global_orient": _fixed(r["pose"][:, :3], 3),
+        "body_pose": _fixed(r["pose"][:, 3:], 69),
+        "betas": _fixed(r["betas"], 10),
+        "transl": _fixed(r["transl"], 3),
+        "cam_crop": _fixed(r["cam"], 3),
+        "joints3d": _fixed(r["joints"], 24, 3),
+        "focal": pa.array(np.asarray(r["focal"], np.float32)),
+        "cx": pa.array(np.full(n, r["pp"][0], np.float32)),
+        "cy": pa.array(np.full(n, r["pp"][1], np.float32)),
+        "crop_size": pa.array(np.asarray(r["b"], np.float32)),
+        "crop_x": pa.array(np.asarray(r["centre"][:, 0], np.float32)),
+        "crop_y": pa.array(np.asarray(r["centre"][:, 1], np.float32)),
+    }
+    schema = SMPL.with_metadata({**SMPL.metadata, **{k.encode(): v.encode() for k, v in metadata.items()}})
+    return pa.table(cols, schema=schema)
 
 
 def detections_table(frame: str, rows: np.ndarray) -> pa.Table:
@@ -64,21 +140,17 @@ def detections_table(frame: str, rows: np.ndarray) -> pa.Table:
 
 def keypoints_table(frame: str, det_id: np.ndarray, kp2d: np.ndarray) -> pa.Table:
     """det_id (N,), kp2d (N, 17, 3) x, y (full-res pixels), confidence."""
-    flat = pa.array(np.ascontiguousarray(kp2d, dtype=np.float32).reshape(-1))
-    inner = pa.FixedSizeListArray.from_arrays(flat, 3)
-    outer = pa.FixedSizeListArray.from_arrays(inner, 17)
     cols = {
         "frame_id": pa.array([frame] * len(det_id), pa.string()),
         "det_id": pa.array(np.asarray(det_id, dtype=np.int64)),
-        "kp2d": outer,
+        "kp2d": _fixed(kp2d, 17, 3),
     }
     return pa.table(cols, schema=KEYPOINTS)
 
 
 def keypoints_array(table: pa.Table) -> np.ndarray:
     """The kp2d column as (N, 17, 3) float32."""
-    col = table.column("kp2d").combine_chunks()
-    return col.flatten().flatten().to_numpy(zero_copy_only=False).reshape(len(table), 17, 3)
+    return fixed_array(table, "kp2d", 17, 3)
 
 
 def detections_array(table: pa.Table) -> np.ndarray:

@@ -27,10 +27,12 @@ import roma
 import torch
 from torch import nn
 
+from schemas.scene import CrowdConfig
 from tasks.models.body import BodyModel
 from tasks.regress import cam_crop_to_full, project, to_crop_units
 
 PELVIS, L_ANKLE, R_ANKLE, HEAD = 0, 7, 8, 15
+STATURE_M = 1.6  # a typical ankle-to-head length: keeps the global spread in metres-like units
 
 
 def ground_direction(joints: torch.Tensor) -> torch.Tensor:
@@ -123,33 +125,11 @@ class People:
     def __len__(self) -> int:
         return len(self.kp)
 
-
-@dataclass
-class CrowdConfigValues:
-    """Loss weights, optimiser and schedule (defaults: reference/method.md section 4)."""
-
-    w_crowd: float = 0.001
-    w_keypoints: float = 5.0
-    w_pose: float = 5.0
-    w_shape: float = 0.001
-    scale: float = 60.0  # the public code multiplies every term by 60
-    lr: float = 1e-5
-    weight_decay: float = 0.01
-    min_lr: float = 1e-7
-    batch: int = 50
-    min_last: int = 8
-    first_iterations: int = 260
-    later_iterations: int = 100
-    first_period: int = 20
-    later_period: int = 140
-    stop_k: int = 5
-    max_extra: int = 200
-    # global procedure
-    steps: int = 300
-    refresh: int = 50
-    huber_m: float = 0.05
-    max_angle_deg: float = 30.0
-    seed: int = 0
+    def to(self, device: str | torch.device) -> People:
+        return People(
+            tuple(t.to(device) for t in self.net_inputs),
+            *(t.to(device) for t in (self.kp, self.centre, self.b, self.focal, self.pp)),
+        )
 
 
 @dataclass
@@ -196,7 +176,7 @@ def _terms(
     idx: torch.Tensor,
     people: People,
     rotmat0: torch.Tensor,
-    cfg: CrowdConfigValues,
+    cfg: CrowdConfig,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(keypoint + pose + shape terms, weighted and scaled; joints; coco) for the people `idx`."""
     rotmat, betas, _, _, joints, coco = net_out
@@ -224,12 +204,12 @@ def predict_all(model: nn.Module, people: People, body: BodyModel) -> Fit:
 
 
 def finetune_crowdrec(
-    model: nn.Module, people: People, body: BodyModel, cfg: CrowdConfigValues,
+    model: nn.Module, people: People, body: BodyModel, cfg: CrowdConfig, seed: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> Fit:  # fmt: skip
     """The published procedure (module docstring). `model` is finetuned in place (a copy is not made:
     pass a copy to keep the pretrained weights); eval mode, so batch-norm statistics stay frozen."""
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(seed)
     model.eval()
     net = _Net(model, people, body)
     start = net.everyone()
@@ -290,12 +270,12 @@ def robust_ground(joints: torch.Tensor, max_angle_deg: float) -> torch.Tensor:
 
 
 def finetune_global(
-    model: nn.Module, people: People, body: BodyModel, cfg: CrowdConfigValues,
+    model: nn.Module, people: People, body: BodyModel, cfg: CrowdConfig, seed: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> Fit:  # fmt: skip
     """The globally consistent procedure (module docstring); `model` is finetuned in place."""
-    gen = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
     model.eval()
     net = _Net(model, people, body)
     current = net.everyone()
@@ -316,7 +296,11 @@ def finetune_global(
         data, joints, _ = _terms(out, idx, people, rotmat0, cfg)
         feet = (joints[:, L_ANKLE] + joints[:, R_ANKLE]) / 2
         height = feet @ plane[:3] + plane[3]  # signed distance of each person's feet from the plane, m
-        spread = nn.functional.huber_loss(height, torch.zeros_like(height), delta=cfg.huber_m)
+        # In units of the people's own stature: shrinking the whole crowd towards the camera (smaller
+        # bodies, nearer) keeps every reprojection and would shrink a spread in metres for free.
+        stature = (joints[:, HEAD] - feet).norm(dim=-1).median()
+        rel = height / stature * STATURE_M
+        spread = nn.functional.huber_loss(rel, torch.zeros_like(rel), delta=cfg.huber_m)
         loss = data + cfg.scale * cfg.w_crowd * spread / cfg.huber_m
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -332,17 +316,18 @@ def finetune_global(
 
 
 def finetune(
-    method: str, model: nn.Module, people: People, body: BodyModel, cfg: CrowdConfigValues,
+    model: nn.Module, people: People, body: BodyModel, cfg: CrowdConfig, seed: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> Fit:  # fmt: skip
-    """Finetune a COPY of `model` on one frame's people with `method` ('crowdrec' or 'global')."""
-    work = copy.deepcopy(model)
+    """Finetune a COPY of `model` on one frame's people with cfg.method ('crowdrec' or 'global')."""
+    method = cfg.method
+    work = copy.deepcopy(model).to(people.kp.device)
     for p in work.parameters():
         p.requires_grad_(True)
     if method == "crowdrec":
-        return finetune_crowdrec(work, people, body, cfg, log)
+        return finetune_crowdrec(work, people, body, cfg, seed, log)
     if method == "global":
-        return finetune_global(work, people, body, cfg, log)
+        return finetune_global(work, people, body, cfg, seed, log)
     raise ValueError(f"unknown crowd method {method!r}; available: crowdrec, global")
 
 

@@ -53,3 +53,49 @@ def thumbnail_level(levels_shapes: list[tuple[int, ...]], max_side: int = 4096) 
         if max(shape[:2]) <= max_side:
             return k
     return len(levels_shapes) - 1
+
+
+def meshes(
+    image: np.ndarray,
+    scale: float,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    focal: float,
+    pp: tuple[float, float],
+    alpha: float = 0.7,
+) -> np.ndarray:
+    """Flat-shaded meshes over a copy of `image` (h, w, 3) uint8 RGB, a view of the frame at `scale`.
+
+    vertices (N, V, 3) metres, OpenCV camera frame; faces (F, 3); focal, pp (principal point) in
+    full-res pixels. Painter's algorithm: people far to near, each person's camera-facing faces far to
+    near, so a nearer person hides a farther one; one colour per person, shaded by a light from the
+    camera, blended with `alpha` so the photo shows through.
+    """
+    out = image.copy()
+    layer = image.copy()
+    drawn = np.zeros(image.shape[:2], np.uint8)
+    rng = np.random.default_rng(0)
+    hues = rng.uniform(0, 180, len(vertices))
+    order = np.argsort(-vertices[:, :, 2].mean(1), kind="stable")
+    for i in order:
+        v = vertices[i]
+        if (v[:, 2] <= 0.05).any():
+            continue  # behind or at the camera
+        tri = v[faces]
+        normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        front = np.einsum("fc,fc->f", normal, tri.mean(1)) < 0
+        fi = np.flatnonzero(front)
+        fi = fi[np.argsort(-tri[fi, :, 2].mean(1), kind="stable")]
+        nrm = normal[fi] / np.maximum(np.linalg.norm(normal[fi], axis=1, keepdims=True), 1e-12)
+        view = -tri[fi].mean(1) / np.linalg.norm(tri[fi].mean(1), axis=1, keepdims=True)
+        shade = 0.35 + 0.65 * np.clip(np.einsum("fc,fc->f", nrm, view), 0, 1)
+        hsv = np.array([[[hues[i], 110, 255]]], np.uint8)
+        base = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(float)
+        uv = (focal * v[:, :2] / v[:, 2:] + np.asarray(pp)) * scale
+        pts = np.round(uv[faces[fi]] * 16).astype(np.int32)
+        for p, s in zip(pts, shade, strict=True):
+            cv2.fillConvexPoly(layer, p, (base * s).tolist(), lineType=cv2.LINE_8, shift=4)
+            cv2.fillConvexPoly(drawn, p, 1, lineType=cv2.LINE_8, shift=4)
+    mask = drawn.astype(bool)
+    out[mask] = (alpha * layer[mask] + (1 - alpha) * image[mask]).astype(np.uint8)
+    return out

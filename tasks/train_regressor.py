@@ -193,7 +193,8 @@ def losses(batch: Batch, x: Inputs, p: Prediction) -> dict[str, torch.Tensor]:
     pred2d = to_crop_units(project(p.coco, batch.focal, batch.image_wh / 2), x.centre, x.b)
     cam = true_cam(batch, x)
     return {
-        "reprojection": ((pred2d - target2d) ** 2).sum(-1).mean(),
+        # Clamped at a box's size: a camera behind the people must not blow the gradients up.
+        "reprojection": ((pred2d - target2d) ** 2).sum(-1).clamp(max=1.0).mean(),
         "smpl": ((p.rotmat - batch.rotmat) ** 2).mean() + ((p.betas - batch.betas) ** 2).mean(),
         "joints": (((p.joints - p.joints[:, :1]) - (batch.joints - batch.joints[:, :1])) ** 2).sum(-1).mean(),
         "vertices": (((p.verts - p.joints[:, :1]) - (batch.verts - batch.joints[:, :1])) ** 2).sum(-1).mean(),
@@ -206,7 +207,7 @@ def losses(batch: Batch, x: Inputs, p: Prediction) -> dict[str, torch.Tensor]:
 class TrainConfig:
     steps: int = 20000
     batch: int = 256
-    lr: float = 1e-3
+    lr: float = 5e-4
     weight_decay: float = 1e-4
     seed: int = 0
     width: int = 512

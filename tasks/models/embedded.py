@@ -29,7 +29,10 @@ N_KP = 17
 WEIGHTS = Path(__file__).parent / "weights"
 BUILTIN_KP = "builtin:embedded-kp"
 BUILTINS: dict[str, tuple[Path, str]] = {
-    BUILTIN_KP: (WEIGHTS / "embedded_kp.pt", "0" * 64),  # sha256 set when the weights are trained
+    BUILTIN_KP: (
+        WEIGHTS / "embedded_kp.pt",
+        "608af15257a7a336c74fb6c1ab9cbbe2905f820ed9f543e96af8cc4129aa7a03",
+    ),
 }
 
 

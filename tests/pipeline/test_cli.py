@@ -383,3 +383,31 @@ def test_synth_tiff_on_a_slope(tmp_path: Path) -> None:
     normal = np.array(truth["ground_plane"][:3])
     assert abs(np.linalg.norm(normal) - 1) < 1e-6
     assert cli_module.main([*argv[:-1], "45", "--out", str(tmp_path / "no")]) == EXIT_USAGE
+
+
+def test_train_regressor_writes_weights_and_a_manifest_that_reproduces_them(tmp_path: Path) -> None:
+    from tasks.files import file_sha256
+    from tasks.models.embedded import load_keypoint_regressor
+
+    out = tmp_path / "w" / "kp.pt"
+    args = ("--steps", "3", "--batch", "8", "--width", "32", "--eval-people", "40", "--threads", "1")
+    r = cli("train", "regressor", "--out", out, *args)
+    assert r.returncode == EXIT_OK, r.stderr
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert manifest["sha256"] == file_sha256(out)
+    assert manifest["command"].startswith(f"python -m pipeline train regressor --out {out} --steps 3")
+    assert manifest["model"]["width"] == 32 and manifest["config"]["seed"] == 0
+    assert set(manifest["eval"]["bands"]) == {"24-39", "40-63", "64-127", "128-223", "224-1000"}
+    model = load_keypoint_regressor(str(out))
+    assert model.sha256 == manifest["sha256"] and model.encoder[0].out_features == 32
+    # The same command and seed give the same weights.
+    again = tmp_path / "again.pt"
+    assert cli("train", "regressor", "--out", again, *args).returncode == EXIT_OK
+    assert file_sha256(again) == manifest["sha256"]
+
+
+def test_train_regressor_bad_options(tmp_path: Path) -> None:
+    r = cli("train", "regressor", "--out", tmp_path / "x.pt", "--steps", "0")
+    assert r.returncode == EXIT_USAGE
+    assert "--steps" in one_line(r.stderr)
+    assert not (tmp_path / "x.pt").exists()

@@ -55,7 +55,8 @@ def test_run_writes_pyramids_and_manifests_then_resumes(
     summary = _run(scene)
     assert summary.ok and sorted(summary.done["ingest"]) == ["a", "b"]
     assert sorted(summary.done["detect"]) == ["a", "b"] and sorted(summary.done["pose2d"]) == ["a", "b"]
-    assert summary.not_available == ["regress", "crowd", "write"]
+    assert sorted(summary.done["regress"]) == ["a", "b"] and sorted(summary.done["crowd"]) == ["a", "b"]
+    assert summary.not_available == ["write"]
     levels = open_levels(tmp_path / "out" / "t" / "a" / "image.zarr")
     assert levels[0].shape == (597, 1001, 3)
     np.testing.assert_array_equal(levels[0][:], pyvips.Image.new_from_file(str(two_frames[0])).numpy())
@@ -76,7 +77,7 @@ def test_run_writes_pyramids_and_manifests_then_resumes(
     monkeypatch.setattr(run_module, "open_client", no_cluster)
     again = _run(scene)
     assert again.done == {} and sorted(again.skipped["ingest"]) == ["a", "b"]
-    assert sorted(again.skipped["pose2d"]) == ["a", "b"]
+    assert sorted(again.skipped["pose2d"]) == ["a", "b"] and sorted(again.skipped["crowd"]) == ["a", "b"]
     monkeypatch.undo()
 
     # Touching a file (same bytes) re-hashes it and keeps the store and what was made from it.
@@ -89,14 +90,25 @@ def test_run_writes_pyramids_and_manifests_then_resumes(
     _scene(tmp_path, ["a.jpg", "*.png"], **{"ingest": {"chunk": 256, "min_side": 100}})
     rebuilt = _run(scene)
     assert sorted(rebuilt.done["ingest"]) == ["a", "b"] and sorted(rebuilt.done["pose2d"]) == ["a", "b"]
-    # New pose settings rerun pose2d only.
+    assert sorted(rebuilt.done["crowd"]) == ["a", "b"]
+    # New pose settings rerun pose2d and what is made from its keypoints.
     _scene(
         tmp_path,
         ["a.jpg", "*.png"],
         **{"ingest": {"chunk": 256, "min_side": 100}, "pose2d": {"crop_scale": 1.3}},
     )
     posed = _run(scene)
-    assert list(posed.done) == ["pose2d"] and sorted(posed.skipped["detect"]) == ["a", "b"]
+    assert list(posed.done) == ["pose2d", "regress", "crowd"] and sorted(posed.skipped["detect"]) == [
+        "a",
+        "b",
+    ]
+    # New crowd settings rerun the reduce step only.
+    _scene(
+        tmp_path,
+        ["a.jpg", "*.png"],
+        **{"ingest": {"chunk": 256, "min_side": 100}, "pose2d": {"crop_scale": 1.3}, "crowd": {"lr": 2e-5}},
+    )
+    assert list(_run(scene).done) == ["crowd"]
     assert open_levels(tmp_path / "out" / "t" / "a" / "image.zarr")[0].chunks == (256, 256, 3)
 
 
@@ -118,7 +130,7 @@ def test_a_corrupt_frame_fails_alone(tmp_path: Path, two_frames: list[Path]) -> 
     )
     assert proc.returncode == 1
     assert "FAILED frame c:" in proc.stderr and "Traceback" not in proc.stderr
-    assert "3 already complete" in proc.stdout  # a was not redone (ingest, detect, pose2d)
+    assert "5 already complete" in proc.stdout  # a was not redone (ingest, detect, pose2d, regress, crowd)
 
 
 def test_a_unit_killed_mid_write_leaves_nothing_partial(tmp_path: Path, photo: pyvips.Image) -> None:
@@ -188,8 +200,98 @@ def test_photo_scene_runs_from_a_copy(tmp_path: Path) -> None:
     assert picture.shape == (600, 1116, 3)
     changed = np.abs(picture.astype(int) - open_levels(frame / "image.zarr")[0][:].astype(int)).max(2) > 40
     assert 0.005 < changed.mean() < 0.2  # boxes and skeletons drawn, the photograph still there
+    _check_smpl(frame, boxes, hit[0])
+    _check_crowd(frame, len(boxes))
     again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "nothing to do" in again.stdout
+
+
+def _check_smpl(frame: Path, boxes: np.ndarray, person: int) -> None:
+    """smpl.parquet has a plausible body for every detection; `person` (upright, walking) is placed
+    where his box is; meshes.png shows bodies over the photograph."""
+    from schemas.tables import SMPL, fixed_array, read_table
+
+    table = read_table(frame / "smpl.parquet", SMPL)
+    assert table.column("det_id").to_pylist() == list(range(len(boxes)))
+    assert table.schema.metadata[b"regressor"].startswith(b"embedded:")
+    joints = fixed_array(table, "joints3d", 24, 3)
+    transl = fixed_array(table, "transl", 3)
+    focal, cx, cy = (table.column(c).to_numpy() for c in ("focal", "cx", "cy"))
+    assert focal[0] == pytest.approx(np.hypot(1116, 600)) and (cx[0], cy[0]) == (558, 300)
+    assert np.isfinite(joints).all() and (transl[:, 2] > 0).all()
+    j = joints[person]
+    assert j[15, 1] < j[0, 1] < j[7, 1]  # head above pelvis above the ankle (y down)
+    pelvis = focal[0] * j[0, :2] / j[0, 2] + (cx[0], cy[0])
+    b = boxes[person]
+    assert b[0] < pelvis[0] < b[2] and b[1] < pelvis[1] < b[3]
+    height = float(np.linalg.norm(j[15] - (j[7] + j[8]) / 2))
+    assert 1.0 < height < 2.0  # metres, ankle to head
+    picture = pyvips.Image.new_from_file(str(frame / "meshes.png")).numpy()
+    changed = np.abs(picture.astype(int) - open_levels(frame / "image.zarr")[0][:].astype(int)).max(2) > 40
+    assert 0.01 < changed.mean() < 0.3
+
+
+def _check_crowd(frame: Path, people: int) -> None:
+    """The reduce step ran on the frame: a ground plane whose up points up in the image, a falling loss,
+    and the finetuned people in the smpl contract."""
+    import json
+
+    from schemas.tables import SMPL, read_table
+
+    report = json.loads((frame / "crowd.json").read_text())
+    assert report["method"] == "crowdrec" and report["people"] == people
+    normal = np.array(report["ground_plane"][:3])
+    assert abs(np.linalg.norm(normal) - 1) < 1e-5 and normal[1] < -0.7  # y down: up is -y
+    curve = report["loss_curve"]
+    assert len(curve) >= 260 and curve[-1] < 0.8 * curve[0]
+    assert report["evaluations"] >= people + 260 * min(people, 50)
+    table = read_table(frame / "crowd.parquet", SMPL)
+    assert len(table) == people and table.schema.metadata[b"crowd_method"] == b"crowdrec"
+
+
+def test_cliff_backend_runs_an_official_layout_checkpoint(tmp_path: Path) -> None:
+    import torch
+
+    from schemas.tables import SMPL, fixed_array, read_table
+    from tasks.models.cliff import Cliff, save_official
+
+    torch.manual_seed(0)
+    save_official(Cliff("res50"), tmp_path / "cliff.pt")  # untrained: near its mean parameters
+    shutil.copy(DEMO_PHOTO, tmp_path / "p.jpg")
+    regress = {"backend": "cliff", "model": "cliff.pt", "device": "cpu", "meshes": False}
+    scene = _scene(tmp_path, ["p.jpg"], regress=regress, pose2d={"overlay": False})
+    summary = _run(scene)
+    # the reduce step does not finetune CLIFF yet, and says so for the frame
+    assert list(summary.failed) == ["p"] and "regress.backend 'embedded' only" in summary.failed["p"]
+    assert _run(
+        _scene(tmp_path, ["p.jpg"], regress=regress, pose2d={"overlay": False}, crowd={"enabled": False})
+    ).ok
+    table = read_table(tmp_path / "out" / "t" / "p" / "smpl.parquet", SMPL)
+    assert table.schema.metadata[b"regressor"] == f"cliff:{tmp_path / 'cliff.pt'}".encode()
+    cam = fixed_array(table, "cam_crop", 3)
+    assert len(table) >= 5 and np.isfinite(cam).all()
+    # The stage's crops are CLIFF's crops of the full-resolution photograph: the same network on
+    # crops cut here from the decoded file gives the same cameras.
+    from schemas.tables import DETECTIONS, detections_array
+    from tasks.models.cliff import load_cliff
+    from tasks.pose2d import crop
+    from tasks.regress import CROP_RESCALE, CROP_SIZE, bbox_info, crop_params, normalise_crops
+
+    boxes = detections_array(read_table(tmp_path / "out" / "t" / "p" / "detections.parquet", DETECTIONS))[
+        :, :4
+    ]
+    image = pyvips.Image.new_from_file(str(DEMO_PHOTO)).numpy()
+    crops = np.stack([crop(image, bx, CROP_SIZE, CROP_RESCALE)[0] for bx in boxes])
+    centre, b = crop_params(boxes)
+    n = len(boxes)
+    info = bbox_info(
+        torch.tensor(centre).float(), torch.tensor(b).float(), torch.full((n,), float(np.hypot(1116, 600))),
+        torch.tensor([[558.0, 300.0]]).expand(n, 2),
+    )  # fmt: skip
+    with torch.no_grad():
+        _, _, direct = load_cliff(tmp_path / "cliff.pt")(normalise_crops(crops), info)
+    np.testing.assert_allclose(cam, direct.numpy(), atol=2e-3)
+    assert np.ptp(cam[:, 0]) > 1e-3  # it looked at each person's own crop
 
 
 def test_synthetic_scene_is_generated_once_and_cached(tmp_path: Path) -> None:
@@ -238,7 +340,7 @@ def test_boxes_and_keypoints_imported_from_a_file(tmp_path: Path) -> None:
     # The same boxes with MoveNet for the keypoints.
     _scene(tmp_path, [COCO_PHOTO.name], detect=detect, pose2d={"backend": "movenet"})
     again = _run(scene)
-    assert again.done == {"pose2d": [COCO_PHOTO.stem]}
+    assert again.done == {stage: [COCO_PHOTO.stem] for stage in ("pose2d", "regress", "crowd")}
 
 
 def test_a_frame_missing_from_the_detections_file_fails_alone(tmp_path: Path, two_frames: list[Path]) -> None:

@@ -44,3 +44,25 @@ def test_a_table_of_another_contract_is_refused(tmp_path: Path) -> None:
     pq.write_table(pa.table({"x": [1]}), tmp_path / "d.parquet")
     with pytest.raises(ValueError, match="do not match the detections contract"):
         read_table(tmp_path / "d.parquet", DETECTIONS)
+
+
+def test_smpl_table_round_trips_with_its_metadata(tmp_path: Path) -> None:
+    from schemas.tables import SMPL, fixed_array, smpl_table
+
+    rng = np.random.default_rng(0)
+    n = 4
+    r = {
+        "pose": rng.normal(size=(n, 72)), "betas": rng.normal(size=(n, 10)),
+        "transl": rng.normal(size=(n, 3)),
+        "cam": rng.normal(size=(n, 3)), "joints": rng.normal(size=(n, 24, 3)), "focal": np.full(n, 1000.0),
+        "pp": np.array([640.0, 360.0]), "b": rng.uniform(50, 500, n), "centre": rng.uniform(0, 500, (n, 2)),
+    }  # fmt: skip
+    write_parquet(smpl_table("f", np.arange(n) + 3, r, {"regressor": "x"}), tmp_path / "s.parquet")
+    t = read_table(tmp_path / "s.parquet", SMPL)
+    assert t.schema.metadata[b"regressor"] == b"x" and b"camera" in t.schema.metadata
+    assert t.column("det_id").to_pylist() == [3, 4, 5, 6]
+    np.testing.assert_allclose(fixed_array(t, "global_orient", 3), r["pose"][:, :3], rtol=1e-6)
+    np.testing.assert_allclose(fixed_array(t, "body_pose", 69), r["pose"][:, 3:], rtol=1e-6)
+    np.testing.assert_allclose(fixed_array(t, "joints3d", 24, 3), r["joints"], rtol=1e-6)
+    np.testing.assert_allclose(t.column("crop_y").to_numpy(), r["centre"][:, 1], rtol=1e-6)
+    assert t.column("cx").to_pylist() == [640.0] * n

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from schemas.scene import CrowdConfig
 from tasks.crowd import (
-    CrowdConfigValues,
     People,
     StopRule,
     batches,
@@ -144,9 +144,10 @@ def test_finetuning_is_deterministic_and_leaves_the_model_alone(crowd: tuple[Peo
     torch.manual_seed(0)
     model = KeypointRegressor(width=64).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    cfg = CrowdConfigValues(first_iterations=6, later_iterations=3, max_extra=3, steps=8, refresh=4, lr=1e-4)
+    cfg = CrowdConfig(first_iterations=6, later_iterations=3, max_extra=3, steps=8, refresh=4, lr=1e-4)
     for method in ("crowdrec", "global"):
-        a, b = finetune(method, model, people, body, cfg), finetune(method, model, people, body, cfg)
+        c = cfg.model_copy(update={"method": method})
+        a, b = finetune(model, people, body, c, seed=3), finetune(model, people, body, c, seed=3)
         assert torch.equal(a.rotmat, b.rotmat) and torch.equal(a.transl, b.transl) and a.curve == b.curve
         assert a.plane is not None and a.evaluations > 0
         assert not torch.equal(a.transl, predict_all(model, people, body).transl)  # it did change things
@@ -156,8 +157,8 @@ def test_finetuning_is_deterministic_and_leaves_the_model_alone(crowd: tuple[Peo
 
 def test_crowdrec_counts_iterations_per_batch(crowd: tuple[People, BodyModel]) -> None:
     people, body = crowd
-    cfg = CrowdConfigValues(first_iterations=5, later_iterations=2, max_extra=0, batch=25)
-    fit = finetune("crowdrec", KeypointRegressor(width=32).eval(), people, body, cfg)
+    cfg = CrowdConfig(first_iterations=5, later_iterations=2, max_extra=0, batch=25)
+    fit = finetune(KeypointRegressor(width=32).eval(), people, body, cfg)
     # 60 people -> batches 25 + 35 (10 would be a third batch: not under 8, so 25 + 25 + 10)
     assert len(fit.curve) == 5 + 2 + 2
     # one everyone-pass at the start, 25 x (5 + 1) + 25 x (2 + 1) + 10 x (2 + 1) in the batches

@@ -1,0 +1,59 @@
+"""The shipped embedded regressor: its file is the one its manifest describes, and it is accurate on
+held-out synthetic people (clips and a seed that training never saw)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tasks import InputError
+from tasks.files import file_sha256
+from tasks.models.body import BodyModel
+from tasks.models.embedded import BUILTIN_KP, BUILTINS, load_keypoint_regressor, manifest_path
+from tasks.train_regressor import evaluate, held_out_poses
+from tests.conftest import one_line_error
+
+WEIGHTS, SHA256 = BUILTINS[BUILTIN_KP]
+# The shipped weights measured 77.7 mm PA-MPJPE, 122 mm MPJPE and a 7.4% median root-depth error on
+# 4000 held-out people (manifest); the bounds are about 1.3x that, loose for the 400 people drawn here.
+PA_MPJPE_BOUND, MPJPE_BOUND, DEPTH_BOUND = 100.0, 160.0, 10.0
+
+
+def test_shipped_weights_match_their_manifest() -> None:
+    manifest = json.loads(manifest_path(WEIGHTS).read_text())
+    assert file_sha256(WEIGHTS) == SHA256 == manifest["sha256"]
+    assert manifest["command"].startswith("python -m pipeline train regressor --out ")
+    assert manifest["body"]["sha256"] == BodyModel.load("builtin:neutral").sha256
+    assert WEIGHTS.stat().st_size < 8e6
+    model = load_keypoint_regressor(BUILTIN_KP)
+    assert model.sha256 == SHA256 and not model.training
+
+
+def test_held_out_accuracy() -> None:
+    torch.set_num_threads(2)
+    model = load_keypoint_regressor(BUILTIN_KP)
+    m = evaluate(model, BodyModel.load("builtin:neutral"), held_out_poses(), seed=4242, people=400)
+    large = m.large
+    assert large["people"] > 100
+    # Bounds about 1.3x what the shipped weights measure (README / manifest), so a broken model or a
+    # broken convention fails while run-to-run noise does not.
+    assert large["pa_mpjpe_mm"] < PA_MPJPE_BOUND
+    assert large["depth_err_pct_median"] < DEPTH_BOUND
+    assert large["mpjpe_mm"] < MPJPE_BOUND
+
+
+def test_a_damaged_or_foreign_weight_file_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "w.pt"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, bad)
+    assert "not keypoint-regressor weights" in one_line_error(InputError, load_keypoint_regressor, str(bad))
+    bad.write_bytes(b"junk")
+    assert "cannot read regressor weights" in one_line_error(InputError, load_keypoint_regressor, str(bad))
+    assert "not found" in one_line_error(InputError, load_keypoint_regressor, str(tmp_path / "none.pt"))
+
+
+@pytest.mark.parametrize("spec", ["builtin:nope"])
+def test_unknown_builtin(spec: str) -> None:
+    assert "available: builtin:embedded-kp" in one_line_error(InputError, load_keypoint_regressor, spec)
