@@ -86,7 +86,7 @@ def run(people: int, seed: int, model_spec: str) -> tuple[dict[str, object], dic
                      "seconds": round(time.perf_counter() - t, 2)}  # fmt: skip
     for method in ("crowdrec", "global"):
         t = time.perf_counter()
-        fit = finetune(model, ppl, body, CrowdConfig(method=method), seed=seed)
+        fit = finetune(model, ppl, body, CrowdConfig(method=method), seed=seed)  # type: ignore[arg-type]
         seconds = round(time.perf_counter() - t, 2)
         out[method] = {**score(fit, f, focal), "evaluations": fit.evaluations, "seconds": seconds,
                        "iterations": len(fit.curve)}  # fmt: skip

@@ -27,7 +27,7 @@ import roma
 import torch
 from torch import nn
 
-from schemas.scene import CrowdConfig
+from schemas.scene import CrowdConfig, CrowdrecConfig, GlobalConfig
 from tasks.models.body import BodyModel
 from tasks.regress import cam_crop_to_full, project, to_crop_units
 
@@ -176,7 +176,7 @@ def _terms(
     idx: torch.Tensor,
     people: People,
     rotmat0: torch.Tensor,
-    cfg: CrowdConfig,
+    cfg: CrowdrecConfig | GlobalConfig,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(keypoint + pose + shape terms, weighted and scaled; joints; coco) for the people `idx`."""
     rotmat, betas, _, _, joints, coco = net_out
@@ -204,7 +204,7 @@ def predict_all(model: nn.Module, people: People, body: BodyModel) -> Fit:
 
 
 def finetune_crowdrec(
-    model: nn.Module, people: People, body: BodyModel, cfg: CrowdConfig, seed: int = 0,
+    model: nn.Module, people: People, body: BodyModel, cfg: CrowdrecConfig, seed: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> Fit:  # fmt: skip
     """The published procedure (module docstring). `model` is finetuned in place (a copy is not made:
@@ -269,11 +269,52 @@ def robust_ground(joints: torch.Tensor, max_angle_deg: float) -> torch.Tensor:
     return ground_direction(joints[keep]) if int(keep.sum()) >= 3 else up
 
 
+def fit_plane(points: torch.Tensor, up: torch.Tensor, rounds: int = 3, k: float = 2.5) -> np.ndarray:
+    """(4,) robust plane n . X + d = 0 through points (N, 3) m: least squares (the centred points'
+    smallest singular direction), refitted `rounds` times without the points farther than k robust
+    sigmas (1.4826 MAD); n is oriented along `up` (3,). The plane comes from where the people stand,
+    not from how upright the network thinks they are (regressed orientations lean towards the mean)."""
+    pts = points.detach().double()
+    keep = torch.ones(len(pts), dtype=torch.bool)
+    n, d = up.double(), -float((pts @ up.double()).median())
+    for _ in range(rounds):
+        if int(keep.sum()) < 3:
+            break
+        sel = pts[keep]
+        centre = sel.mean(0)
+        n = torch.linalg.svd(sel - centre, full_matrices=False).Vh[-1]
+        n = n if float(n @ up.double()) >= 0 else -n
+        d = -float(centre @ n)
+        r = pts @ n + d
+        sigma = 1.4826 * float((r - r[keep].median()).abs()[keep].median()) + 1e-6
+        keep = (r - r[keep].median()).abs() <= k * sigma
+    return np.array([*n.tolist(), d])
+
+
+def planned_evaluations(n: int, cfg: CrowdrecConfig) -> int:
+    """People the crowdrec procedure forwards for n people before its stop rule adds any: everyone
+    once, then each batch once per planned iteration plus its final prediction."""
+    parts = batches(n, cfg.batch, cfg.min_last)
+    return n + sum(
+        len(b) * ((cfg.first_iterations if k == 0 else cfg.later_iterations) + 1) for k, b in enumerate(parts)
+    )
+
+
+def global_steps(n: int, cfg: GlobalConfig, crowdrec: CrowdrecConfig) -> int:
+    """cfg.steps, or for 'auto' the most steps whose evaluations (everyone at the start, at each plane
+    refit and at the end, plus a batch per step) stay within a third of crowdrec's plan."""
+    if cfg.steps != "auto":
+        return int(cfg.steps)
+    budget = planned_evaluations(n, crowdrec) / 3
+    return max(1, int((budget - 2 * n) / (min(cfg.batch, n) + n / cfg.refresh)))
+
+
 def finetune_global(
-    model: nn.Module, people: People, body: BodyModel, cfg: CrowdConfig, seed: int = 0,
+    model: nn.Module, people: People, body: BodyModel, cfg: GlobalConfig, steps: int, seed: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> Fit:  # fmt: skip
-    """The globally consistent procedure (module docstring); `model` is finetuned in place."""
+    """The globally consistent procedure (module docstring) for `steps` steps; `model` is finetuned
+    in place."""
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model.eval()
@@ -282,15 +323,18 @@ def finetune_global(
     rotmat0 = current[0]
     n = len(people)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps, eta_min=cfg.min_lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=cfg.min_lr)
     curve: list[float] = []
-    up = robust_ground(current[4], cfg.max_angle_deg)
-    plane = torch.tensor(plane_of(current[4], up), dtype=torch.float32)
-    for step in range(cfg.steps):
+
+    def ground(joints: torch.Tensor) -> torch.Tensor:
+        feet = (joints[:, L_ANKLE] + joints[:, R_ANKLE]) / 2
+        return torch.tensor(fit_plane(feet, robust_ground(joints, cfg.max_angle_deg)), dtype=torch.float32)
+
+    plane = ground(current[4])
+    for step in range(steps):
         if step and step % cfg.refresh == 0:
             current = net.everyone()
-            up = robust_ground(current[4], cfg.max_angle_deg)
-            plane = torch.tensor(plane_of(current[4], up), dtype=torch.float32)
+            plane = ground(current[4])
         idx = torch.randperm(n, generator=gen)[: cfg.batch]
         out = net(idx)
         data, joints, _ = _terms(out, idx, people, rotmat0, cfg)
@@ -308,10 +352,10 @@ def finetune_global(
         sched.step()
         curve.append(float(loss.detach()))
     fit = _fit(net.everyone())
-    fit.plane = plane_of(fit.joints, robust_ground(fit.joints, cfg.max_angle_deg))
+    fit.plane = ground(fit.joints).double().numpy()
     fit.curve, fit.evaluations = curve, net.evaluations
     if log:
-        log(f"global: {cfg.steps} steps over {n} people, loss {curve[-1] if curve else float('nan'):.4g}")
+        log(f"global: {steps} steps over {n} people, loss {curve[-1] if curve else float('nan'):.4g}")
     return fit
 
 
@@ -325,9 +369,10 @@ def finetune(
     for p in work.parameters():
         p.requires_grad_(True)
     if method == "crowdrec":
-        return finetune_crowdrec(work, people, body, cfg, seed, log)
+        return finetune_crowdrec(work, people, body, cfg.crowdrec, seed, log)
     if method == "global":
-        return finetune_global(work, people, body, cfg, seed, log)
+        steps = global_steps(len(people), cfg.global_, cfg.crowdrec)
+        return finetune_global(work, people, body, cfg.global_, steps, seed, log)
     raise ValueError(f"unknown crowd method {method!r}; available: crowdrec, global")
 
 

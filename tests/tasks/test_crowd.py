@@ -15,10 +15,12 @@ from tasks.crowd import (
     batches,
     crowd_loss,
     finetune,
+    global_steps,
     ground_direction,
     keypoint_loss,
     keypoint_people,
     plane_of,
+    planned_evaluations,
     predict_all,
     robust_ground,
 )
@@ -144,9 +146,12 @@ def test_finetuning_is_deterministic_and_leaves_the_model_alone(crowd: tuple[Peo
     torch.manual_seed(0)
     model = KeypointRegressor(width=64).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    cfg = CrowdConfig(first_iterations=6, later_iterations=3, max_extra=3, steps=8, refresh=4, lr=1e-4)
+    sections = {
+        "crowdrec": {"first_iterations": 6, "later_iterations": 3, "max_extra": 3, "lr": 1e-4},
+        "global": {"steps": 8, "refresh": 4, "lr": 1e-4},
+    }
     for method in ("crowdrec", "global"):
-        c = cfg.model_copy(update={"method": method})
+        c = CrowdConfig.model_validate({"method": method, **sections})
         a, b = finetune(model, people, body, c, seed=3), finetune(model, people, body, c, seed=3)
         assert torch.equal(a.rotmat, b.rotmat) and torch.equal(a.transl, b.transl) and a.curve == b.curve
         assert a.plane is not None and a.evaluations > 0
@@ -157,9 +162,32 @@ def test_finetuning_is_deterministic_and_leaves_the_model_alone(crowd: tuple[Peo
 
 def test_crowdrec_counts_iterations_per_batch(crowd: tuple[People, BodyModel]) -> None:
     people, body = crowd
-    cfg = CrowdConfig(first_iterations=5, later_iterations=2, max_extra=0, batch=25)
+    cfg = CrowdConfig.model_validate(
+        {
+            "method": "crowdrec",
+            "crowdrec": {"first_iterations": 5, "later_iterations": 2, "max_extra": 0, "batch": 25},
+        }
+    )
     fit = finetune(KeypointRegressor(width=32).eval(), people, body, cfg)
     # 60 people -> batches 25 + 35 (10 would be a third batch: not under 8, so 25 + 25 + 10)
     assert len(fit.curve) == 5 + 2 + 2
     # one everyone-pass at the start, 25 x (5 + 1) + 25 x (2 + 1) + 10 x (2 + 1) in the batches
     assert fit.evaluations == 60 + 25 * 6 + 25 * 3 + 10 * 3
+
+
+def test_global_steps_stay_within_a_third_of_crowdrecs_evaluations() -> None:
+    cfg = CrowdConfig()
+    assert planned_evaluations(107, cfg.crowdrec) == 107 + 50 * 261 + 57 * 101
+    for n in (10, 100, 500, 2000):
+        steps = global_steps(n, cfg.global_, cfg.crowdrec)
+        spent = 2 * n + steps * min(50, n) + (steps - 1) // 50 * n  # start, end, batches, refits
+        assert steps >= 1 and spent <= planned_evaluations(n, cfg.crowdrec) / 3
+    assert global_steps(500, cfg.global_.model_copy(update={"steps": 7}), cfg.crowdrec) == 7
+
+
+def test_global_counts_its_evaluations(crowd: tuple[People, BodyModel]) -> None:
+    people, body = crowd
+    cfg = CrowdConfig.model_validate({"method": "global", "global": {"steps": 9, "refresh": 4, "batch": 20}})
+    fit = finetune(KeypointRegressor(width=32).eval(), people, body, cfg)
+    # start, refits at steps 4 and 8, end: 4 x 60; 9 batches of 20
+    assert fit.evaluations == 4 * 60 + 9 * 20 and len(fit.curve) == 9
