@@ -5,6 +5,7 @@ Each returns a plain dict (a rundir.UnitRecord) for the driver to record in the 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import asdict
@@ -273,22 +274,47 @@ def regress_write_unit(
     r = {k: np.concatenate([b[k] for b in batches]) for k in batches[0] if k != "pp"}
     r["pp"] = batches[0]["pp"]
     body = BodyModel.load(cfg.body)
-    verts, joints, _ = body.numpy_forward(r["pose"], r["betas"], r["transl"])
-    r["joints"] = joints
+    verts, joints, coco = body.numpy_forward(r["pose"], r["betas"], r["transl"])
+    fdir = Path(frame_dir)
+    q = _quality(fdir, joints, coco, r)
+    r |= {
+        "joints": joints,
+        "finetuned": False,
+        "keypoint_error": q.keypoint_error,
+        "ground_distance": q.ground_distance,
+    }
     model = load_regressor(cfg.backend, cfg.model, _device(cfg.device))
     meta = {
         "regressor": f"{cfg.backend}:{model.name}",
         "regressor_sha256": model.sha256,
         "body_model": body.name,
         "body_model_sha256": body.sha256,
+        "ground_plane": json.dumps(q.plane.tolist()),
     }
-    fdir = Path(frame_dir)
     write_parquet(smpl_table(frame, det_ids, r, meta), fdir / SMPL_FILE)
     outputs = [SMPL_FILE]
     if cfg.meshes:
         write_meshes(fdir, verts, body.faces, float(r["focal"][0]), (float(r["pp"][0]), float(r["pp"][1])))
         outputs.append(MESHES_FILE)
     return _frame_record("regress", chain_hash, outputs, t0, len(det_ids), source)
+
+
+def _median(a: np.ndarray) -> float | None:
+    return float(np.median(a)) if len(a) else None
+
+
+def _quality(fdir: Path, joints: np.ndarray, coco: np.ndarray, r: dict[str, Any]) -> Any:
+    """tasks/crowd.py Quality of a frame's people (joints, coco in the camera frame) against its
+    detections and keypoints; r holds focal (N,) and pp (2,)."""
+    from schemas.tables import DETECTIONS, KEYPOINTS, detections_array, keypoints_array, read_table
+    from tasks.crowd import keypoint_people, quality
+
+    boxes = detections_array(read_table(fdir / DETECTIONS_FILE, DETECTIONS))[:, :4]
+    kp = keypoints_array(read_table(fdir / KEYPOINTS_FILE, KEYPOINTS))
+    height, width = open_levels(fdir / STORE_NAME)[0].shape[:2]
+    focal = float(r["focal"][0]) if len(r["focal"]) else 1.0
+    people = keypoint_people(boxes, kp, (width, height), focal, (float(r["pp"][0]), float(r["pp"][1])))
+    return quality(joints, coco, people)
 
 
 def write_meshes(
@@ -313,7 +339,6 @@ def crowd_unit(
     """Finetune the regressor on one frame's people: `crowd.parquet` (the smpl contract, after
     finetuning) and `crowd.json` (ground plane, camera, loss curve, network evaluations)."""
     import copy
-    import json
 
     import roma
 
@@ -362,8 +387,11 @@ def crowd_unit(
     r = {
         "pose": pose, "betas": fit.betas.cpu().numpy(), "transl": fit.transl.cpu().numpy(),
         "cam": fit.cam.cpu().numpy(), "joints": fit.joints.cpu().numpy(), "focal": np.full(n, focal),
-        "pp": np.asarray(pp), "b": b, "centre": centre,
+        "pp": np.asarray(pp), "b": b, "centre": centre, "finetuned": True,
     }  # fmt: skip
+    _, _, coco = body.numpy_forward(pose, r["betas"], r["transl"])
+    q = _quality(fdir, r["joints"], coco, r)
+    r |= {"keypoint_error": q.keypoint_error, "ground_distance": q.ground_distance}
     plane = [float(v) for v in fit.plane] if fit.plane is not None else None
     meta = {
         "regressor": f"{regress.backend}:{model.name}", "regressor_sha256": model.sha256,
@@ -372,12 +400,21 @@ def crowd_unit(
     }  # fmt: skip
     write_parquet(smpl_table(frame, det.column("det_id").to_numpy(), r, meta), fdir / CROWD_FILE)
     before = fixed_array(smpl, "joints3d", 24, 3)
+
+    def spread(d: np.ndarray) -> float | None:  # robust sigma of the feet about the plane, m
+        d = d[np.isfinite(d)]
+        return float(1.4826 * np.median(np.abs(d - np.median(d)))) if len(d) >= 3 else None
+
     report = {
         "method": cfg.method, "people": n, "ground_plane": plane,
         "camera": {"focal": focal, "cx": pp[0], "cy": pp[1], "width": width, "height": height},
         "evaluations": fit.evaluations, "iterations": len(fit.curve), "loss_curve": fit.curve,
         "seed": seed, "device": device, "seconds": round(time.perf_counter() - t0, 2),
         "mean_joint_change_m": float(np.linalg.norm(r["joints"] - before, axis=-1).mean()) if n else 0.0,
+        "feet_spread_m": {"before": spread(smpl.column("ground_distance").to_numpy()),
+                          "after": spread(q.ground_distance)},
+        "keypoint_error_median": {"before": _median(smpl.column("keypoint_error").to_numpy()),
+                                  "after": _median(q.keypoint_error)},
     }  # fmt: skip
     atomic_write_text(fdir / CROWD_REPORT, json.dumps(report) + "\n")
     return _frame_record("crowd", chain_hash, [CROWD_FILE, CROWD_REPORT], t0, n, source)

@@ -68,6 +68,9 @@ SMPL = _required(
         ("crop_size", pa.float32()),
         ("crop_x", pa.float32()),
         ("crop_y", pa.float32()),
+        ("finetuned", pa.bool_()),
+        ("keypoint_error", pa.float32()),
+        ("ground_distance", pa.float32()),
     ],
     metadata={
         "contract": "smpl",
@@ -76,6 +79,9 @@ SMPL = _required(
         "joints3d": "24 SMPL joints, metres, camera frame (transl included)",
         "camera": "OpenCV: x right, y down, z forward; focal, cx, cy in full-resolution pixels",
         "cam_crop": "CLIFF crop camera (s, tx, ty); crop_size b and centre crop_x, crop_y in pixels",
+        "finetuned": "true after the crowd step (crowd.parquet), false straight from the regressor",
+        "keypoint_error": "confidence-weighted squared COCO-17 reprojection error, box units (x - c) / b",
+        "ground_distance": "metres from the feet to the robust plane of the frame's feet (NaN: < 3 people)",
     },
 )
 
@@ -100,7 +106,8 @@ def smpl_table(
     frame: str, det_id: np.ndarray, r: dict[str, np.ndarray], metadata: dict[str, str]
 ) -> pa.Table:
     """det_id (N,); r: pose (N, 72), betas (N, 10), transl (N, 3), cam (N, 3), joints (N, 24, 3),
-    focal (N,), pp (2,), b (N,), centre (N, 2) (tasks/regress.py Regression fields plus joints)."""
+    focal (N,), pp (2,), b (N,), centre (N, 2) (tasks/regress.py Regression fields plus joints),
+    finetuned (bool), keypoint_error (N,), ground_distance (N,) m (tasks/crowd.py Quality)."""
     n = len(det_id)
     cols = {
         "frame_id": pa.array([frame] * n, pa.string()),
@@ -117,6 +124,9 @@ def smpl_table(
         "crop_size": pa.array(np.asarray(r["b"], np.float32)),
         "crop_x": pa.array(np.asarray(r["centre"][:, 0], np.float32)),
         "crop_y": pa.array(np.asarray(r["centre"][:, 1], np.float32)),
+        "finetuned": pa.array(np.full(n, bool(r["finetuned"]))),
+        "keypoint_error": pa.array(np.asarray(r["keypoint_error"], np.float32)),
+        "ground_distance": pa.array(np.asarray(r["ground_distance"], np.float32)),
     }
     schema = SMPL.with_metadata({**SMPL.metadata, **{k.encode(): v.encode() for k, v in metadata.items()}})
     return pa.table(cols, schema=schema)

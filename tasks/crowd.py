@@ -50,6 +50,22 @@ def crowd_loss(joints: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     return (joints[:, PELVIS] @ up).std()
 
 
+def keypoint_errors(
+    coco: torch.Tensor,
+    kp: torch.Tensor,
+    centre: torch.Tensor,
+    b: torch.Tensor,
+    focal: torch.Tensor,
+    pp: torch.Tensor,
+) -> torch.Tensor:
+    """(N,) each person's confidence-weighted squared reprojection error in box units, averaged over
+    17 joints and both coordinates. coco (N, 17, 3) camera frame m; kp (N, 17, 3) x, y px and
+    confidence; centre (N, 2), b (N,) crop px; focal (N,) px; pp (N, 2) principal point px."""
+    pred = to_crop_units(project(coco, focal, pp), centre, b)
+    target = to_crop_units(kp[..., :2], centre, b)
+    return (kp[..., 2:] * (pred - target) ** 2).mean(dim=(1, 2))
+
+
 def keypoint_loss(
     coco: torch.Tensor,
     kp: torch.Tensor,
@@ -58,14 +74,8 @@ def keypoint_loss(
     focal: torch.Tensor,
     pp: torch.Tensor,
 ) -> torch.Tensor:
-    """Confidence-weighted squared reprojection error in box units (CrowdRec eq. 10).
-
-    coco (N, 17, 3) camera frame m; kp (N, 17, 3) x, y px and confidence; centre (N, 2), b (N,) crop
-    px; focal (N,) px; pp (N, 2) principal point px. Mean over people, joints and both coordinates.
-    """
-    pred = to_crop_units(project(coco, focal, pp), centre, b)
-    target = to_crop_units(kp[..., :2], centre, b)
-    return (kp[..., 2:] * (pred - target) ** 2).mean()
+    """CrowdRec eq. 10: keypoint_errors averaged over the people (arguments as there)."""
+    return keypoint_errors(coco, kp, centre, b, focal, pp).mean()
 
 
 def pose_init_loss(rotmat: torch.Tensor, rotmat0: torch.Tensor) -> torch.Tensor:
@@ -385,3 +395,27 @@ def keypoint_people(
 
     x = box_inputs(boxes, keypoints, image_wh, focal, pp)
     return People((x.keypoints, x.info), x.kp_px, x.centre, x.b, x.focal, x.pp)
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Per person: keypoint_error (N,) as keypoint_errors; ground_distance (N,) m, the feet's signed
+    distance from `plane` (4,), the robust plane fitted to everyone's feet (n up)."""
+
+    keypoint_error: np.ndarray
+    ground_distance: np.ndarray
+    plane: np.ndarray
+
+
+def quality(joints: np.ndarray, coco: np.ndarray, people: People, max_angle_deg: float = 30.0) -> Quality:
+    """How well each person fits its keypoints and the crowd's ground. joints (N, 24, 3) and coco
+    (N, 17, 3) camera frame m (translation included)."""
+    j = torch.as_tensor(joints, dtype=torch.float32)
+    c = torch.as_tensor(coco, dtype=torch.float32)
+    p = people
+    err = keypoint_errors(c, p.kp, p.centre, p.b, p.focal, p.pp).numpy()
+    if len(j) < 3:
+        return Quality(err, np.full(len(j), np.nan), np.full(4, np.nan))
+    feet = (j[:, L_ANKLE] + j[:, R_ANKLE]) / 2
+    plane = fit_plane(feet, robust_ground(j, max_angle_deg))
+    return Quality(err, feet.double().numpy() @ plane[:3] + plane[3], plane)

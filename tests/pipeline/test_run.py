@@ -251,6 +251,12 @@ def _check_crowd(frame: Path, people: int) -> None:
     assert report["evaluations"] == 2 * people + len(curve) * people + (len(curve) - 1) // 50 * people
     table = read_table(frame / "crowd.parquet", SMPL)
     assert len(table) == people and table.schema.metadata[b"crowd_method"] == b"global"
+    before = read_table(frame / "smpl.parquet", SMPL)
+    assert not any(before.column("finetuned").to_pylist()) and all(table.column("finetuned").to_pylist())
+    # the step fits the keypoints better and brings the feet closer to one plane
+    err = [np.median(t.column("keypoint_error").to_numpy()) for t in (before, table)]
+    assert err[1] < err[0]
+    assert report["feet_spread_m"]["after"] < report["feet_spread_m"]["before"]
 
 
 def test_cliff_backend_runs_an_official_layout_checkpoint(tmp_path: Path) -> None:

@@ -56,6 +56,7 @@ def test_smpl_table_round_trips_with_its_metadata(tmp_path: Path) -> None:
         "transl": rng.normal(size=(n, 3)),
         "cam": rng.normal(size=(n, 3)), "joints": rng.normal(size=(n, 24, 3)), "focal": np.full(n, 1000.0),
         "pp": np.array([640.0, 360.0]), "b": rng.uniform(50, 500, n), "centre": rng.uniform(0, 500, (n, 2)),
+        "finetuned": True, "keypoint_error": rng.uniform(0, 1, n), "ground_distance": rng.normal(size=n),
     }  # fmt: skip
     write_parquet(smpl_table("f", np.arange(n) + 3, r, {"regressor": "x"}), tmp_path / "s.parquet")
     t = read_table(tmp_path / "s.parquet", SMPL)
@@ -66,3 +67,5 @@ def test_smpl_table_round_trips_with_its_metadata(tmp_path: Path) -> None:
     np.testing.assert_allclose(fixed_array(t, "joints3d", 24, 3), r["joints"], rtol=1e-6)
     np.testing.assert_allclose(t.column("crop_y").to_numpy(), r["centre"][:, 1], rtol=1e-6)
     assert t.column("cx").to_pylist() == [640.0] * n
+    assert t.column("finetuned").to_pylist() == [True] * n
+    np.testing.assert_allclose(t.column("ground_distance").to_numpy(), r["ground_distance"], rtol=1e-6)
