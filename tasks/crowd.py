@@ -66,18 +66,6 @@ def keypoint_errors(
     return (kp[..., 2:] * (pred - target) ** 2).mean(dim=(1, 2))
 
 
-def keypoint_loss(
-    coco: torch.Tensor,
-    kp: torch.Tensor,
-    centre: torch.Tensor,
-    b: torch.Tensor,
-    focal: torch.Tensor,
-    pp: torch.Tensor,
-) -> torch.Tensor:
-    """CrowdRec eq. 10: keypoint_errors averaged over the people (arguments as there)."""
-    return keypoint_errors(coco, kp, centre, b, focal, pp).mean()
-
-
 def pose_init_loss(rotmat: torch.Tensor, rotmat0: torch.Tensor) -> torch.Tensor:
     """Mean squared difference of the rotation matrices (N, 24, 3, 3) from the first prediction."""
     return ((rotmat - rotmat0) ** 2).mean()
@@ -192,7 +180,9 @@ def _terms(
     rotmat, betas, _, _, joints, coco = net_out
     p = people
     data = (
-        cfg.w_keypoints * keypoint_loss(coco, p.kp[idx], p.centre[idx], p.b[idx], p.focal[idx], p.pp[idx])
+        # CrowdRec eq. 10: the mean over people of their keypoint errors
+        cfg.w_keypoints
+        * keypoint_errors(coco, p.kp[idx], p.centre[idx], p.b[idx], p.focal[idx], p.pp[idx]).mean()
         + cfg.w_pose * pose_init_loss(rotmat, rotmat0[idx])
         + cfg.w_shape * shape_loss(betas)
     )

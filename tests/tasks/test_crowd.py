@@ -17,7 +17,7 @@ from tasks.crowd import (
     finetune,
     global_steps,
     ground_direction,
-    keypoint_loss,
+    keypoint_errors,
     keypoint_people,
     plane_of,
     planned_evaluations,
@@ -78,7 +78,7 @@ def test_keypoint_loss_hand_computed() -> None:
     kp[..., 0], kp[..., 1] = 500.0, 400.0
     kp[0, 3] = torch.tensor([520.0, 400.0, 0.5])  # 20 px off, confidence 0.5
     kp[0, 4] = torch.tensor([500.0, 300.0, 0.0])  # far off but confidence 0: ignored
-    loss = keypoint_loss(coco, kp, torch.tensor([[500.0, 400.0]]), torch.tensor([200.0]), focal, pp)
+    loss = keypoint_errors(coco, kp, torch.tensor([[500.0, 400.0]]), torch.tensor([200.0]), focal, pp)[0]
     # (20 / 200)^2 * 0.5, averaged over 17 joints x 2 coordinates
     assert float(loss) == pytest.approx(0.1**2 * 0.5 / 34, rel=1e-5)
 
