@@ -51,8 +51,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"{len(summary.failed)} failed, "
             f"{summary.seconds:.1f} s -> {summary.scene_dir}"
         )
-    if summary.not_available:
-        print(f"not available yet (nothing ran in their place): {', '.join(summary.not_available)}")
     for frame, why in summary.failed.items():
         print(f"FAILED frame {frame}: {why}", file=sys.stderr)
     return EXIT_OK if summary.ok else EXIT_FAILED
@@ -198,6 +196,25 @@ def _truth_files(paths: list[str]) -> list[Path]:
     return list(files.values())
 
 
+def _cmd_export_gigacrowd(args: argparse.Namespace) -> int:
+    from schemas.predict import write_predictions
+    from tasks.export import gigacrowd_predictions
+
+    run = Path(args.run)
+    if not (run / "persons").is_dir():
+        raise ConfigError(f"{run}: no persons/ dataset here (give <output>/<scene> of a completed run)")
+    try:
+        preds = gigacrowd_predictions(run)
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError(
+            f"export: {run}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from None
+    write_predictions(preds, Path(args.out))
+    people = sum(len(p.person_list) for p in preds.values())
+    print(f"wrote {args.out}: {len(preds)} frame(s), {people} people")
+    return EXIT_OK
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from schemas.predict import PredictionsError, read_predictions
     from schemas.truth import TruthError, read_truth
@@ -303,6 +320,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--body", default="builtin:neutral", help="body model (default %(default)s)")
     p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("export", help="export a run's results", description="Export a run's results.")
+    esub = p.add_subparsers(dest="format", required=True, metavar="FORMAT")
+    p = esub.add_parser(
+        "gigacrowd",
+        help="predict.json for the GigaCrowd challenge",
+        description="Write the GigaCrowd predict.json of a run's persons dataset (K from the run's camera, "
+        "72 pose, 10 betas, trans_cam added to the raw SMPL output, scale 1, neutral).",
+    )
+    p.add_argument("run", help="the run's scene directory: <output>/<scene>")
+    p.add_argument("--out", required=True, help="predict.json to write")
+    p.set_defaults(func=_cmd_export_gigacrowd)
 
     p = sub.add_parser("train", help="train the project's own networks", description="Train a network.")
     tsub = p.add_subparsers(dest="network", required=True, metavar="NETWORK")

@@ -45,17 +45,13 @@ from pipeline.stages import (
     regress_batch_unit,
     regress_write_unit,
     synth_unit,
+    write_unit,
 )
 from schemas.image_store import STORE_NAME
 from schemas.scene import STAGES
 from tasks import InputError
 
 log = logging.getLogger("pipeline")
-
-# Stages whose implementation has not landed yet: the run says so and does nothing in their place.
-NOT_AVAILABLE = {
-    "write": "issue #7 (Parquet output)",
-}
 
 
 @dataclass
@@ -65,7 +61,6 @@ class RunSummary:
     done: dict[str, list[str]] = field(default_factory=dict)
     skipped: dict[str, list[str]] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
-    not_available: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -102,7 +97,6 @@ def _write_scene_manifest(
             "config_hashes": {s: config_hash(getattr(rs.scene, s)) for s in STAGES},
             "versions": package_versions(),
             "frames": frames,
-            "not_available": {s: NOT_AVAILABLE[s] for s in STAGES if s in NOT_AVAILABLE},
             "started": started,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z") if summary else None,
         },
@@ -328,6 +322,19 @@ def _crowd(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[st
         return _record_people(futures, "crowd", bar, manifests, summary)
 
 
+def _write(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[str, FrameManifest],
+           h: str, summary: RunSummary) -> set[str]:  # fmt: skip
+    """Each frame's rows of the persons dataset."""
+    use_crowd = rs.scene.crowd.enabled
+    with stage_bar("write", len(todo)) as bar:
+        futures = {
+            client.submit(write_unit, str(manifests[f.name].dir), rs.name, f.name, use_crowd, h,
+                          _source(manifests[f.name]), pure=False): f
+            for f in todo
+        }  # fmt: skip
+        return _record_people(futures, "write", bar, manifests, summary)
+
+
 def run_scene(rs: ResolvedScene) -> RunSummary:
     """Run every available stage of the scene; failed frames are reported, the others complete."""
     t0 = time.perf_counter()
@@ -345,6 +352,7 @@ def run_scene(rs: ResolvedScene) -> RunSummary:
     h_pose = _chain_hash(h_detect, config_hash(sc.pose2d))
     h_regress = _chain_hash(h_pose, config_hash(sc.regress), config_hash(sc.camera))
     h_crowd = _chain_hash(h_regress, config_hash(sc.crowd), str(sc.seed))
+    h_write = _chain_hash(h_crowd if sc.crowd.enabled else h_regress, config_hash(sc.write))
     manifests = {f.name: FrameManifest(inside(scene_dir, f.name), f.name, f.path) for f in rs.frames}
     to_make = [f for f in rs.frames if f.truth is not None and not f.truth.is_file()]
 
@@ -363,17 +371,15 @@ def run_scene(rs: ResolvedScene) -> RunSummary:
                 todo.append(f)
         return todo, skip
 
+    posed = sc.detect.enabled and sc.pose2d.enabled
+    regressed = posed and sc.regress.enabled
     stages = [
         ("ingest", h_ingest, True, _ingest),
         ("detect", h_detect, sc.detect.enabled, _detect),
-        ("pose2d", h_pose, sc.detect.enabled and sc.pose2d.enabled, _pose2d),
-        ("regress", h_regress, sc.detect.enabled and sc.pose2d.enabled and sc.regress.enabled, _regress),
-        (
-            "crowd",
-            h_crowd,
-            sc.detect.enabled and sc.pose2d.enabled and sc.regress.enabled and sc.crowd.enabled,
-            _crowd,
-        ),
+        ("pose2d", h_pose, posed, _pose2d),
+        ("regress", h_regress, regressed, _regress),
+        ("crowd", h_crowd, regressed and sc.crowd.enabled, _crowd),
+        ("write", h_write, regressed and sc.write.enabled, _write),
     ]
     upfront = {name: pending(name, h, on, set()) for name, h, on, _ in stages}
     if not any(todo for todo, _ in upfront.values()):
@@ -393,10 +399,6 @@ def run_scene(rs: ResolvedScene) -> RunSummary:
                     summary.skipped[name] = skip
                     log.info("%s: %d frame(s) already done, skipped", name, len(skip))
                 redo = fn(client, rs, todo, manifests, h, summary) if todo else set()
-    for stage in STAGES:
-        if stage in NOT_AVAILABLE and getattr(rs.scene, stage).enabled:
-            summary.not_available.append(stage)
-            log.debug("%s: not available in this version (arrives with %s)", stage, NOT_AVAILABLE[stage])
     summary.seconds = time.perf_counter() - t0
     _write_scene_manifest(rs, scene_dir, summary, started)
     return summary

@@ -418,3 +418,37 @@ def crowd_unit(
     }  # fmt: skip
     atomic_write_text(fdir / CROWD_REPORT, json.dumps(report) + "\n")
     return _frame_record("crowd", chain_hash, [CROWD_FILE, CROWD_REPORT], t0, n, source)
+
+
+PERSONS_DIR = "persons"
+
+
+def write_unit(
+    frame_dir: str, scene: str, frame: str, use_crowd: bool, chain_hash: str, source: dict[str, Any]
+) -> dict[str, Any]:
+    """The frame's rows of the persons dataset `<scene dir>/persons/` (after the crowd step when it
+    ran, else straight from the regressor)."""
+    from importlib import metadata
+
+    from schemas.persons import file_metadata
+    from schemas.tables import DETECTIONS, KEYPOINTS, SMPL, read_table
+    from tasks.export import persons_table, write_frame
+
+    t0 = time.perf_counter()
+    fdir = Path(frame_dir)
+    smpl = read_table(fdir / (CROWD_FILE if use_crowd else SMPL_FILE), SMPL)
+    table = persons_table(
+        read_table(fdir / DETECTIONS_FILE, DETECTIONS), read_table(fdir / KEYPOINTS_FILE, KEYPOINTS), smpl
+    )
+    meta = smpl.schema.metadata or {}
+    text = {k.decode(): v.decode() for k, v in meta.items()}
+    info = file_metadata(
+        body_model=text.get("body_model", ""), body_sha256=text.get("body_model_sha256", ""),
+        pipeline_version=metadata.version("gigacrowd-pipeline"), config_hash=chain_hash,
+        regressor=text.get("regressor", ""), crowd_method=text.get("crowd_method"),
+        ground_plane=json.loads(text.get("ground_plane", "null")), frame=frame, scene=scene,
+    )  # fmt: skip
+    path = write_frame(fdir.parent / PERSONS_DIR, scene, frame, table, info)
+    return _frame_record(
+        "write", chain_hash, [str(Path("..") / path.relative_to(fdir.parent))], t0, len(table), source
+    )

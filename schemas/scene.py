@@ -159,12 +159,6 @@ class IngestConfig(_Section):
         return self
 
 
-class _PendingStage(_Section):
-    """A stage whose implementation arrives with its own issue: it takes no options yet."""
-
-    enabled: bool = True
-
-
 class DetectConfig(_Section):
     """Person detection over a multi-scale tile plan of the pyramid (tasks/detect.py)."""
 
@@ -329,8 +323,10 @@ class CrowdConfig(_Section):
     device: str = Field(default="auto", description="torch device: auto, cpu, cuda, cuda:N")
 
 
-class WriteConfig(_PendingStage):
-    pass
+class WriteConfig(_Section):
+    """The product: each frame's rows of `<output>/<scene>/persons/` (schemas/persons.py)."""
+
+    enabled: bool = True
 
 
 class Scene(_Section):

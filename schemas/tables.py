@@ -86,7 +86,7 @@ SMPL = _required(
 )
 
 
-def _fixed(a: np.ndarray, *dims: int) -> pa.Array:
+def fixed_list(a: np.ndarray, *dims: int) -> pa.Array:
     """(N, *dims) numbers -> a nested fixed-size-list float32 column."""
     arr: pa.Array = pa.array(np.ascontiguousarray(a, dtype=np.float32).reshape(-1))
     for d in reversed(dims):
@@ -112,12 +112,12 @@ def smpl_table(
     cols = {
         "frame_id": pa.array([frame] * n, pa.string()),
         "det_id": pa.array(np.asarray(det_id, dtype=np.int64)),
-        "global_orient": _fixed(r["pose"][:, :3], 3),
-        "body_pose": _fixed(r["pose"][:, 3:], 69),
-        "betas": _fixed(r["betas"], 10),
-        "transl": _fixed(r["transl"], 3),
-        "cam_crop": _fixed(r["cam"], 3),
-        "joints3d": _fixed(r["joints"], 24, 3),
+        "global_orient": fixed_list(r["pose"][:, :3], 3),
+        "body_pose": fixed_list(r["pose"][:, 3:], 69),
+        "betas": fixed_list(r["betas"], 10),
+        "transl": fixed_list(r["transl"], 3),
+        "cam_crop": fixed_list(r["cam"], 3),
+        "joints3d": fixed_list(r["joints"], 24, 3),
         "focal": pa.array(np.asarray(r["focal"], np.float32)),
         "cx": pa.array(np.full(n, r["pp"][0], np.float32)),
         "cy": pa.array(np.full(n, r["pp"][1], np.float32)),
@@ -153,7 +153,7 @@ def keypoints_table(frame: str, det_id: np.ndarray, kp2d: np.ndarray) -> pa.Tabl
     cols = {
         "frame_id": pa.array([frame] * len(det_id), pa.string()),
         "det_id": pa.array(np.asarray(det_id, dtype=np.int64)),
-        "kp2d": _fixed(kp2d, 17, 3),
+        "kp2d": fixed_list(kp2d, 17, 3),
     }
     return pa.table(cols, schema=KEYPOINTS)
 

@@ -56,7 +56,7 @@ def test_run_writes_pyramids_and_manifests_then_resumes(
     assert summary.ok and sorted(summary.done["ingest"]) == ["a", "b"]
     assert sorted(summary.done["detect"]) == ["a", "b"] and sorted(summary.done["pose2d"]) == ["a", "b"]
     assert sorted(summary.done["regress"]) == ["a", "b"] and sorted(summary.done["crowd"]) == ["a", "b"]
-    assert summary.not_available == ["write"]
+    assert sorted(summary.done["write"]) == ["a", "b"]
     levels = open_levels(tmp_path / "out" / "t" / "a" / "image.zarr")
     assert levels[0].shape == (597, 1001, 3)
     np.testing.assert_array_equal(levels[0][:], pyvips.Image.new_from_file(str(two_frames[0])).numpy())
@@ -98,7 +98,9 @@ def test_run_writes_pyramids_and_manifests_then_resumes(
         **{"ingest": {"chunk": 256, "min_side": 100}, "pose2d": {"crop_scale": 1.3}},
     )
     posed = _run(scene)
-    assert list(posed.done) == ["pose2d", "regress", "crowd"] and sorted(posed.skipped["detect"]) == [
+    assert list(posed.done) == ["pose2d", "regress", "crowd", "write"] and sorted(
+        posed.skipped["detect"]
+    ) == [
         "a",
         "b",
     ]
@@ -112,7 +114,7 @@ def test_run_writes_pyramids_and_manifests_then_resumes(
             "crowd": {"global": {"lr": 2e-4}},
         },
     )
-    assert list(_run(scene).done) == ["crowd"]
+    assert list(_run(scene).done) == ["crowd", "write"]
     assert open_levels(tmp_path / "out" / "t" / "a" / "image.zarr")[0].chunks == (256, 256, 3)
 
 
@@ -134,7 +136,7 @@ def test_a_corrupt_frame_fails_alone(tmp_path: Path, two_frames: list[Path]) -> 
     )
     assert proc.returncode == 1
     assert "FAILED frame c:" in proc.stderr and "Traceback" not in proc.stderr
-    assert "5 already complete" in proc.stdout  # a was not redone (ingest, detect, pose2d, regress, crowd)
+    assert "6 already complete" in proc.stdout  # a was not redone (ingest ... write)
 
 
 def test_a_unit_killed_mid_write_leaves_nothing_partial(tmp_path: Path, photo: pyvips.Image) -> None:
@@ -350,7 +352,7 @@ def test_boxes_and_keypoints_imported_from_a_file(tmp_path: Path) -> None:
     # The same boxes with MoveNet for the keypoints.
     _scene(tmp_path, [COCO_PHOTO.name], detect=detect, pose2d={"backend": "movenet"})
     again = _run(scene)
-    assert again.done == {stage: [COCO_PHOTO.stem] for stage in ("pose2d", "regress", "crowd")}
+    assert again.done == {stage: [COCO_PHOTO.stem] for stage in ("pose2d", "regress", "crowd", "write")}
 
 
 def test_a_frame_missing_from_the_detections_file_fails_alone(tmp_path: Path, two_frames: list[Path]) -> None:

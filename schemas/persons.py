@@ -1,0 +1,88 @@
+"""The `persons` contract: the product, one row per person (../shared/DESIGN.md).
+
+A hive-partitioned Parquet dataset `<output>/<scene>/persons/scene=<scene>/frame_id=<frame>/part-0.parquet`;
+`scene` and `frame_id` are partition columns (in the directory names, read back by DuckDB with
+`hive_partitioning=true`, by pyarrow.dataset with `partitioning="hive"`, by pandas and polars).
+Each file carries the key `gigacrowd` in its Parquet key-value metadata: a JSON object saying what the
+numbers mean (body model, gender, betas, rotation format, camera convention, units, pipeline version,
+config hash), so a file explains itself when it travels alone.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+
+METADATA_KEY = "gigacrowd"
+
+
+def _f32_list(n: int, *inner: int) -> pa.DataType:
+    t: pa.DataType = pa.float32()
+    for d in reversed((n, *inner)):
+        t = pa.list_(t, d)
+    return t
+
+
+# Columns stored in each file (scene and frame_id come from the partition directories).
+PERSONS = pa.schema(
+    [
+        pa.field(name, kind, nullable=False)
+        for name, kind in [
+            ("person_id", pa.int64()),
+            ("bbox", _f32_list(4)),
+            ("det_score", pa.float32()),
+            ("kp2d", _f32_list(17, 3)),
+            ("betas", _f32_list(10)),
+            ("global_orient", _f32_list(3)),
+            ("body_pose", _f32_list(69)),
+            ("transl", _f32_list(3)),
+            ("joints3d", _f32_list(24, 3)),
+            ("pelvis", _f32_list(3)),
+            ("focal", pa.float32()),
+            ("cx", pa.float32()),
+            ("cy", pa.float32()),
+            ("crop_size", pa.float32()),
+            ("finetuned", pa.bool_()),
+            ("keypoint_error", pa.float32()),
+            ("ground_distance", pa.float32()),
+        ]
+    ]
+)
+PARTITIONS = pa.schema([pa.field("scene", pa.string()), pa.field("frame_id", pa.string())])
+
+
+def file_metadata(
+    body_model: str, body_sha256: str, pipeline_version: str, config_hash: str, **extra: Any
+) -> dict[str, str]:
+    """The key-value metadata of one persons file."""
+    doc = {
+        "contract": "persons",
+        "body_model": body_model,
+        "body_model_sha256": body_sha256,
+        "gender": "neutral",
+        "num_betas": 10,
+        "rotation_format": "axis-angle (radians), SMPL joint order; global_orient in the camera frame",
+        "vertices": "body_model(global_orient, body_pose, betas) + transl",
+        "camera": "OpenCV: x right, y down, z forward; focal, cx, cy in full-resolution pixels",
+        "units": {"length": "metres", "pixels": "full-resolution pixels of the original frame"},
+        "bbox": "x1, y1, x2, y2",
+        "kp2d": "COCO-17 x, y, confidence",
+        "joints3d": "24 SMPL joints, camera frame, transl included; pelvis = joint 0",
+        "finetuned": "true when the crowd step produced the row, false when the regressor did",
+        "keypoint_error": "confidence-weighted squared reprojection error in box units (x - c) / b",
+        "ground_distance": "metres from the feet to the frame's robust ground plane",
+        "pipeline_version": pipeline_version,
+        "config_hash": config_hash,
+        **extra,
+    }
+    return {METADATA_KEY: json.dumps(doc, sort_keys=True)}
+
+
+def read_metadata(schema: pa.Schema) -> dict[str, Any]:
+    """The `gigacrowd` metadata of a persons file's schema (ValueError when absent)."""
+    raw = (schema.metadata or {}).get(METADATA_KEY.encode())
+    if raw is None:
+        raise ValueError(f"no {METADATA_KEY!r} metadata: not a persons file")
+    return json.loads(raw)
