@@ -421,6 +421,8 @@ def crowd_unit(
 
 
 PERSONS_DIR = "persons"
+BIRDSEYE_FILE = "birdseye.png"
+SIDEVIEW_FILE = "sideview.png"
 
 
 def write_unit(
@@ -449,6 +451,28 @@ def write_unit(
         ground_plane=json.loads(text.get("ground_plane", "null")), frame=frame, scene=scene,
     )  # fmt: skip
     path = write_frame(fdir.parent / PERSONS_DIR, scene, frame, table, info)
-    return _frame_record(
-        "write", chain_hash, [str(Path("..") / path.relative_to(fdir.parent))], t0, len(table), source
-    )
+    outputs = [str(Path("..") / path.relative_to(fdir.parent))]
+    plane = json.loads(text.get("ground_plane", "null"))
+    if plane is not None and np.isfinite(plane).all() and len(table) >= 3:
+        outputs += _ground_pictures(fdir, table, np.asarray(plane))
+    return _frame_record("write", chain_hash, outputs, t0, len(table), source)
+
+
+def _ground_pictures(fdir: Path, table: Any, plane: np.ndarray) -> list[str]:
+    """`birdseye.png` and `sideview.png`: everyone on the frame's fitted ground plane."""
+    import pyvips
+
+    from schemas.tables import fixed_array
+    from tasks.draw import birdseye, side_view
+
+    joints = fixed_array(table, "joints3d", 24, 3).astype(np.float64)
+    height, width = open_levels(fdir / STORE_NAME)[0].shape[:2]
+    focal = float(table.column("focal")[0].as_py())
+    pictures = {
+        BIRDSEYE_FILE: birdseye(joints, plane, focal, (width, height)),
+        SIDEVIEW_FILE: side_view(joints, plane),
+    }
+    for name, picture in pictures.items():
+        with atomic_output(fdir / name) as tmp:
+            pyvips.Image.new_from_array(picture, interpretation="srgb").pngsave(str(tmp), compression=3)
+    return list(pictures)

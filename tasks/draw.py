@@ -99,3 +99,99 @@ def meshes(
     mask = drawn.astype(bool)
     out[mask] = (alpha * layer[mask] + (1 - alpha) * image[mask]).astype(np.uint8)
     return out
+
+
+def ground_axes(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A frame on the ground plane (4,) n . X + d = 0 (n up, camera frame): origin (the point of the
+    plane below the camera), right (the camera's x along the ground), forward (away from the camera),
+    up; each (3,), metres / unit."""
+    n = plane[:3] / np.linalg.norm(plane[:3])
+    d = plane[3] / np.linalg.norm(plane[:3])
+    origin = -d * n
+    fwd = np.array([0.0, 0.0, 1.0]) - n[2] * n
+    fwd /= np.linalg.norm(fwd)
+    right = np.cross(fwd, n)  # x right, y down, z forward, n up: fwd x n points right
+    return origin, right, fwd, n
+
+
+def _colours(values: np.ndarray) -> np.ndarray:
+    """(N,) -> (N, 3) uint8 RGB, the turbo map (blue to red) from the smallest to the largest value."""
+    lo, hi = float(np.min(values)), float(np.max(values))
+    # 30-225 of turbo: its darkest ends would vanish on a dark photo and look alike on white.
+    t = np.clip(30 + (values - lo) / (hi - lo if hi > lo else 1.0) * 195, 0, 255).astype(np.uint8)
+    return cv2.applyColorMap(t[:, None], cv2.COLORMAP_TURBO)[:, 0, ::-1]
+
+
+def _nice_step(span: float) -> float:
+    raw = span / 8
+    return float(min((1, 2, 5, 10, 20, 50, 100, 200, 500), key=lambda s: abs(s - raw)))
+
+
+def birdseye(
+    joints: np.ndarray, plane: np.ndarray, focal: float, image_wh: tuple[int, int], size: int = 1024
+) -> np.ndarray:
+    """Everyone seen from above the fitted ground plane, with the camera and its field of view.
+
+    joints (N, 24, 3) SMPL joints, camera frame m; plane (4,) n . X + d = 0 (n up); focal and image_wh
+    in pixels (principal point the centre). A dot per person at the pelvis's foot on the plane,
+    coloured by distance from the camera (blue near, red far); grid lines every `step` metres.
+    Returns (size, size, 3) uint8 RGB.
+    """
+    origin, right, fwd, _ = ground_axes(plane)
+    p = joints[:, 0] - origin
+    u, v = p @ right, p @ fwd
+    w, _ = image_wh
+    # The image's left and right edges seen from the camera, drawn along the ground.
+    edges = [np.array([(x - w / 2) / focal, 0.0, 1.0]) for x in (0, w)]
+    far = max(float(np.max(v, initial=1.0)) * 1.1, 1.0)
+    rays = [(e @ right / max(e @ fwd, 1e-6) * far, far) for e in edges]
+    xs = np.concatenate([u, [0.0], [r[0] for r in rays]])
+    ys = np.concatenate([v, [0.0]])
+    lo_x, hi_x, hi_y = float(xs.min()), float(xs.max()), float(ys.max()) * 1.05 + 1
+    span = max(hi_x - lo_x, hi_y) * 1.1
+    scale = (size - 40) / span
+    cx0 = (lo_x + hi_x) / 2
+
+    def px(x: float, y: float) -> tuple[int, int]:
+        return round(size / 2 + (x - cx0) * scale), round(size - 20 - y * scale)
+
+    out = np.full((size, size, 3), 250, np.uint8)
+    step = _nice_step(span)
+    for g in np.arange(np.floor((cx0 - span / 2) / step) * step, cx0 + span / 2, step):
+        cv2.line(out, px(g, 0), px(g, span), (225, 225, 225), 1)
+    for g in np.arange(0, span, step):
+        cv2.line(out, px(cx0 - span, g), px(cx0 + span, g), (225, 225, 225), 1)
+        cv2.putText(out, f"{g:g} m", px(cx0 - span / 2, g), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (120, 120, 120), 1)
+    for r in rays:
+        cv2.line(out, px(0, 0), px(*r), (150, 150, 150), 1, cv2.LINE_AA)
+    cam = np.array([px(0, 0), px(-span / 60, -span / 60), px(span / 60, -span / 60)], np.int32)
+    cv2.fillConvexPoly(out, cam, (40, 40, 40))
+    dist = np.linalg.norm(joints[:, 0], axis=1)
+    radius = max(2, round(0.3 * scale))
+    for (x, y), c in zip(zip(u, v, strict=True), _colours(dist), strict=True):
+        cv2.circle(out, px(x, y), radius, tuple(int(k) for k in c), -1, cv2.LINE_AA)
+    return out
+
+
+def side_view(joints: np.ndarray, plane: np.ndarray, width: int = 1024, height: int = 384) -> np.ndarray:
+    """Everyone from the side: distance along the ground (x) against height above the fitted plane
+    (y), a line from the feet to the head per person, coloured by distance; the ground as a line.
+    joints (N, 24, 3) camera frame m; plane (4,). Returns (height, width, 3) uint8 RGB."""
+    origin, _, fwd, n = ground_axes(plane)
+    feet = (joints[:, 7] + joints[:, 8]) / 2
+    head = joints[:, 15]
+    along = (joints[:, 0] - origin) @ fwd
+    h_feet, h_head = feet @ n + plane[3], head @ n + plane[3]
+    span_x = max(float(along.max(initial=1.0)) * 1.05, 1.0)
+    top = max(float(h_head.max(initial=2.0)), 2.0) + 0.5
+    bottom = min(float(h_feet.min(initial=0.0)), 0.0) - 0.5
+    sx, sy = (width - 20) / span_x, (height - 20) / (top - bottom)
+
+    def px(x: float, y: float) -> tuple[int, int]:
+        return round(10 + x * sx), round(height - 10 - (y - bottom) * sy)
+
+    out = np.full((height, width, 3), 250, np.uint8)
+    cv2.line(out, px(0, 0), px(span_x, 0), (120, 120, 120), 1)
+    for x, f, h, c in zip(along, h_feet, h_head, _colours(np.linalg.norm(joints[:, 0], axis=1)), strict=True):
+        cv2.line(out, px(x, f), px(x, h), tuple(int(k) for k in c), 2, cv2.LINE_AA)
+    return out

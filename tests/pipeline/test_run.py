@@ -208,6 +208,11 @@ def test_photo_scene_runs_from_a_copy(tmp_path: Path) -> None:
     assert 0.005 < changed.mean() < 0.2  # boxes and skeletons drawn, the photograph still there
     _check_smpl(frame, boxes, hit[0])
     _check_crowd(frame, len(boxes))
+    for name, shape in (("birdseye.png", (1024, 1024, 3)), ("sideview.png", (384, 1024, 3))):
+        view = pyvips.Image.new_from_file(str(frame / name)).numpy()
+        assert view.shape == shape
+        dots = (view.max(2).astype(int) - view.min(2)) > 100  # people drawn in colour on grey and white
+        assert dots.sum() > 50, name
     again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "nothing to do" in again.stdout
 
