@@ -215,6 +215,42 @@ def _cmd_export_gigacrowd(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_export_meshes(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pyarrow as pa
+
+    from tasks.export import person_meshes, read_persons, write_meshes
+    from tasks.models.body import BodyModel
+
+    run, out = Path(args.run), Path(args.out)
+    if out.suffix.lower() not in (".ply", ".obj", ".glb"):
+        raise ConfigError(f"export meshes: --out must end in .ply, .obj or .glb, got {out.name!r}")
+    if not (run / "persons").is_dir():
+        raise ConfigError(f"{run}: no persons/ dataset here (give <output>/<scene> of a completed run)")
+    table = read_persons(run / "persons")
+    frames = table.column("frame_id").to_numpy(zero_copy_only=False)
+    if args.frame not in set(frames):
+        raise ConfigError(
+            f"export meshes: no frame {args.frame!r} in {run}; frames: {', '.join(sorted(set(frames)))}"
+        )
+    rows = table.filter(pa.array(frames == args.frame)).sort_by("person_id")
+    if args.people:
+        try:
+            wanted = {int(p) for p in args.people.split(",")}
+        except ValueError:
+            raise ConfigError(
+                f"export meshes: --people takes person ids like 0,4,7, got {args.people!r}"
+            ) from None
+        ids = rows.column("person_id").to_numpy()
+        if missing := sorted(wanted - set(ids.tolist())):
+            raise ConfigError(f"export meshes: no person {missing} in frame {args.frame!r}")
+        rows = rows.filter(pa.array(np.isin(ids, sorted(wanted))))
+    verts, faces = person_meshes(rows, BodyModel.load(args.body))
+    write_meshes(out, verts, faces)
+    print(f"wrote {out}: {len(rows)} people, {verts.shape[1] * len(rows)} vertices")
+    return EXIT_OK
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from schemas.predict import PredictionsError, read_predictions
     from schemas.truth import TruthError, read_truth
@@ -332,6 +368,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="the run's scene directory: <output>/<scene>")
     p.add_argument("--out", required=True, help="predict.json to write")
     p.set_defaults(func=_cmd_export_gigacrowd)
+    p = esub.add_parser(
+        "meshes",
+        help="one mesh file (.ply/.obj/.glb) of a frame's people",
+        description="Pose the body model for a frame's people (all, or --people) and write one mesh "
+        "file in the camera frame (metres, OpenCV axes); the format follows --out's suffix.",
+    )
+    p.add_argument("run", help="the run's scene directory: <output>/<scene>")
+    p.add_argument("--frame", required=True, help="frame name (a directory of the run)")
+    p.add_argument("--people", help="comma-separated person ids (default: everyone)")
+    p.add_argument("--body", default="builtin:neutral", help="body model (default %(default)s)")
+    p.add_argument("--out", required=True, help="mesh file to write: .ply, .obj or .glb")
+    p.set_defaults(func=_cmd_export_meshes)
 
     p = sub.add_parser("train", help="train the project's own networks", description="Train a network.")
     tsub = p.add_subparsers(dest="network", required=True, metavar="NETWORK")

@@ -83,3 +83,26 @@ def gigacrowd_predictions(scene_dir: Path) -> dict[str, FramePrediction]:
         rows = table.filter(pa.array(frames == frame))
         out[Path(manifest["source"]).name] = gigacrowd_frame(rows.sort_by("person_id"))
     return out
+
+
+def person_meshes(rows: pa.Table, body: object) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices (N, V, 3) m, camera frame, of the people in `rows` (persons contract) posed by `body`
+    (tasks/models/body.py BodyModel), and the body's faces (F, 3)."""
+    pose = np.concatenate([fixed_array(rows, "global_orient", 3), fixed_array(rows, "body_pose", 69)], 1)
+    verts, _, _ = body.numpy_forward(pose, fixed_array(rows, "betas", 10), fixed_array(rows, "transl", 3))  # type: ignore[attr-defined]
+    return verts, np.asarray(body.faces)  # type: ignore[attr-defined]
+
+
+def write_meshes(path: Path, verts: np.ndarray, faces: np.ndarray) -> None:
+    """One mesh file of everyone in verts (N, V, 3) sharing faces (F, 3); the format follows the
+    suffix (.ply, .obj, .glb); camera frame, metres (OpenCV axes: y down). Written atomically."""
+    import trimesh
+
+    from schemas.io import atomic_output
+
+    n, v = verts.shape[:2]
+    all_faces = (faces[None] + (np.arange(n) * v)[:, None, None]).reshape(-1, 3)
+    mesh = trimesh.Trimesh(vertices=verts.reshape(-1, 3), faces=all_faces, process=False)
+    data = mesh.export(file_type=path.suffix.lstrip(".").lower())
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data if isinstance(data, bytes) else data.encode())

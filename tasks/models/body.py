@@ -155,16 +155,18 @@ class BodyModel(torch.nn.Module):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """pose (N, 72) axis-angle, shape (N, 10), transl (N, 3) m -> vertices (N, V, 3) float32,
         joints (N, 24, 3) and coco17 (N, 17, 3), metres, in batches."""
-        pose = np.asarray(pose, np.float32).reshape(-1, 72)
-        shape = np.asarray(shape, np.float32).reshape(-1, 10)
+        # Copies: arrays read from Arrow are read-only, which torch tensors must not alias.
+        pose = np.array(pose, np.float32).reshape(-1, 72)
+        shape = np.array(shape, np.float32).reshape(-1, 10)
+        tr = None if transl is None else np.array(transl, np.float32).reshape(-1, 3)
         n = len(pose)
         verts = np.zeros((n, self.n_vertices, 3), np.float32)
         joints, coco = np.zeros((n, 24, 3)), np.zeros((n, 17, 3))
         for i in range(0, n, batch):
             sl = slice(i, i + batch)
-            t = None if transl is None else torch.as_tensor(np.asarray(transl, np.float32)[sl])
-            p = torch.as_tensor(pose[sl])
-            out = self(p[:, :3], p[:, 3:], torch.as_tensor(shape[sl]), t)
+            t = None if tr is None else torch.from_numpy(tr[sl])
+            p = torch.from_numpy(pose[sl])
+            out = self(p[:, :3], p[:, 3:], torch.from_numpy(shape[sl]), t)
             verts[sl], joints[sl], coco[sl] = out.vertices.numpy(), out.joints.numpy(), out.coco17.numpy()
         return verts, joints, coco
 

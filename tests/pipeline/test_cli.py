@@ -452,6 +452,44 @@ def test_run_export_evaluate_on_a_synthetic_frame(tmp_path: Path) -> None:
     assert report["overall"]["score"] == pytest.approx(memory.overall.means["score"], abs=1e-9)
     means = memory.overall.means
     assert means["oks"] > 0.5 and means["pcod"] > 0.7  # people found and roughly placed
+    # meshes of two people, as PLY and GLB: the body model's vertices placed where the table puts them
+    import trimesh
+
+    from tasks.export import read_persons
+
+    rows = read_persons(run / "persons").sort_by("person_id")
+    for suffix in (".ply", ".glb"):
+        r = cli(
+            "export",
+            "meshes",
+            run,
+            "--frame",
+            "synth-seed4_000000",
+            "--people",
+            "0,1",
+            "--out",
+            tmp_path / f"m{suffix}",
+        )
+        assert r.returncode == EXIT_OK, r.stderr
+        mesh = trimesh.load(tmp_path / f"m{suffix}", force="mesh", process=False)
+        assert len(mesh.vertices) == 2 * 1229 and len(mesh.faces) == 2 * 2454
+    pelvis = np.asarray(rows.column("pelvis").to_pylist()[:2])
+    near = np.linalg.norm(
+        np.asarray(trimesh.load(tmp_path / "m.ply", process=False).vertices)[:1229].mean(0) - pelvis[0]
+    )
+    assert near < 0.5  # metres: person 0's mesh is centred near its pelvis
+    r = cli(
+        "export",
+        "meshes",
+        run,
+        "--frame",
+        "synth-seed4_000000",
+        "--people",
+        "999",
+        "--out",
+        tmp_path / "n.ply",
+    )
+    assert r.returncode == EXIT_USAGE and "no person [999]" in one_line(r.stderr)
     bad = cli("export", "gigacrowd", tmp_path, "--out", tmp_path / "x.json")
     assert bad.returncode == EXIT_USAGE and "no persons/ dataset" in one_line(bad.stderr)
     assert not (tmp_path / "x.json").exists()
