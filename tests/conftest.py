@@ -142,3 +142,22 @@ def one_line_error(error: type[Exception], fn: Any, *args: Any) -> str:
     assert len(text.splitlines()) == 1, text
     assert "pydantic.dev" not in text  # no validation-library boilerplate
     return text
+
+
+@pytest.fixture(scope="session")
+def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A whole run (`python -m pipeline run`) of one small synthetic frame (40 people, 3072x1536,
+    seed 4): (the run's scene directory, the frame's truth.json)."""
+    import subprocess
+    import sys
+
+    base = tmp_path_factory.mktemp("synthetic_run")
+    scene = base / "synth.yaml"
+    scene.write_text(
+        "name: s\ninput:\n  synthetic: {people: 40, width: 3072, height: 1536, seed: 4}\n"
+        "output: out\ncluster: {n_workers: 1}\n"
+    )
+    cmd = [sys.executable, "-m", "pipeline", "run", str(scene)]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    return base / "out" / "s", next((base / "out" / "_synthetic").glob("*/seed4/truth.json"))

@@ -413,7 +413,7 @@ def test_train_regressor_bad_options(tmp_path: Path) -> None:
     assert not (tmp_path / "x.pt").exists()
 
 
-def test_run_export_evaluate_on_a_synthetic_frame(tmp_path: Path) -> None:
+def test_run_export_evaluate_on_a_synthetic_frame(tmp_path: Path, synthetic_run: tuple[Path, Path]) -> None:
     """run -> persons dataset -> export gigacrowd -> evaluate: the CLI's score is the evaluator's on
     the same predictions in memory, and the predicted people are really there."""
     from schemas.truth import read_truth
@@ -421,26 +421,12 @@ def test_run_export_evaluate_on_a_synthetic_frame(tmp_path: Path) -> None:
     from tasks.export import gigacrowd_predictions
     from tasks.models.body import body_fn
 
-    scene = tmp_path / "synth.yaml"
-    scene.write_text(
-        "name: s\ninput:\n  synthetic: {people: 40, width: 3072, height: 1536, seed: 4}\n"
-        "output: out\ncluster: {n_workers: 1}\n"
-    )
-    r = subprocess.run(
-        [sys.executable, "-m", "pipeline", "run", str(scene)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert r.returncode == EXIT_OK, r.stderr
-    run = tmp_path / "out" / "s"
+    run, truth_file = synthetic_run
     pred = tmp_path / "predict.json"
     r = cli("export", "gigacrowd", run, "--out", pred)
     assert r.returncode == EXIT_OK, r.stderr
     doc = json.loads(pred.read_text())
     assert list(doc) == ["synth-seed4_000000.jpg"]
-    truth_file = next((tmp_path / "out" / "_synthetic").glob("*/seed4/truth.json"))
     r = cli("evaluate", "--pred", pred, "--gt", truth_file, "--out", tmp_path / "report.json")
     assert r.returncode == EXIT_OK, r.stderr
     report = json.loads((tmp_path / "report.json").read_text())
