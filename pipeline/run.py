@@ -52,6 +52,7 @@ from schemas.scene import STAGES
 from tasks import InputError
 
 log = logging.getLogger("pipeline")
+REPORT = "report.html"
 
 
 @dataclass
@@ -335,6 +336,47 @@ def _write(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[st
         return _record_people(futures, "write", bar, manifests, summary)
 
 
+def _frame_metrics(rs: ResolvedScene, scene_dir: Path, frame: Frame, source: str) -> dict[str, float]:
+    """GigaCrowd metrics of a frame's persons against its truth (synthetic frames), else {}."""
+    from schemas.truth import read_truth
+    from tasks.evaluate import evaluate
+    from tasks.export import frame_file, gigacrowd_frame
+    from tasks.models.body import body_fn
+
+    rows_file = frame_file(scene_dir / "persons", rs.name, frame.name)
+    if frame.truth is None or not frame.truth.is_file() or not rows_file.is_file():
+        return {}
+    import pyarrow.parquet as pq
+
+    truth = read_truth(frame.truth)
+    key = Path(source).name
+    if key not in truth.frames:
+        return {}
+    rows = pq.read_table(rows_file)
+    if len(rows) == 0:
+        return {}
+    report = evaluate({key: gigacrowd_frame(rows)}, {key: truth}, body_fn(rs.scene.regress.body))
+    return dict(report.overall.means)
+
+
+def _write_report(
+    rs: ResolvedScene, scene_dir: Path, manifests: dict[str, FrameManifest], summary: RunSummary
+) -> None:
+    """`<scene dir>/report.html`: per frame the stages, timings, pictures and metrics; the config."""
+    from schemas.io import atomic_write_text
+    from tasks.report import PICTURES, FrameReport, render
+
+    frames = []
+    for f in rs.frames:
+        m = manifests[f.name]
+        status = f"failed: {summary.failed[f.name]}" if f.name in summary.failed else "ok"
+        pictures = [f"{f.name}/{p}" for p in PICTURES if (m.dir / p).is_file()]
+        metrics = _frame_metrics(rs, scene_dir, f, str(f.path)) if status == "ok" else {}
+        frames.append(FrameReport(f.name, status, m.units, pictures, metrics))
+    config = rs.scene.model_dump(mode="json", by_alias=True)
+    atomic_write_text(scene_dir / REPORT, render(rs.name, frames, config, summary.seconds))
+
+
 def run_scene(rs: ResolvedScene) -> RunSummary:
     """Run every available stage of the scene; failed frames are reported, the others complete."""
     t0 = time.perf_counter()
@@ -401,4 +443,8 @@ def run_scene(rs: ResolvedScene) -> RunSummary:
                 redo = fn(client, rs, todo, manifests, h, summary) if todo else set()
     summary.seconds = time.perf_counter() - t0
     _write_scene_manifest(rs, scene_dir, summary, started)
+    try:
+        _write_report(rs, scene_dir, manifests, summary)
+    except Exception as e:  # a picture book must never fail a run whose results are written
+        log.warning("report.html not written: %s", _one_line(e))
     return summary

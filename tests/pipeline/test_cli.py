@@ -438,6 +438,10 @@ def test_run_export_evaluate_on_a_synthetic_frame(tmp_path: Path, synthetic_run:
     assert report["overall"]["score"] == pytest.approx(memory.overall.means["score"], abs=1e-9)
     means = memory.overall.means
     assert means["oks"] > 0.5 and means["pcod"] > 0.7  # people found and roughly placed
+    # the run's report.html shows the same metrics, the stages and the pictures
+    page = (run / "report.html").read_text()
+    assert f"<td>{means['score']:.3f}</td>" in page and "GigaCrowd metrics" in page
+    assert "synth-seed4_000000/birdseye.png" in page and "<td style='text-align:left'>crowd</td>" in page
     # meshes of two people, as PLY and GLB: the body model's vertices placed where the table puts them
     import trimesh
 

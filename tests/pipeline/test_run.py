@@ -124,6 +124,8 @@ def test_a_corrupt_frame_fails_alone(tmp_path: Path, two_frames: list[Path]) -> 
     summary = _run(_scene(tmp_path, ["a.jpg", "c.jpg"]))
     assert summary.done["ingest"] == ["a"] and list(summary.failed) == ["c"]
     assert "truncated" in summary.failed["c"]
+    page = (tmp_path / "out" / "t" / "report.html").read_text()
+    assert "<h2>c <small>(failed: " in page and "<h2>a <small>(ok)</small></h2>" in page
     frame_dir = tmp_path / "out" / "t" / "c"
     assert not (frame_dir / "image.zarr").exists()
     assert not [p for p in frame_dir.rglob("*") if p.name.startswith(".tmp-")]
