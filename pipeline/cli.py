@@ -251,6 +251,61 @@ def _cmd_export_meshes(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_draw(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pyarrow as pa
+    import pyvips
+
+    from schemas.io import atomic_output
+    from schemas.tables import fixed_array
+    from tasks.draw import region
+    from tasks.export import person_meshes, read_persons
+    from tasks.ingest import open_levels
+    from tasks.models.body import BodyModel
+
+    run = Path(args.run)
+    store = run / args.frame / "image.zarr"
+    if not (run / "persons").is_dir() or not store.is_dir():
+        raise ConfigError(
+            f"draw: {run} has no frame {args.frame!r} with a persons dataset (a completed run?)"
+        )
+    try:
+        x0, y0, x1, y1 = (int(v) for v in args.region.split(","))
+    except ValueError:
+        raise ConfigError(
+            f"draw: --region takes X0,Y0,X1,Y1 in full-resolution pixels, got {args.region!r}"
+        ) from None
+    level0 = open_levels(store)[0]
+    h, w = level0.shape[:2]
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 <= x0 or y1 <= y0 or (x1 - x0) * (y1 - y0) > 64_000_000:
+        raise ConfigError(
+            f"draw: region {args.region} is empty inside the {w}x{h} frame or above 64 megapixels"
+        )
+    table = read_persons(run / "persons")
+    rows = table.filter(pa.array(table.column("frame_id").to_numpy(zero_copy_only=False) == args.frame))
+    boxes = fixed_array(rows, "bbox", 4)
+    near = (boxes[:, 2] > x0) & (boxes[:, 0] < x1) & (boxes[:, 3] > y0) & (boxes[:, 1] < y1)
+    rows = rows.filter(pa.array(near))
+    body = BodyModel.load(args.body)
+    verts, faces = person_meshes(rows, body)
+    scores = rows.column("det_score").to_numpy()[:, None]
+    focal = float(rows.column("focal")[0].as_py()) if len(rows) else 1.0
+    pp = (
+        (float(rows.column("cx")[0].as_py()), float(rows.column("cy")[0].as_py()))
+        if len(rows)
+        else (0.0, 0.0)
+    )
+    picture = region(
+        np.asarray(level0[y0:y1, x0:x1]), (x0, y0), np.concatenate([boxes[near], scores], 1),
+        fixed_array(rows, "kp2d", 17, 3), verts, faces, focal, pp,
+    )  # fmt: skip
+    with atomic_output(Path(args.out)) as tmp:
+        pyvips.Image.new_from_array(picture, interpretation="srgb").pngsave(str(tmp), compression=3)
+    print(f"wrote {args.out}: {x1 - x0}x{y1 - y0} px at ({x0}, {y0}), {len(rows)} people")
+    return EXIT_OK
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from schemas.predict import PredictionsError, read_predictions
     from schemas.truth import TruthError, read_truth
@@ -380,6 +435,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--body", default="builtin:neutral", help="body model (default %(default)s)")
     p.add_argument("--out", required=True, help="mesh file to write: .ply, .obj or .glb")
     p.set_defaults(func=_cmd_export_meshes)
+
+    p = sub.add_parser(
+        "draw",
+        help="meshes and skeletons over a full-resolution region of a frame",
+        description="Draw a completed run's people (meshes, boxes, skeletons) over a region of a frame, "
+        "read at full resolution from its pyramid (the run's overview pictures are thumbnails).",
+    )
+    p.add_argument("run", help="the run's scene directory: <output>/<scene>")
+    p.add_argument("--frame", required=True, help="frame name (a directory of the run)")
+    p.add_argument("--region", required=True, help="X0,Y0,X1,Y1 in full-resolution pixels")
+    p.add_argument("--body", default="builtin:neutral", help="body model (default %(default)s)")
+    p.add_argument("--out", required=True, help="PNG to write")
+    p.set_defaults(func=_cmd_draw)
 
     p = sub.add_parser("train", help="train the project's own networks", description="Train a network.")
     tsub = p.add_subparsers(dest="network", required=True, metavar="NETWORK")

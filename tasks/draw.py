@@ -195,3 +195,29 @@ def side_view(joints: np.ndarray, plane: np.ndarray, width: int = 1024, height: 
     for x, f, h, c in zip(along, h_feet, h_head, _colours(np.linalg.norm(joints[:, 0], axis=1)), strict=True):
         cv2.line(out, px(x, f), px(x, h), tuple(int(k) for k in c), 2, cv2.LINE_AA)
     return out
+
+
+def region(
+    pixels: np.ndarray,
+    origin: tuple[int, int],
+    boxes: np.ndarray,
+    keypoints: np.ndarray,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    focal: float,
+    pp: tuple[float, float],
+) -> np.ndarray:
+    """Meshes, then boxes and skeletons, over a full-resolution region of a frame.
+
+    pixels (h, w, 3) uint8 RGB read at full resolution from (x0, y0) = origin; boxes (N, >= 5),
+    keypoints (N, 17, 3) and the projection (focal, pp) in full-frame pixels; vertices (N, V, 3) m.
+    """
+    x0, y0 = origin
+    shifted = boxes.astype(np.float64, copy=True)
+    shifted[:, [0, 2]] -= x0
+    shifted[:, [1, 3]] -= y0
+    kp = keypoints.astype(np.float64, copy=True)
+    kp[..., 0] -= x0
+    kp[..., 1] -= y0
+    out = meshes(pixels, 1.0, vertices, faces, focal, (pp[0] - x0, pp[1] - y0))
+    return overlay(out, 1.0, shifted, kp)

@@ -480,6 +480,23 @@ def test_run_export_evaluate_on_a_synthetic_frame(tmp_path: Path, synthetic_run:
         tmp_path / "n.ply",
     )
     assert r.returncode == EXIT_USAGE and "no person [999]" in one_line(r.stderr)
+    # a full-resolution region around person 0, drawn over the frame's own pixels
+    import pyvips
+
+    from tasks.ingest import open_levels
+
+    x0, y0, x1, y1 = (int(v) for v in np.asarray(rows.column("bbox").to_pylist()[0]))
+    region = f"{x0 - 20},{y0 - 20},{x1 + 20},{y1 + 20}"
+    r = cli("draw", run, "--frame", "synth-seed4_000000", "--region", region, "--out", tmp_path / "r.png")
+    assert r.returncode == EXIT_OK, r.stderr
+    drawn = pyvips.Image.new_from_file(str(tmp_path / "r.png")).numpy()
+    raw = open_levels(run / "synth-seed4_000000" / "image.zarr")[0][
+        max(y0 - 20, 0) : y1 + 20, max(x0 - 20, 0) : x1 + 20
+    ]
+    assert drawn.shape == raw.shape
+    assert (np.abs(drawn.astype(int) - raw).max(2) > 40).mean() > 0.1  # the person is painted over
+    r = cli("draw", run, "--frame", "synth-seed4_000000", "--region", "0,0,x,1", "--out", tmp_path / "q.png")
+    assert r.returncode == EXIT_USAGE and "--region" in one_line(r.stderr)
     bad = cli("export", "gigacrowd", tmp_path, "--out", tmp_path / "x.json")
     assert bad.returncode == EXIT_USAGE and "no persons/ dataset" in one_line(bad.stderr)
     assert not (tmp_path / "x.json").exists()
