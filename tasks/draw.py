@@ -115,8 +115,8 @@ def ground_axes(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
 
 
 def _colours(values: np.ndarray) -> np.ndarray:
-    """(N,) -> (N, 3) uint8 RGB, the turbo map (blue to red) from the smallest to the largest value."""
-    lo, hi = float(np.min(values)), float(np.max(values))
+    """(N,) -> (N, 3) uint8 RGB, the turbo map (blue to red) over the 2nd-98th percentile of values."""
+    lo, hi = (float(q) for q in np.percentile(values, [2, 98])) if len(values) else (0.0, 1.0)
     # 30-225 of turbo: its darkest ends would vanish on a dark photo and look alike on white.
     t = np.clip(30 + (values - lo) / (hi - lo if hi > lo else 1.0) * 195, 0, 255).astype(np.uint8)
     return cv2.applyColorMap(t[:, None], cv2.COLORMAP_TURBO)[:, 0, ::-1]
@@ -143,10 +143,14 @@ def birdseye(
     w, _ = image_wh
     # The image's left and right edges seen from the camera, drawn along the ground.
     edges = [np.array([(x - w / 2) / focal, 0.0, 1.0]) for x in (0, w)]
-    far = max(float(np.max(v, initial=1.0)) * 1.1, 1.0)
+    # The view spans the bulk of the crowd (1st-99th percentile), so a few far-off false detections
+    # do not shrink everyone else to a corner; those outside are counted on the picture.
+    pu = np.percentile(u, [1, 99]) if len(u) else np.zeros(2)
+    pv = np.percentile(v, [1, 99]) if len(v) else np.ones(2)
+    far = max(float(pv[1]) * 1.1, 1.0)
     rays = [(e @ right / max(e @ fwd, 1e-6) * far, far) for e in edges]
-    xs = np.concatenate([u, [0.0], [r[0] for r in rays]])
-    ys = np.concatenate([v, [0.0]])
+    xs = np.concatenate([pu, [0.0], [r[0] for r in rays]])
+    ys = np.concatenate([pv, [0.0]])
     lo_x, hi_x, hi_y = float(xs.min()), float(xs.max()), float(ys.max()) * 1.05 + 1
     span = max(hi_x - lo_x, hi_y) * 1.1
     scale = (size - 40) / span
@@ -168,8 +172,17 @@ def birdseye(
     cv2.fillConvexPoly(out, cam, (40, 40, 40))
     dist = np.linalg.norm(joints[:, 0], axis=1)
     radius = max(2, round(0.3 * scale))
+    outside = 0
     for (x, y), c in zip(zip(u, v, strict=True), _colours(dist), strict=True):
-        cv2.circle(out, px(x, y), radius, tuple(int(k) for k in c), -1, cv2.LINE_AA)
+        p = px(x, y)
+        if not (0 <= p[0] < size and 0 <= p[1] < size):
+            outside += 1
+            continue
+        cv2.circle(out, p, radius, tuple(int(k) for k in c), -1, cv2.LINE_AA)
+    if outside:
+        cv2.putText(
+            out, f"{outside} beyond the view", (10, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (60, 60, 60), 1
+        )
     return out
 
 
