@@ -33,12 +33,15 @@ from pipeline.rundir import (
 from pipeline.stages import (
     DETECTIONS_FILE,
     KEYPOINTS_FILE,
+    PERSONS_DIR,
     crowd_unit,
     detect_batch_unit,
     detect_file_unit,
     detect_merge_unit,
     detect_plan_unit,
     ingest_unit,
+    meshes_unit,
+    overlay_unit,
     pose_batch_unit,
     pose_file_unit,
     pose_write_unit,
@@ -50,6 +53,7 @@ from pipeline.stages import (
 from schemas.image_store import STORE_NAME
 from schemas.scene import STAGES
 from tasks import InputError
+from tasks.export import frame_file
 
 log = logging.getLogger("pipeline")
 REPORT = "report.html"
@@ -63,6 +67,8 @@ class RunSummary:
     skipped: dict[str, list[str]] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    # Pictures drawn off the main path: futures the run waits for only before it ends.
+    background: list[Any] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -267,7 +273,10 @@ def _pose2d(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[s
             det_ids = table.column("det_id").to_numpy()
             writes[client.submit(pose_write_unit, str(m.dir), f.name, det_ids, cfg, h, _source(m), *batches,
                                  pure=False)] = f  # fmt: skip
-        return _record_people(writes, "pose2d", bar, manifests, summary)
+        done = _record_people(writes, "pose2d", bar, manifests, summary)
+    if cfg.overlay:
+        summary.background += [client.submit(overlay_unit, str(manifests[f].dir), pure=False) for f in done]
+    return done
 
 
 def _regress(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[str, FrameManifest],
@@ -333,7 +342,15 @@ def _write(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[st
                           _source(manifests[f.name]), pure=False): f
             for f in todo
         }  # fmt: skip
-        return _record_people(futures, "write", bar, manifests, summary)
+        done = _record_people(futures, "write", bar, manifests, summary)
+    if rs.scene.regress.meshes:
+        for f in done:
+            rows = frame_file(manifests[f].dir.parent / PERSONS_DIR, rs.name, f)
+            body = rs.scene.regress.body
+            summary.background.append(
+                client.submit(meshes_unit, str(manifests[f].dir), str(rows), body, pure=False)
+            )
+    return done
 
 
 def _frame_metrics(rs: ResolvedScene, scene_dir: Path, frame: Frame, source: str) -> dict[str, float]:
@@ -441,6 +458,11 @@ def run_scene(rs: ResolvedScene) -> RunSummary:
                     summary.skipped[name] = skip
                     log.info("%s: %d frame(s) already done, skipped", name, len(skip))
                 redo = fn(client, rs, todo, manifests, h, summary) if todo else set()
+            for fut in as_completed(summary.background):
+                try:
+                    fut.result()
+                except Exception as e:  # a picture must never fail a run whose results are written
+                    log.warning("a picture was not drawn: %s", _one_line(e))
     summary.seconds = time.perf_counter() - t0
     _write_scene_manifest(rs, scene_dir, summary, started)
     try:

@@ -186,19 +186,38 @@ def pose_write_unit(
     frame_dir: str, frame: str, det_ids: np.ndarray, cfg: Pose2dConfig, chain_hash: str,
     source: dict[str, Any], *batches: np.ndarray,
 ) -> dict[str, Any]:  # fmt: skip
-    """Write `keypoints.parquet` (and `overlay.png`) for a frame from its pose batches."""
-    from schemas.tables import DETECTIONS, detections_array, keypoints_table, read_table, write_parquet
+    """Write `keypoints.parquet` for a frame from its pose batches."""
+    from schemas.tables import keypoints_table, write_parquet
 
     t0 = time.perf_counter()
     kp = np.concatenate(batches) if batches else np.zeros((0, 17, 3), np.float32)
+    write_parquet(keypoints_table(frame, det_ids, kp), Path(frame_dir) / KEYPOINTS_FILE)
+    return _frame_record("pose2d", chain_hash, [KEYPOINTS_FILE], t0, len(kp), source)
+
+
+def overlay_unit(frame_dir: str) -> str:
+    """`overlay.png` of a frame's detections and keypoints (a picture, drawn off the main path)."""
+    from schemas.tables import DETECTIONS, KEYPOINTS, detections_array, keypoints_array, read_table
+
     fdir = Path(frame_dir)
-    write_parquet(keypoints_table(frame, det_ids, kp), fdir / KEYPOINTS_FILE)
-    outputs = [KEYPOINTS_FILE]
-    if cfg.overlay:
-        boxes = detections_array(read_table(fdir / DETECTIONS_FILE, DETECTIONS))
-        write_overlay(fdir, boxes, kp)
-        outputs.append(OVERLAY_FILE)
-    return _frame_record("pose2d", chain_hash, outputs, t0, len(kp), source)
+    boxes = detections_array(read_table(fdir / DETECTIONS_FILE, DETECTIONS))
+    write_overlay(fdir, boxes, keypoints_array(read_table(fdir / KEYPOINTS_FILE, KEYPOINTS)))
+    return str(fdir / OVERLAY_FILE)
+
+
+def meshes_unit(frame_dir: str, persons_file: str, body_spec: str) -> str:
+    """`meshes.png` of a frame's final people (its rows of the persons dataset), off the main path."""
+    import pyarrow.parquet as pq
+
+    from tasks.export import person_meshes
+    from tasks.models.body import BodyModel
+
+    rows = pq.read_table(persons_file)
+    verts, faces = person_meshes(rows, BodyModel.load(body_spec))
+    first = rows.slice(0, 1).to_pylist()
+    focal, pp = (first[0]["focal"], (first[0]["cx"], first[0]["cy"])) if first else (1.0, (0.0, 0.0))
+    write_meshes(Path(frame_dir), verts, faces, focal, pp)
+    return str(Path(frame_dir) / MESHES_FILE)
 
 
 def _frame_record(
@@ -265,7 +284,7 @@ def regress_write_unit(
     frame_dir: str, frame: str, det_ids: np.ndarray, cfg: RegressConfig, chain_hash: str,
     source: dict[str, Any], *batches: dict[str, np.ndarray],
 ) -> dict[str, Any]:  # fmt: skip
-    """Write `smpl.parquet` (and `meshes.png`) for a frame from its regression batches."""
+    """Write `smpl.parquet` for a frame from its regression batches."""
     from schemas.tables import smpl_table, write_parquet
     from tasks.models.body import BodyModel
     from tasks.models.embedded import load_regressor
@@ -274,7 +293,7 @@ def regress_write_unit(
     r = {k: np.concatenate([b[k] for b in batches]) for k in batches[0] if k != "pp"}
     r["pp"] = batches[0]["pp"]
     body = BodyModel.load(cfg.body)
-    verts, joints, coco = body.numpy_forward(r["pose"], r["betas"], r["transl"])
+    _, joints, coco = body.numpy_forward(r["pose"], r["betas"], r["transl"])
     fdir = Path(frame_dir)
     q = _quality(fdir, joints, coco, r)
     r |= {
@@ -292,11 +311,7 @@ def regress_write_unit(
         "ground_plane": json.dumps(q.plane.tolist()),
     }
     write_parquet(smpl_table(frame, det_ids, r, meta), fdir / SMPL_FILE)
-    outputs = [SMPL_FILE]
-    if cfg.meshes:
-        write_meshes(fdir, verts, body.faces, float(r["focal"][0]), (float(r["pp"][0]), float(r["pp"][1])))
-        outputs.append(MESHES_FILE)
-    return _frame_record("regress", chain_hash, outputs, t0, len(det_ids), source)
+    return _frame_record("regress", chain_hash, [SMPL_FILE], t0, len(det_ids), source)
 
 
 def _median(a: np.ndarray) -> float | None:
