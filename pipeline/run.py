@@ -394,11 +394,30 @@ def _write_report(
     atomic_write_text(scene_dir / REPORT, render(rs.name, frames, config, summary.seconds))
 
 
+def _refuse_another_runs_directory(rs: ResolvedScene, scene_dir: Path) -> None:
+    """A scene directory belongs to the scene file that first wrote it: another file with the same
+    name and output would silently replace its frames and its persons dataset."""
+    import json
+
+    from pipeline.config import ConfigError
+
+    try:
+        previous = json.loads((scene_dir / MANIFEST).read_text()).get("scene_file")
+    except (OSError, ValueError, AttributeError):
+        return
+    mine = str(rs.source.resolve()) if rs.source else None
+    if previous and mine and previous != mine:
+        raise ConfigError(
+            f"{scene_dir} holds the run of {previous}; give this scene another name: or output:"
+        )
+
+
 def run_scene(rs: ResolvedScene) -> RunSummary:
     """Run every available stage of the scene; failed frames are reported, the others complete."""
     t0 = time.perf_counter()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     scene_dir = inside(rs.output, rs.name)
+    _refuse_another_runs_directory(rs, scene_dir)
     scene_dir.mkdir(parents=True, exist_ok=True)
     for p in sweep_partials(scene_dir):
         log.info("removed the partial output of an interrupted run: %s", p)

@@ -403,3 +403,15 @@ def test_blazepose_backend_poses_the_pedestrian(tmp_path: Path) -> None:
     ]
     assert kp[i, 0, 1] < kp[i, 11, 1] < kp[i, 15, 1]  # nose above the hip above the ankle
     assert not (frame / "overlay.png").exists()
+
+
+def test_another_scene_file_cannot_take_over_a_runs_directory(tmp_path: Path, two_frames: list[Path]) -> None:
+    from pipeline.config import ConfigError
+
+    scene = _scene(tmp_path, ["a.jpg"], detect={"enabled": False})
+    assert _run(scene).ok
+    other = tmp_path / "other.yaml"
+    other.write_text(scene.read_text())  # same name and output, another file
+    with pytest.raises(ConfigError, match=r"holds the run of .*scene\.yaml"):
+        _run(other)
+    assert _run(scene).ok  # its own scene file resumes as before
