@@ -369,19 +369,13 @@ def crowd_unit(
         smpl_table,
         write_parquet,
     )  # fmt: skip
-    from tasks import InputError
-    from tasks.crowd import finetune, keypoint_people
+    from tasks.crowd import NormalisedCliff, cliff_people, finetune, keypoint_people
     from tasks.models.body import BodyModel
     from tasks.models.embedded import load_regressor
     from tasks.regress import crop_params
 
     t0 = time.perf_counter()
     fdir = Path(frame_dir)
-    if regress.backend != "embedded":
-        raise InputError(
-            "crowd: finetuning is implemented for regress.backend 'embedded' only (CLIFF needs every "
-            "person's crop in memory; not done yet): set crowd.enabled false or regress.backend embedded"
-        )
     det = read_table(fdir / DETECTIONS_FILE, DETECTIONS)
     boxes = detections_array(det)[:, :4]
     kp = keypoints_array(read_table(fdir / KEYPOINTS_FILE, KEYPOINTS))
@@ -389,8 +383,13 @@ def crowd_unit(
     focal = float(smpl.column("focal")[0].as_py())
     pp = (float(smpl.column("cx")[0].as_py()), float(smpl.column("cy")[0].as_py()))
     height, width = open_levels(fdir / STORE_NAME)[0].shape[:2]
-    people = keypoint_people(boxes, kp, (width, height), focal, pp)
-    model = load_regressor(regress.backend, regress.model, "cpu")
+    regressor = load_regressor(regress.backend, regress.model, "cpu")
+    if regress.backend == "cliff":  # finetune CLIFF itself, on every person's crop (kept uint8)
+        levels = [ChunkCache(lv) for lv in open_levels(fdir / STORE_NAME)]
+        people = cliff_people(levels, boxes, kp, (width, height), focal, pp)
+        model = NormalisedCliff(regressor.model.cpu())
+    else:
+        people, model = keypoint_people(boxes, kp, (width, height), focal, pp), regressor
     body = BodyModel.load(regress.body)
     device = _device(cfg.device)
     if device != "cpu":  # the cached body model stays on the CPU for the other units of this worker
@@ -409,7 +408,7 @@ def crowd_unit(
     r |= {"keypoint_error": q.keypoint_error, "ground_distance": q.ground_distance}
     plane = [float(v) for v in fit.plane] if fit.plane is not None else None
     meta = {
-        "regressor": f"{regress.backend}:{model.name}", "regressor_sha256": model.sha256,
+        "regressor": f"{regress.backend}:{regressor.name}", "regressor_sha256": regressor.sha256,
         "body_model": body.name, "body_model_sha256": body.sha256, "crowd_method": cfg.method,
         "ground_plane": json.dumps(plane),
     }  # fmt: skip

@@ -29,6 +29,7 @@ from torch import nn
 
 from schemas.scene import CrowdConfig, CrowdrecConfig, GlobalConfig
 from tasks.models.body import BodyModel
+from tasks.models.cliff import IMAGENET_MEAN, IMAGENET_STD
 from tasks.regress import cam_crop_to_full, project, to_crop_units
 
 PELVIS, L_ANKLE, R_ANKLE, HEAD = 0, 7, 8, 15
@@ -409,3 +410,36 @@ def quality(joints: np.ndarray, coco: np.ndarray, people: People, max_angle_deg:
     feet = (j[:, L_ANKLE] + j[:, R_ANKLE]) / 2
     plane = fit_plane(feet, robust_ground(j, max_angle_deg))
     return Quality(err, feet.double().numpy() @ plane[:3] + plane[3], plane)
+
+
+class NormalisedCliff(nn.Module):
+    """A CLIFF network taking uint8 crops (N, 256, 192, 3), so a frame's crops stay uint8 in memory
+    (147 KB a person) and are normalised per batch as the network runs."""
+
+    def __init__(self, cliff: nn.Module) -> None:
+        super().__init__()
+        self.cliff = cliff
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255, persistent=False)
+
+    def forward(
+        self, crops: torch.Tensor, info: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = (crops.permute(0, 3, 1, 2).float() - self.mean) / self.std
+        return self.cliff(x, info)
+
+
+def cliff_people(
+    levels: list[object], boxes: np.ndarray, keypoints: np.ndarray, image_wh: tuple[int, int], focal: float,
+    pp: tuple[float, float],
+) -> People:  # fmt: skip
+    """People for NormalisedCliff: each box's CLIFF crop (uint8, from the pyramid at the level that
+    keeps the crop's resolution) and bbox info; keypoints for the keypoint loss."""
+    from tasks.pose2d import crop_from_levels
+    from tasks.regress import CROP_RESCALE, CROP_SIZE, box_inputs
+
+    x = box_inputs(boxes, keypoints, image_wh, focal, pp)
+    crops = np.zeros((len(boxes), CROP_SIZE[1], CROP_SIZE[0], 3), np.uint8)
+    for i, b in enumerate(boxes):
+        crops[i] = crop_from_levels(levels, b, CROP_SIZE, CROP_RESCALE)[0]
+    return People((torch.from_numpy(crops), x.info), x.kp_px, x.centre, x.b, x.focal, x.pp)

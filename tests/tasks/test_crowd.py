@@ -191,3 +191,19 @@ def test_global_counts_its_evaluations(crowd: tuple[People, BodyModel]) -> None:
     fit = finetune(KeypointRegressor(width=32).eval(), people, body, cfg)
     # start, refits at steps 4 and 8, end: 4 x 60; 9 batches of 20
     assert fit.evaluations == 4 * 60 + 9 * 20 and len(fit.curve) == 9
+
+
+def test_normalised_cliff_equals_cliff_on_normalised_crops() -> None:
+    from tasks.crowd import NormalisedCliff
+    from tasks.models.cliff import Cliff
+    from tasks.regress import normalise_crops
+
+    torch.manual_seed(0)
+    cliff = Cliff("res50").eval()
+    crops = np.random.default_rng(0).integers(0, 256, (2, 256, 192, 3), dtype=np.uint8)
+    info = torch.randn(2, 3)
+    with torch.no_grad():
+        a = NormalisedCliff(cliff)(torch.from_numpy(crops), info)
+        b = cliff(normalise_crops(crops), info)
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-4)
