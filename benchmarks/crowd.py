@@ -78,7 +78,7 @@ def run(people: int, seed: int, model_spec: str) -> tuple[dict[str, object], dic
     focal = float(np.hypot(w, h))
     body = BodyModel.load("builtin:neutral")
     model = load_keypoint_regressor(model_spec)
-    ppl = keypoint_people(f["boxes"], f["kp"], (w, h), focal, (w / 2, h / 2))  # type: ignore[arg-type]
+    ppl = keypoint_people(f["boxes"], f["kp"], focal, (w / 2, h / 2))  # type: ignore[arg-type]
     out: dict[str, object] = {"people": people, "size": f"{w}x{h}"}
     curves: dict[str, list[float]] = {}
     t = time.perf_counter()

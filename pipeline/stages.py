@@ -247,7 +247,8 @@ def write_overlay(frame_dir: Path, boxes: np.ndarray, keypoints: np.ndarray | No
 def regress_batch_unit(
     store: str, boxes: np.ndarray, keypoints: np.ndarray, cfg: RegressConfig, camera: dict[str, float]
 ) -> dict[str, np.ndarray]:
-    """SMPL for boxes (N, 4) with keypoints (N, 17, 3) of one frame; camera: focal, cx, cy (px)."""
+    """SMPL for boxes (N, 4) with keypoints (N, 17, 3) of one frame (tasks/regress.py Regression
+    fields, plus the regressor's name and sha256); camera: focal, cx, cy (px)."""
     from tasks.models.embedded import load_regressor
     from tasks.regress import regress
 
@@ -257,7 +258,8 @@ def regress_batch_unit(
     r = regress(
         levels, boxes, keypoints, model, (width, height), camera["focal"], (camera["cx"], camera["cy"])
     )
-    return asdict(r)
+    # The network's identity travels with its results: the write unit need not load it again.
+    return asdict(r) | {"regressor": f"{cfg.backend}:{model.name}", "regressor_sha256": model.sha256}
 
 
 def _device(device: str) -> str:
@@ -285,27 +287,38 @@ def regress_write_unit(
     source: dict[str, Any], *batches: dict[str, np.ndarray],
 ) -> dict[str, Any]:  # fmt: skip
     """Write `smpl.parquet` for a frame from its regression batches."""
-    from schemas.tables import smpl_table, write_parquet
+    from schemas.tables import (
+        DETECTIONS,
+        KEYPOINTS,
+        detections_array,
+        keypoints_array,
+        read_table,
+        smpl_table,
+        write_parquet,
+    )
+    from tasks.crowd import keypoint_people, quality
     from tasks.models.body import BodyModel
-    from tasks.models.embedded import load_regressor
 
     t0 = time.perf_counter()
-    r = {k: np.concatenate([b[k] for b in batches]) for k in batches[0] if k != "pp"}
+    identity = ("pp", "regressor", "regressor_sha256")
+    r = {k: np.concatenate([b[k] for b in batches]) for k in batches[0] if k not in identity}
     r["pp"] = batches[0]["pp"]
     body = BodyModel.load(cfg.body)
     _, joints, coco = body.numpy_forward(r["pose"], r["betas"], r["transl"])
     fdir = Path(frame_dir)
-    q = _quality(fdir, joints, coco, r)
+    boxes = detections_array(read_table(fdir / DETECTIONS_FILE, DETECTIONS))[:, :4]
+    kp = keypoints_array(read_table(fdir / KEYPOINTS_FILE, KEYPOINTS))
+    pp = (float(r["pp"][0]), float(r["pp"][1]))
+    q = quality(joints, coco, keypoint_people(boxes, kp, float(r["focal"][0]), pp))
     r |= {
         "joints": joints,
         "finetuned": False,
         "keypoint_error": q.keypoint_error,
         "ground_distance": q.ground_distance,
     }
-    model = load_regressor(cfg.backend, cfg.model, _device(cfg.device))
     meta = {
-        "regressor": f"{cfg.backend}:{model.name}",
-        "regressor_sha256": model.sha256,
+        "regressor": batches[0]["regressor"],
+        "regressor_sha256": batches[0]["regressor_sha256"],
         "body_model": body.name,
         "body_model_sha256": body.sha256,
         "ground_plane": json.dumps(q.plane.tolist()),
@@ -316,20 +329,6 @@ def regress_write_unit(
 
 def _median(a: np.ndarray) -> float | None:
     return float(np.median(a)) if len(a) else None
-
-
-def _quality(fdir: Path, joints: np.ndarray, coco: np.ndarray, r: dict[str, Any]) -> Any:
-    """tasks/crowd.py Quality of a frame's people (joints, coco in the camera frame) against its
-    detections and keypoints; r holds focal (N,) and pp (2,)."""
-    from schemas.tables import DETECTIONS, KEYPOINTS, detections_array, keypoints_array, read_table
-    from tasks.crowd import keypoint_people, quality
-
-    boxes = detections_array(read_table(fdir / DETECTIONS_FILE, DETECTIONS))[:, :4]
-    kp = keypoints_array(read_table(fdir / KEYPOINTS_FILE, KEYPOINTS))
-    height, width = open_levels(fdir / STORE_NAME)[0].shape[:2]
-    focal = float(r["focal"][0]) if len(r["focal"]) else 1.0
-    people = keypoint_people(boxes, kp, (width, height), focal, (float(r["pp"][0]), float(r["pp"][1])))
-    return quality(joints, coco, people)
 
 
 def write_meshes(
@@ -369,7 +368,7 @@ def crowd_unit(
         smpl_table,
         write_parquet,
     )  # fmt: skip
-    from tasks.crowd import NormalisedCliff, cliff_people, finetune, keypoint_people
+    from tasks.crowd import NormalisedCliff, cliff_people, finetune, keypoint_people, quality
     from tasks.models.body import BodyModel
     from tasks.models.embedded import load_regressor
     from tasks.regress import crop_params
@@ -386,10 +385,10 @@ def crowd_unit(
     regressor = load_regressor(regress.backend, regress.model, "cpu")
     if regress.backend == "cliff":  # finetune CLIFF itself, on every person's crop (kept uint8)
         levels = [ChunkCache(lv) for lv in open_levels(fdir / STORE_NAME)]
-        people = cliff_people(levels, boxes, kp, (width, height), focal, pp)
+        people = cliff_people(levels, boxes, kp, focal, pp)
         model = NormalisedCliff(regressor.model.cpu())
     else:
-        people, model = keypoint_people(boxes, kp, (width, height), focal, pp), regressor
+        people, model = keypoint_people(boxes, kp, focal, pp), regressor
     body = BodyModel.load(regress.body)
     device = _device(cfg.device)
     if device != "cpu":  # the cached body model stays on the CPU for the other units of this worker
@@ -404,7 +403,7 @@ def crowd_unit(
         "pp": np.asarray(pp), "b": b, "centre": centre, "finetuned": True,
     }  # fmt: skip
     _, _, coco = body.numpy_forward(pose, r["betas"], r["transl"])
-    q = _quality(fdir, r["joints"], coco, r)
+    q = quality(r["joints"], coco, people)  # the tables this unit read, not read again
     r |= {"keypoint_error": q.keypoint_error, "ground_distance": q.ground_distance}
     plane = [float(v) for v in fit.plane] if fit.plane is not None else None
     meta = {

@@ -170,6 +170,17 @@ class _Net:
         return tuple(torch.cat(t) for t in zip(*parts, strict=True))
 
 
+def _begin(
+    model: nn.Module, people: People, body: BodyModel, seed: int
+) -> tuple[_Net, tuple[torch.Tensor, ...]]:
+    """Seeded, eval mode (batch-norm statistics frozen), and everyone predicted once by the weights
+    as given: the first prediction the pose term holds people to."""
+    torch.manual_seed(seed)
+    model.eval()
+    net = _Net(model, people, body)
+    return net, net.everyone()
+
+
 def _terms(
     net_out: tuple[torch.Tensor, ...],
     idx: torch.Tensor,
@@ -210,10 +221,7 @@ def finetune_crowdrec(
 ) -> Fit:  # fmt: skip
     """The published procedure (module docstring). `model` is finetuned in place (a copy is not made:
     pass a copy to keep the pretrained weights); eval mode, so batch-norm statistics stay frozen."""
-    torch.manual_seed(seed)
-    model.eval()
-    net = _Net(model, people, body)
-    start = net.everyone()
+    net, start = _begin(model, people, body, seed)
     rotmat0 = start[0]
     n = len(people)
     result = [t.clone() for t in start]
@@ -317,10 +325,7 @@ def finetune_global(
     """The globally consistent procedure (module docstring) for `steps` steps; `model` is finetuned
     in place."""
     gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model.eval()
-    net = _Net(model, people, body)
-    current = net.everyone()
+    net, current = _begin(model, people, body, seed)
     rotmat0 = current[0]
     n = len(people)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -378,13 +383,13 @@ def finetune(
 
 
 def keypoint_people(
-    boxes: np.ndarray, keypoints: np.ndarray, image_wh: tuple[int, int], focal: float, pp: tuple[float, float]
+    boxes: np.ndarray, keypoints: np.ndarray, focal: float, pp: tuple[float, float]
 ) -> People:
     """People for a keypoints-mode regressor (tasks/models/embedded.py): boxes (N, 4) px, keypoints
-    (N, 17, 3) px + confidence, the frame's size, focal and principal point (px)."""
+    (N, 17, 3) px + confidence, the frame's focal and principal point (px)."""
     from tasks.regress import box_inputs
 
-    x = box_inputs(boxes, keypoints, image_wh, focal, pp)
+    x = box_inputs(boxes, keypoints, focal, pp)
     return People((x.keypoints, x.info), x.kp_px, x.centre, x.b, x.focal, x.pp)
 
 
@@ -430,15 +435,14 @@ class NormalisedCliff(nn.Module):
 
 
 def cliff_people(
-    levels: list[object], boxes: np.ndarray, keypoints: np.ndarray, image_wh: tuple[int, int], focal: float,
-    pp: tuple[float, float],
-) -> People:  # fmt: skip
+    levels: list[object], boxes: np.ndarray, keypoints: np.ndarray, focal: float, pp: tuple[float, float]
+) -> People:
     """People for NormalisedCliff: each box's CLIFF crop (uint8, from the pyramid at the level that
     keeps the crop's resolution) and bbox info; keypoints for the keypoint loss."""
     from tasks.pose2d import crop_from_levels
     from tasks.regress import CROP_RESCALE, CROP_SIZE, box_inputs
 
-    x = box_inputs(boxes, keypoints, image_wh, focal, pp)
+    x = box_inputs(boxes, keypoints, focal, pp)
     crops = np.zeros((len(boxes), CROP_SIZE[1], CROP_SIZE[0], 3), np.uint8)
     for i, b in enumerate(boxes):
         crops[i] = crop_from_levels(levels, b, CROP_SIZE, CROP_RESCALE)[0]

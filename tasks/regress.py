@@ -125,21 +125,15 @@ class BoxInputs:
 
 
 def box_inputs(
-    boxes: np.ndarray,
-    keypoints: np.ndarray,
-    image_wh: tuple[int, int],
-    focal: float | None = None,
-    pp: tuple[float, float] | None = None,
+    boxes: np.ndarray, keypoints: np.ndarray, focal: float | np.ndarray, pp: tuple[float, float] | np.ndarray
 ) -> BoxInputs:
-    """What a regressor is fed for boxes (N, 4) px with keypoints (N, 17, 3) px + confidence in an
-    image of image_wh px; focal px (default: the diagonal); pp px (default: the image centre)."""
+    """What a regressor is fed for boxes (N, 4) px with keypoints (N, 17, 3) px + confidence; focal px,
+    one for all or (N,); pp principal point px, (2,) for all or (N, 2)."""
     n = len(boxes)
     centre, b = crop_params(boxes)
-    f = default_focal(*image_wh) if focal is None else float(focal)
     c_t, b_t = torch.from_numpy(centre).float(), torch.from_numpy(b).float()
-    f_t = torch.full((n,), f)
-    pp_xy = (image_wh[0] / 2, image_wh[1] / 2) if pp is None else pp
-    pp_t = torch.tensor([pp_xy], dtype=torch.float32).expand(n, 2)
+    f_t = torch.as_tensor(np.broadcast_to(np.asarray(focal, np.float32), (n,)).copy())
+    pp_t = torch.as_tensor(np.broadcast_to(np.asarray(pp, np.float32), (n, 2)).copy())
     kp_px = torch.tensor(np.asarray(keypoints, np.float32)).reshape(n, 17, 3)
     kp = kp_px.clone()
     kp[..., :2] = to_crop_units(kp[..., :2], c_t, b_t)
@@ -174,7 +168,8 @@ def regress(
     frame so neighbours share chunks of a chunk-cached pyramid.
     """
     n = len(boxes)
-    x = box_inputs(boxes, keypoints, image_wh, focal, pp)
+    f = default_focal(*image_wh) if focal is None else float(focal)
+    x = box_inputs(boxes, keypoints, f, (image_wh[0] / 2, image_wh[1] / 2) if pp is None else pp)
     centre, b = crop_params(boxes)
     kp, info = x.keypoints, x.info
     rotmat = torch.zeros(n, 24, 3, 3)

@@ -35,7 +35,7 @@ from tasks.models.body import BodyModel
 from tasks.models.cliff import N_JOINTS
 from tasks.models.embedded import KeypointRegressor
 from tasks.poses import PoseBank, aa_to_matrix, load_bank, matrix_to_aa
-from tasks.regress import bbox_info, cam_crop_to_full, crop_params, project, to_crop_units
+from tasks.regress import box_inputs, cam_crop_to_full, project, to_crop_units
 
 BANDS = ((24, 40), (40, 64), (64, 128), (128, 224), (224, 1001))  # crop height b, px (RSC-Net ranges)
 _COCO_SWAPS = ([5, 7, 9], [6, 8, 10]), ([11, 13, 15], [12, 14, 16])  # (left, right) arm and leg
@@ -148,10 +148,11 @@ class Inputs:
 
 
 def inputs(batch: Batch) -> Inputs:
-    centre, b = (torch.as_tensor(a, dtype=torch.float32) for a in crop_params(batch.boxes.numpy()))
-    kp = batch.keypoints.clone()
-    kp[..., :2] = to_crop_units(kp[..., :2], centre, b) * (kp[..., 2:] > 0)
-    return Inputs(kp, bbox_info(centre, b, batch.focal, batch.image_wh / 2), centre, b)
+    """The network's inputs exactly as the regress stage makes them (tasks/regress.py box_inputs)."""
+    x = box_inputs(
+        batch.boxes.numpy(), batch.keypoints.numpy(), batch.focal.numpy(), (batch.image_wh / 2).numpy()
+    )
+    return Inputs(x.keypoints, x.info, x.centre, x.b)
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,7 @@ def crowd() -> tuple[People, BodyModel]:
     rng = np.random.default_rng(0)
     kp = np.concatenate([cam.project(coco), np.ones((len(coco), 17, 1))], -1)
     kp[..., :2] += rng.normal(0, 0.02, (len(kp), 17, 2)) * (boxes[:, 3:4] - boxes[:, 1:2])[:, :, None]
-    people = keypoint_people(boxes, kp, (cam.width, cam.height), cam.f, (cam.width / 2, cam.height / 2))
+    people = keypoint_people(boxes, kp, cam.f, (cam.width / 2, cam.height / 2))
     return people, body
 
 
