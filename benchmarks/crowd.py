@@ -71,13 +71,13 @@ def run(people: int, seed: int, model_spec: str) -> tuple[dict[str, object], dic
     from schemas.scene import CrowdConfig
     from tasks.crowd import finetune, keypoint_people, predict_all
     from tasks.models.body import BodyModel
-    from tasks.models.embedded import load_keypoint_regressor
+    from tasks.models.embedded import load_embedded
 
     f = frame(people, seed)
     w, h = f["size"]  # type: ignore[misc]
     focal = float(np.hypot(w, h))
     body = BodyModel.load("builtin:neutral")
-    model = load_keypoint_regressor(model_spec)
+    model = load_embedded(model_spec)
     ppl = keypoint_people(f["boxes"], f["kp"], focal, (w / 2, h / 2))  # type: ignore[arg-type]
     out: dict[str, object] = {"people": people, "size": f"{w}x{h}"}
     curves: dict[str, list[float]] = {}

@@ -9,7 +9,8 @@ never uses: MPJPE / PA-MPJPE (mm, 24 joints, pelvis-aligned) and root-depth erro
 Real: each annotated person (>= 5 joints) of the COCO-17 fixtures (coco, ochuman): MoveNet keypoints on
 the ground-truth box -> regressor -> COCO-17 of the body model, projected with f = image diagonal ->
 OKS against the human annotation (box area); MoveNet's own OKS alongside (the regressor's input).
-Speed: tasks/regress.regress over 4096 boxes against the bare network on the same batches.
+Speed: tasks/regress.regress over 4096 boxes (1024 for an image-mode model, whose crops it cuts from
+a frame in memory) against the bare network on the same batches (given the crops already cut).
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ RESULTS = REPO / "benchmarks" / "results"
 
 def held_out(model_spec: str, people: int, seed: int) -> dict[str, object]:
     from tasks.models.body import BodyModel
-    from tasks.models.embedded import load_keypoint_regressor
+    from tasks.models.embedded import load_embedded
     from tasks.train_regressor import evaluate, held_out_poses
 
-    model = load_keypoint_regressor(model_spec)
+    model = load_embedded(model_spec)
     m = evaluate(model, BodyModel.load("builtin:neutral"), held_out_poses(), seed=seed, people=people)
     return {"bands": m.bands, "b>=100": m.large}
 
@@ -42,12 +43,12 @@ def held_out(model_spec: str, people: int, seed: int) -> dict[str, object]:
 def real(root: Path, model_spec: str) -> dict[str, object]:
     from tasks.evaluate import oks_matrix
     from tasks.models.body import BodyModel
-    from tasks.models.embedded import load_keypoint_regressor
+    from tasks.models.embedded import load_embedded
     from tasks.models.movenet import MoveNet
     from tasks.pose2d import estimate
     from tasks.regress import regress
 
-    pose, model = MoveNet.load(), load_keypoint_regressor(model_spec)
+    pose, model = MoveNet.load(), load_embedded(model_spec)
     body = BodyModel.load("builtin:neutral")
     out: dict[str, object] = {}
     for name in ("coco", "ochuman"):
@@ -67,7 +68,7 @@ def real(root: Path, model_spec: str) -> dict[str, object]:
             gt = np.array([a["keypoints"] for a in anns], float).reshape(-1, 17, 3)
             kp = estimate([image], boxes, pose)
             h, w = image.shape[:2]
-            r = regress(None, boxes, kp, model, (w, h))
+            r = regress([image], boxes, kp, model, (w, h))  # an image-mode model reads its crops
             _, _, coco = body.numpy_forward(r.pose, r.betas, r.transl)
             proj = r.focal[0] * coco[..., :2] / coco[..., 2:] + r.pp
             area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
@@ -88,24 +89,39 @@ def real(root: Path, model_spec: str) -> dict[str, object]:
 
 
 def speed(model_spec: str, n: int = 4096, batch: int = 32, repeats: int = 3) -> dict[str, float]:
-    from tasks.models.body import BodyModel
-    from tasks.models.embedded import load_keypoint_regressor
-    from tasks.regress import regress
-    from tasks.train_regressor import held_out_poses, inputs, sample
+    from tasks.models.embedded import load_embedded
+    from tasks.pose2d import crop_from_levels
+    from tasks.regress import CROP_RESCALE, CROP_SIZE, box_inputs, normalise_crops, regress
 
-    model = load_keypoint_regressor(model_spec)
-    batch_data = sample(np.random.default_rng(7), n, held_out_poses(), BodyModel.load("builtin:neutral"))
-    boxes, kp = batch_data.boxes.numpy(), batch_data.keypoints.numpy()
-    x = inputs(batch_data)
+    model = load_embedded(model_spec)
+    if model.uses_image:  # crops are cut from a 8192 x 4096 frame in memory: 1024 people are enough
+        n = min(n, 1024)
+    wh = (8192, 4096) if model.uses_image else (20000, 10000)
+    rng = np.random.default_rng(7)
+    frame = [rng.integers(0, 256, (wh[1], wh[0], 3), dtype=np.uint8)] if model.uses_image else None
+    boxes = np.concatenate([rng.uniform(0, 0.9, (n, 2)) * wh, np.zeros((n, 2))], 1)
+    boxes[:, 2:] = boxes[:, :2] + rng.uniform(40, 400, (n, 1)) * [0.4, 1.0]
+    kp = np.concatenate(
+        [rng.uniform(boxes[:, None, :2], boxes[:, None, 2:], (n, 17, 2)), np.ones((n, 17, 1))], -1
+    )
+    x = box_inputs(boxes, kp, float(np.hypot(*wh)), (wh[0] / 2, wh[1] / 2))
+    crops = None
+    if frame is not None:  # the bare model is given the crops already cut and normalised
+        crops = normalise_crops(
+            np.stack([crop_from_levels(frame, bx, CROP_SIZE, CROP_RESCALE)[0] for bx in boxes])
+        )
     bare, stage = [], []
     for _ in range(repeats):
         t = time.perf_counter()
         with torch.inference_mode():
             for i in range(0, n, batch):
-                model(x.keypoints[i : i + batch], x.info[i : i + batch])
+                part = slice(i, i + batch)
+                model.predict(
+                    None if crops is None else crops[part], x.keypoints[part], x.info[part], x.b[part]
+                )
         bare.append(time.perf_counter() - t)
         t = time.perf_counter()
-        regress(None, boxes, kp, model, (20000, 10000), batch=batch)
+        regress(frame, boxes, kp, model, wh, batch=batch)
         stage.append(time.perf_counter() - t)
     return {
         "people": n, "batch": batch, "bare_people_per_s": n / min(bare), "stage_people_per_s": n / min(stage),

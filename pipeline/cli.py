@@ -131,6 +131,7 @@ def _cmd_train_regressor(args: argparse.Namespace) -> int:
     import torch
 
     from schemas.io import atomic_output
+    from tasks import InputError
     from tasks.files import file_sha256
     from tasks.models.body import BodyModel
     from tasks.models.embedded import manifest_path
@@ -141,12 +142,22 @@ def _cmd_train_regressor(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, width=args.width)
-    model, record = train(cfg, log=lambda line: print(line, flush=True))
+    cfg = TrainConfig(
+        steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, width=args.width, mode=args.mode,
+        init=args.init,
+    )  # fmt: skip
+    try:
+        model, record = train(cfg, log=lambda line: print(line, flush=True))
+    except InputError as e:
+        raise ConfigError(f"train regressor: {e}") from None
+    state = model.state_dict()
+    if args.fp16:  # half the file; the held-out metrics below are those of the rounded weights
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        model.load_state_dict(state)
     body = BodyModel.load(cfg.body)
     metrics = evaluate(model, body, held_out_poses(), seed=args.eval_seed, people=args.eval_people)
     buf = io.BytesIO()  # torch.save names its archive after the file: bytes would depend on the name
-    torch.save(model.state_dict(), buf)
+    torch.save(state, buf)
     with atomic_output(out) as tmp:
         tmp.write_bytes(buf.getvalue())
     record["eval"] = {
@@ -160,6 +171,9 @@ def _cmd_train_regressor(args: argparse.Namespace) -> int:
         f"python -m pipeline train regressor --out {args.out} --steps {args.steps} --batch {args.batch} "
         f"--lr {args.lr} --width {args.width} --seed {args.seed} --threads {args.threads} "
         f"--eval-seed {args.eval_seed} --eval-people {args.eval_people}"
+        + (f" --mode {args.mode}" if args.mode != "keypoints" else "")
+        + (f" --init {args.init}" if args.init else "")
+        + (" --fp16" if args.fp16 else "")
     )
     write_manifest(manifest_path(out), record)
     print(json.dumps(record["eval"]["large"]))
@@ -466,6 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (results depend on it)")
     p.add_argument("--eval-seed", type=int, default=12345, dest="eval_seed")
     p.add_argument("--eval-people", type=int, default=4000, dest="eval_people")
+    p.add_argument("--mode", choices=("keypoints", "image"), default="keypoints", help="network inputs")
+    p.add_argument("--init", default=None, help="weights to start from (image mode: builtin:embedded-kp)")
+    p.add_argument("--fp16", action="store_true", help="store the weights as float16")
     p.set_defaults(func=_cmd_train_regressor)
     return parser
 

@@ -368,7 +368,7 @@ def crowd_unit(
         smpl_table,
         write_parquet,
     )  # fmt: skip
-    from tasks.crowd import NormalisedCliff, cliff_people, finetune, keypoint_people, quality
+    from tasks.crowd import crowd_inputs, finetune, quality
     from tasks.models.body import BodyModel
     from tasks.models.embedded import load_regressor
     from tasks.regress import crop_params
@@ -383,12 +383,8 @@ def crowd_unit(
     pp = (float(smpl.column("cx")[0].as_py()), float(smpl.column("cy")[0].as_py()))
     height, width = open_levels(fdir / STORE_NAME)[0].shape[:2]
     regressor = load_regressor(regress.backend, regress.model, "cpu")
-    if regress.backend == "cliff":  # finetune CLIFF itself, on every person's crop (kept uint8)
-        levels = [ChunkCache(lv) for lv in open_levels(fdir / STORE_NAME)]
-        people = cliff_people(levels, boxes, kp, focal, pp)
-        model = NormalisedCliff(regressor.model.cpu())
-    else:
-        people, model = keypoint_people(boxes, kp, focal, pp), regressor
+    levels = [ChunkCache(lv) for lv in open_levels(fdir / STORE_NAME)] if regressor.uses_image else None
+    people, model = crowd_inputs(regressor, levels, boxes, kp, focal, pp)  # crops, if any, kept uint8
     body = BodyModel.load(regress.body)
     device = _device(cfg.device)
     if device != "cpu":  # the cached body model stays on the CPU for the other units of this worker

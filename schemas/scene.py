@@ -235,13 +235,14 @@ class RegressConfig(_Section):
     enabled: bool = True
     backend: Literal["embedded", "cliff"] = Field(
         default="embedded",
-        description="embedded: the project's keypoints-to-SMPL regressor (trained on synthetic people "
-        "of the shipped body model); cliff: an official CLIFF checkpoint (ResNet-50 or HRNet-W48)",
+        description="embedded: the project's own regressor (trained on synthetic people of the shipped "
+        "body model); cliff: an official CLIFF checkpoint (ResNet-50 or HRNet-W48)",
     )
     model: str | None = Field(
         default=None,
-        description="embedded: weights written by `python -m pipeline train regressor`, default "
-        "builtin:embedded-kp; cliff: the checkpoint path (required)",
+        description="embedded: builtin:embedded-kp (keypoints + box, the default), builtin:embedded-img "
+        "(the crop too), or weights written by `python -m pipeline train regressor`; cliff: the "
+        "checkpoint path (required)",
     )
     body: str = Field(
         default="builtin:neutral",

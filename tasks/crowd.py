@@ -21,6 +21,7 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import roma
@@ -417,33 +418,54 @@ def quality(joints: np.ndarray, coco: np.ndarray, people: People, max_angle_deg:
     return Quality(err, feet.double().numpy() @ plane[:3] + plane[3], plane)
 
 
-class NormalisedCliff(nn.Module):
-    """A CLIFF network taking uint8 crops (N, 256, 192, 3), so a frame's crops stay uint8 in memory
+class NormalisedCrops(nn.Module):
+    """A network whose first input is ImageNet-normalised crops (CLIFF, the image-mode embedded
+    regressor), taking them uint8 (N, 256, 192, 3) instead: a frame's crops stay uint8 in memory
     (147 KB a person) and are normalised per batch as the network runs."""
 
-    def __init__(self, cliff: nn.Module) -> None:
+    def __init__(self, net: nn.Module) -> None:
         super().__init__()
-        self.cliff = cliff
+        self.net = net
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255, persistent=False)
 
     def forward(
-        self, crops: torch.Tensor, info: torch.Tensor
+        self, crops: torch.Tensor, *rest: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = (crops.permute(0, 3, 1, 2).float() - self.mean) / self.std
-        return self.cliff(x, info)
+        return self.net((crops.permute(0, 3, 1, 2).float() - self.mean) / self.std, *rest)
 
 
-def cliff_people(
-    levels: list[object], boxes: np.ndarray, keypoints: np.ndarray, focal: float, pp: tuple[float, float]
-) -> People:
-    """People for NormalisedCliff: each box's CLIFF crop (uint8, from the pyramid at the level that
-    keeps the crop's resolution) and bbox info; keypoints for the keypoint loss."""
+def crowd_inputs(
+    regressor: Any,
+    levels: list[object] | None,
+    boxes: np.ndarray,
+    keypoints: np.ndarray,
+    focal: float,
+    pp: tuple[float, float],
+) -> tuple[People, nn.Module]:
+    """The people of one frame and the network to finetune on them, for a regressor that
+    tasks/models/embedded.load_regressor made: keypoints-mode (keypoints, bbox info); image-mode
+    (uint8 crops, keypoints, bbox info, crop heights); CLIFF (uint8 crops, bbox info). Crops are cut
+    from `levels` (the frame's pyramid) as the regress stage cuts them. boxes (N, 4) px, keypoints
+    (N, 17, 3) px + confidence, focal and principal point px."""
+    from tasks.models.embedded import CliffRegressor, ImageRegressor
     from tasks.pose2d import crop_from_levels
     from tasks.regress import CROP_RESCALE, CROP_SIZE, box_inputs
 
+    if not regressor.uses_image:
+        return keypoint_people(boxes, keypoints, focal, pp), regressor
     x = box_inputs(boxes, keypoints, focal, pp)
+    if levels is None:
+        raise ValueError("a regressor that reads the image needs the frame's pyramid")
     crops = np.zeros((len(boxes), CROP_SIZE[1], CROP_SIZE[0], 3), np.uint8)
     for i, b in enumerate(boxes):
         crops[i] = crop_from_levels(levels, b, CROP_SIZE, CROP_RESCALE)[0]
-    return People((torch.from_numpy(crops), x.info), x.kp_px, x.centre, x.b, x.focal, x.pp)
+    c = torch.from_numpy(crops)
+    if isinstance(regressor, CliffRegressor):
+        net_inputs: tuple[torch.Tensor, ...] = (c, x.info)
+        net: nn.Module = regressor.model.cpu()
+    elif isinstance(regressor, ImageRegressor):
+        net_inputs, net = (c, x.keypoints, x.info, x.b), regressor
+    else:
+        raise TypeError(f"no crowd inputs for {type(regressor).__name__}")
+    return People(net_inputs, x.kp_px, x.centre, x.b, x.focal, x.pp), NormalisedCrops(net)

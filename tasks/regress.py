@@ -86,10 +86,11 @@ class Regressor(Protocol):
     sha256: str
 
     def predict(
-        self, crops: torch.Tensor | None, keypoints: torch.Tensor, info: torch.Tensor
+        self, crops: torch.Tensor | None, keypoints: torch.Tensor, info: torch.Tensor, b: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """crops (N, 3, 256, 192) normalised or None; keypoints (N, 17, 3) in crop units (x - c) / b
-        with confidence; info (N, 3) bbox info -> rotmat (N, 24, 3, 3), betas (N, 10), crop cam (N, 3)."""
+        with confidence; info (N, 3) bbox info; b (N,) crop heights in full-image px -> rotmat
+        (N, 24, 3, 3), betas (N, 10), crop cam (N, 3)."""
         ...
 
 
@@ -178,8 +179,8 @@ def regress(
 
     def run(idx: np.ndarray, crops: np.ndarray | None) -> None:
         t = torch.from_numpy(idx)
-        x = None if crops is None else normalise_crops(crops)
-        rotmat[t], betas[t], cam[t] = model.predict(x, kp[t], info[t])
+        images = None if crops is None else normalise_crops(crops)
+        rotmat[t], betas[t], cam[t] = model.predict(images, kp[t], info[t], x.b[t])
 
     if not model.uses_image or levels is None:
         for i in range(0, n, batch):

@@ -225,7 +225,7 @@ class Rendered:
     keypoint_occluded: np.ndarray
 
 
-def _materials(body: BodyModel) -> np.ndarray:
+def face_materials(body: BodyModel) -> np.ndarray:
     """(F,) material of each face: 0 skin, 1 top, 2 trousers, 3 shoes, 4 hair."""
     skin = np.asarray(body.smpl.lbs_weights.numpy())
     part = skin.argmax(1)
@@ -244,7 +244,7 @@ def _materials(body: BodyModel) -> np.ndarray:
     return face_mat
 
 
-def _palette(rng: np.random.Generator, n: int) -> np.ndarray:
+def person_palette(rng: np.random.Generator, n: int) -> np.ndarray:
     """(n, 5, 3) RGB per person and material."""
     pal = np.zeros((n, 5, 3))
     pal[:, 0] = _SKIN[rng.integers(0, len(_SKIN), n)] * rng.uniform(0.9, 1.1, (n, 1))
@@ -256,6 +256,39 @@ def _palette(rng: np.random.Generator, n: int) -> np.ndarray:
     pal[:, 3] = rng.uniform(10, 70, (n, 1)) * np.ones(3)
     pal[:, 4] = _HAIR[rng.integers(0, len(_HAIR), n)]
     return np.clip(pal, 0, 255)
+
+
+_LIGHT = np.array([0.3, -0.8, -0.5]) / np.linalg.norm([0.3, -0.8, -0.5])  # camera frame, from above
+
+
+def draw_person(
+    img: np.ndarray,
+    uv: np.ndarray,
+    verts: np.ndarray,
+    faces: np.ndarray,
+    face_rgb: np.ndarray,
+    ids: np.ndarray | None = None,
+    ident: int = 0,
+) -> None:
+    """Paint one person into img (h, w, 3) uint8, in place: uv (V, 2) the vertices' image coordinates
+    (pixel (i, j) covers [j, j+1) x [i, i+1)), verts (V, 3) camera frame m, faces (F, 3), face_rgb
+    (F, 3) base colour per face. Front faces far to near, flat-shaded by a light from above; `ids`
+    (h, w) int32, if given, gets `ident` where the person is drawn."""
+    tri = verts[faces]
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    front = np.einsum("fc,fc->f", normal, tri.mean(1)) < 0
+    if not front.any():
+        return
+    fi = np.flatnonzero(front)
+    fi = fi[np.argsort(-tri[fi, :, 2].mean(1), kind="stable")]
+    nrm = normal[fi] / np.maximum(np.linalg.norm(normal[fi], axis=1, keepdims=True), 1e-12)
+    shade = 0.45 + 0.55 * np.clip(nrm @ -_LIGHT, 0, 1)
+    colour = face_rgb[fi] * shade[:, None]
+    pts = np.round((uv[faces[fi]] - 0.5) * 16).astype(np.int32)
+    for p, c in zip(pts, colour, strict=True):
+        cv2.fillConvexPoly(img, p, c.tolist(), lineType=cv2.LINE_8, shift=4)
+        if ids is not None:
+            cv2.fillConvexPoly(ids, p, ident, lineType=cv2.LINE_8, shift=4)
 
 
 def _background(cam: Camera, plane: np.ndarray, y0: int, x0: int, th: int, tw: int, seed: int) -> np.ndarray:
@@ -334,14 +367,12 @@ def render(
     cam = scene.camera
     n = len(scene.pose)
     rng = np.random.default_rng(cfg.seed + 1)
-    palette = _palette(rng, n)
+    palette = person_palette(rng, n)
     faces = body.faces
-    material = _materials(body)
+    material = face_materials(body)
     uv = cam.project(verts)  # (N, V, 2)
     depth = verts[..., 2]
     order = np.argsort(-depth.mean(1), kind="stable")  # far to near
-    light = np.array([0.3, -0.8, -0.5])
-    light /= np.linalg.norm(light)
     boxes = np.concatenate([uv.min(1), uv.max(1)], axis=1)
     area = np.zeros(n)
     shown = np.zeros(n)
@@ -363,20 +394,7 @@ def render(
             & (boxes[:, 1] < ty0 + th_m)
         )
         for i in order[hit[order]]:
-            tri = verts[i][faces]
-            normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-            front = np.einsum("fc,fc->f", normal, tri.mean(1)) < 0
-            if not front.any():
-                continue
-            fi = np.flatnonzero(front)
-            fi = fi[np.argsort(-tri[fi, :, 2].mean(1), kind="stable")]
-            nrm = normal[fi] / np.maximum(np.linalg.norm(normal[fi], axis=1, keepdims=True), 1e-12)
-            shade = 0.45 + 0.55 * np.clip(nrm @ -light, 0, 1)
-            colour = palette[i, material[fi]] * shade[:, None]
-            pts = np.round((uv[i][faces[fi]] - [tx0 + 0.5, ty0 + 0.5]) * 16).astype(np.int32)
-            for p, c in zip(pts, colour, strict=True):
-                cv2.fillConvexPoly(img, p, c.tolist(), lineType=cv2.LINE_8, shift=4)
-                cv2.fillConvexPoly(ids, p, int(i), lineType=cv2.LINE_8, shift=4)
+            draw_person(img, uv[i] - [tx0, ty0], verts[i], faces, palette[i, material], ids, int(i))
         core = ids[margin:-margin, margin:-margin]
         shown[:] += np.bincount(core[core >= 0], minlength=n)[:n]
         here = (

@@ -11,6 +11,14 @@ A sample is one person of the shipped body model seen by a pinhole camera:
   1-5% of the box height, 10% of joints dropped (confidence 0), 10% low-confidence with 3x the
   jitter, and 5% of people with one limb pair's left and right swapped.
 
+Image mode (tasks/models/embedded.py ImageRegressor) also sees each person's crop, cut by the regress
+stage's own crop code (tasks/pose2d.crop_from_levels) from an imaginary pyramid whose levels draw, on
+demand, the person (flat-shaded, tasks/synth.draw_person, random clothes and skin) over a window of a
+real photograph (tasks/data/backgrounds): so a 30 px person is a blurry upsampled crop exactly as in a
+real frame. Then per crop: colour gain, blur and pixel noise, and 10% of crops with a random block of
+another photograph over them. It starts from the keypoints-mode weights (--init) and the ImageNet
+MobileNetV2 features.
+
 Losses (CrowdRec eq. 2-6): 5.0 x reprojection of COCO-17 (J3D + t projected with f, box-normalised,
 noise-free targets), 5.0 x SMPL parameters (rotation matrices and betas, L2), 1.0 x pelvis-aligned 3D
 joints, 0.1 x pelvis-aligned vertices; plus 1.0 x the crop camera against its true value (log scale
@@ -26,17 +34,30 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import roma
 import torch
 
+from tasks import InputError
 from tasks.evaluate import similarity_fit
 from tasks.models.body import BodyModel
 from tasks.models.cliff import N_JOINTS
-from tasks.models.embedded import KeypointRegressor
+from tasks.models.embedded import ImageRegressor, KeypointRegressor, load_embedded
+from tasks.pose2d import crop_from_levels
 from tasks.poses import PoseBank, aa_to_matrix, load_bank, matrix_to_aa
-from tasks.regress import box_inputs, cam_crop_to_full, project, to_crop_units
+from tasks.regress import (
+    CROP_RESCALE,
+    CROP_SIZE,
+    box_inputs,
+    cam_crop_to_full,
+    normalise_crops,
+    project,
+    to_crop_units,
+)
+from tasks.synth import draw_person, face_materials, person_palette
 
+BACKGROUNDS = Path(__file__).parent / "data" / "backgrounds"
 BANDS = ((24, 40), (40, 64), (64, 128), (128, 224), (224, 1001))  # crop height b, px (RSC-Net ranges)
 _COCO_SWAPS = ([5, 7, 9], [6, 8, 10]), ([11, 13, 15], [12, 14, 16])  # (left, right) arm and leg
 
@@ -137,6 +158,76 @@ def sample(
     )  # fmt: skip
 
 
+def load_backgrounds(folder: Path = BACKGROUNDS) -> list[np.ndarray]:
+    """The photographs crops are drawn over, (h, w, 3) uint8 RGB each."""
+    images = [cv2.imread(str(f))[..., ::-1].copy() for f in sorted(folder.glob("*.jpg"))]
+    if not images:
+        raise InputError(f"no background photographs (*.jpg) in {folder}")
+    return images
+
+
+class _SyntheticLevel:
+    """Level k (downsampled 2^k) of an imaginary full image of size wh (2,) px showing one person (uv
+    (V, 2) full-image px, verts (V, 3) m, per-face colours face_rgb (F, 3)) over a photograph; only the
+    region read is drawn."""
+
+    def __init__(
+        self, k: int, wh: np.ndarray, uv: np.ndarray, verts: np.ndarray, faces: np.ndarray,
+        face_rgb: np.ndarray, photo: np.ndarray, rng: np.random.Generator,
+    ) -> None:  # fmt: skip
+        self.f = 2.0**k
+        self.shape = (int(np.ceil(wh[1] / self.f)), int(np.ceil(wh[0] / self.f)), 3)
+        self.uv, self.verts, self.faces, self.face_rgb = uv / self.f, verts, faces, face_rgb
+        self.photo, self.rng = photo, rng
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        ys, xs = key
+        h, w = ys.stop - ys.start, xs.stop - xs.start
+        ph, pw = self.photo.shape[:2]
+        scale = min(self.rng.uniform(0.3, 1.5) * min(ph / h, pw / w), ph / h, pw / w)
+        wh_, ww_ = max(int(h * scale), 1), max(int(w * scale), 1)
+        y0, x0 = self.rng.integers(0, ph - wh_ + 1), self.rng.integers(0, pw - ww_ + 1)
+        img = cv2.resize(self.photo[y0 : y0 + wh_, x0 : x0 + ww_], (w, h), interpolation=cv2.INTER_AREA)
+        img = np.ascontiguousarray(img)
+        draw_person(img, self.uv - [xs.start, ys.start], self.verts, self.faces, self.face_rgb)
+        if self.rng.uniform() < 0.5:
+            img = cv2.GaussianBlur(img, (0, 0), self.rng.uniform(0.3, 1.2))
+        noise = self.rng.normal(0, self.rng.uniform(0, 6), img.shape)
+        return np.clip(img + noise, 0, 255).astype(np.uint8)
+
+
+def render_crops(
+    rng: np.random.Generator, batch: Batch, body: BodyModel, photos: list[np.ndarray]
+) -> np.ndarray:
+    """(N, 256, 192, 3) uint8: each person's regress-stage crop (its noisy box, CLIFF's crop rule) of
+    the person drawn over a random photograph, with colour and occlusion augmentation."""
+    n = len(batch.boxes)
+    wh = batch.image_wh.numpy().astype(np.float64)
+    f = batch.focal.numpy().astype(np.float64)
+    verts = batch.verts.numpy().astype(np.float64)
+    uv = f[:, None, None] * verts[..., :2] / verts[..., 2:] + wh[:, None, :] / 2
+    faces = body.faces
+    material = face_materials(body)
+    palette = person_palette(rng, n)
+    crops = np.empty((n, CROP_SIZE[1], CROP_SIZE[0], 3), np.uint8)
+    for i in range(n):
+        photo = photos[rng.integers(0, len(photos))]
+        levels = [
+            _SyntheticLevel(k, wh[i], uv[i], verts[i], faces, palette[i, material], photo, rng)
+            for k in range(8)
+        ]
+        crop = crop_from_levels(levels, batch.boxes[i].numpy().astype(np.float64), CROP_SIZE, CROP_RESCALE)[0]
+        crop = crop * rng.uniform(0.75, 1.25, 3) + rng.uniform(-20, 20)
+        if rng.uniform() < 0.1:  # something in front of the person
+            other = photos[rng.integers(0, len(photos))]
+            h, w = (rng.uniform(0.2, 0.6, 2) * crop.shape[:2]).astype(int)
+            y, x = rng.integers(0, crop.shape[0] - h), rng.integers(0, crop.shape[1] - w)
+            oy, ox = rng.integers(0, other.shape[0] - h), rng.integers(0, other.shape[1] - w)
+            crop[y : y + h, x : x + w] = other[oy : oy + h, ox : ox + w]
+        crops[i] = np.clip(crop, 0, 255)
+    return crops
+
+
 @dataclass(frozen=True)
 class Inputs:
     """What the network sees of a batch, and the crop geometry: centre (N, 2) px, b (N,) px."""
@@ -169,8 +260,12 @@ class Prediction:
     verts: torch.Tensor
 
 
-def predict(model: KeypointRegressor, body: BodyModel, batch: Batch, x: Inputs) -> Prediction:
-    rotmat, betas, cam = model(x.keypoints, x.info)
+def predict(
+    model: KeypointRegressor, body: BodyModel, batch: Batch, x: Inputs, crops: np.ndarray | None = None
+) -> Prediction:
+    """The model on a batch; crops (N, 256, 192, 3) uint8 for an image-mode model."""
+    images = None if crops is None else normalise_crops(crops)
+    rotmat, betas, cam = model.predict(images, x.keypoints, x.info, x.b)
     aa = roma.rotmat_to_rotvec(rotmat).reshape(-1, 72)
     transl = cam_crop_to_full(cam, x.centre, x.b, batch.focal, batch.image_wh / 2)
     out = body(aa[:, :3], aa[:, 3:], betas, transl)
@@ -214,6 +309,8 @@ class TrainConfig:
     width: int = 512
     body: str = "builtin:neutral"
     log_every: int = 500
+    mode: str = "keypoints"  # or "image"
+    init: str | None = None  # weights to start from (image mode: keypoints-mode weights)
 
 
 @dataclass
@@ -241,12 +338,15 @@ def evaluate(
 ) -> Metrics:
     """Accuracy on `people` held-out synthetic people drawn with `seed` (a seed training never uses)."""
     rng = np.random.default_rng(seed)
+    draw_rng = np.random.default_rng([seed, 1])  # the same people whatever the model's mode
+    photos = load_backgrounds() if model.uses_image else []
     model.eval()
     mp, pa, dep, bs = [], [], [], []
     for i in range(0, people, 500):
         batch = sample(rng, min(500, people - i), poses, body)
         x = inputs(batch)
-        p = predict(model, body, batch, x)
+        crops = render_crops(draw_rng, batch, body, photos) if model.uses_image else None
+        p = predict(model, body, batch, x, crops)
         pj = (p.joints - p.joints[:, :1]).numpy().astype(np.float64)
         tj = (batch.joints - batch.joints[:, :1]).numpy().astype(np.float64)
         mp.append(np.linalg.norm(pj - tj, axis=-1).mean(1) * 1000)
@@ -268,14 +368,17 @@ def evaluate(
 def train(
     cfg: TrainConfig, log: Callable[[str], None] = print
 ) -> tuple[KeypointRegressor, dict[str, object]]:
-    """Train a keypoints-mode regressor from scratch; returns it (eval mode) and the run record."""
+    """Train a regressor (cfg.mode) from cfg.init or from scratch; returns it (eval mode) and the
+    run record."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
+    draw_rng = np.random.default_rng([cfg.seed, 1])
     body = BodyModel.load(cfg.body)
     bank = load_bank()
     held = split_of(bank.clip)
     poses = bank.poses[~held]
-    model = KeypointRegressor(width=cfg.width)
+    model = make_model(cfg)
+    photos = load_backgrounds() if model.uses_image else []
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.05)
     start = time.perf_counter()
@@ -284,7 +387,8 @@ def train(
         model.train()
         batch = sample(rng, cfg.batch, poses, body)
         x = inputs(batch)
-        terms = losses(batch, x, predict(model, body, batch, x))
+        crops = render_crops(draw_rng, batch, body, photos) if model.uses_image else None
+        terms = losses(batch, x, predict(model, body, batch, x, crops))
         loss = sum(LOSS_WEIGHTS[k] * v for k, v in terms.items())
         opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[union-attr]
@@ -301,7 +405,7 @@ def train(
     model.eval()
     record = {
         "config": asdict(cfg),
-        "model": {"width": cfg.width, "min_conf": model.min_conf},
+        "model": {"mode": cfg.mode, "width": cfg.width, "min_conf": model.min_conf},
         "train_seconds": round(time.perf_counter() - start, 1),
         "held_out_clips": len(np.unique(bank.clip[held])),
         "train_poses": len(poses),
@@ -310,6 +414,26 @@ def train(
         "body": {"name": body.name, "sha256": body.sha256},
     }
     return model, record
+
+
+def make_model(cfg: TrainConfig) -> KeypointRegressor:
+    """The untrained network of cfg.mode, with cfg.init's weights where it has them (image mode: the
+    keypoint path and regressor of keypoints-mode weights) and, in image mode, ImageNet features."""
+    if cfg.mode not in ("keypoints", "image"):
+        raise InputError(f"unknown regressor mode {cfg.mode!r}; available: keypoints, image")
+    model = KeypointRegressor(width=cfg.width) if cfg.mode == "keypoints" else ImageRegressor(width=cfg.width)
+    if isinstance(model, ImageRegressor):
+        model.load_imagenet()
+    if cfg.init:
+        start = load_embedded(cfg.init)
+        try:
+            missing, unexpected = model.load_state_dict(start.state_dict(), strict=False)
+        except RuntimeError:  # shapes differ
+            missing, unexpected = ["(shapes)"], []
+        image_only = ("backbone.", "fuse.", "reduce.", "project.")
+        if unexpected or any(not k.startswith(image_only) for k in missing):
+            raise InputError(f"{cfg.init}: cannot start a {cfg.mode}-mode regressor of width {cfg.width}")
+    return model
 
 
 def held_out_poses() -> np.ndarray:

@@ -8,6 +8,13 @@ feature into SMPL pose, shape and a crop camera. No image is read, so there is n
 image gap: the network is trained entirely on synthetic people of the shipped body model
 (tasks/train_regressor.py) and its betas belong to that body model's shape space.
 
+Image + keypoints mode (`builtin:embedded-img`): the same keypoint path, plus the person's crop (the
+regress stage's 256x192 CLIFF crop, resized to 128x96) through ImageNet MobileNetV2 features up to block
+13 (tasks/models/mobilenet.py, RSC-Net band weights per shortcut block) with the keypoints fused as
+Gaussian heatmaps after block 3 (stride 4), as 3DCrowdNet fuses them with early image features; the
+image feature is added to the keypoint feature through a layer that starts at zero, so training starts
+from the keypoints-mode network and the image only adds what it learns to add.
+
 A weight file is a torch state dict; its manifest (JSON beside it) records how it was made.
 """
 
@@ -24,16 +31,23 @@ from torch import nn
 from tasks import InputError
 from tasks.files import model_file, torch_state
 from tasks.models.cliff import IterativeRegressor, load_cliff
+from tasks.models.mobilenet import ResolutionAwareMobileNet
 
 N_KP = 17
 WEIGHTS = Path(__file__).parent / "weights"
 BUILTIN_KP = "builtin:embedded-kp"
+BUILTIN_IMG = "builtin:embedded-img"
 BUILTINS: dict[str, tuple[Path, str]] = {
     BUILTIN_KP: (
         WEIGHTS / "embedded_kp.pt",
         "608af15257a7a336c74fb6c1ab9cbbe2905f820ed9f543e96af8cc4129aa7a03",
     ),
 }
+# ImageNet MobileNetV2 features[0..13] (torchvision layout), the image branch's starting weights.
+IMAGENET_FEATURES = (
+    WEIGHTS / "mobilenetv2_features13.pt",
+    "1eb0ac380ab3af13e23aac52cece3a61a945a6bb16461f97de802ab9ac6c8fea",
+)
 
 
 class KeypointRegressor(IterativeRegressor):
@@ -61,9 +75,72 @@ class KeypointRegressor(IterativeRegressor):
         return self.regress(self.features(keypoints), bbox_info, n_iter)
 
     def predict(
-        self, crops: torch.Tensor | None, keypoints: torch.Tensor, info: torch.Tensor
+        self, crops: torch.Tensor | None, keypoints: torch.Tensor, info: torch.Tensor, b: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self(keypoints, info)
+
+
+class ImageRegressor(KeypointRegressor):
+    """crops (N, 3, 256, 192) ImageNet-normalised + keypoints (N, 17, 3) box units + bbox info (N, 3)
+    + crop heights b (N,) source px -> rotmat (N, 24, 3, 3), betas (N, 10), crop cam (N, 3)."""
+
+    uses_image = True
+    IMAGE_HW = (128, 96)
+    FUSE_AFTER = 3  # features[3]: 24 channels at stride 4
+    HEAT_HW = (IMAGE_HW[0] // 4, IMAGE_HW[1] // 4)
+
+    def __init__(
+        self, width: int = 512, min_conf: float = 0.2, dropout: float = 0.1, heat_sigma: float = 1.0
+    ) -> None:
+        super().__init__(width, min_conf, dropout)
+        self.heat_sigma = heat_sigma  # heatmap cells
+        self.backbone = ResolutionAwareMobileNet(last=13)
+        self.fuse = nn.Conv2d(24 + N_KP, 24, 1, bias=False)
+        with torch.no_grad():  # starts as the identity on the image channels
+            self.fuse.weight.zero_()
+            self.fuse.weight[:, :24, 0, 0] = torch.eye(24)
+        c = self.backbone.out_channels
+        rows, cols = self.IMAGE_HW[0] // 16, self.IMAGE_HW[1] // 16
+        self.reduce = nn.Sequential(nn.Conv2d(c, 16, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.project = nn.Sequential(nn.Linear(16 * rows * cols, 256), nn.ReLU(), nn.Linear(256, width))
+        nn.init.zeros_(self.project[2].weight)
+        nn.init.zeros_(self.project[2].bias)
+
+    def heatmaps(self, keypoints: torch.Tensor) -> torch.Tensor:
+        """keypoints (N, 17, 3) box units (x - c) / b -> (N, 17, 32, 24) Gaussians over the crop (which
+        spans x in [-0.375, 0.375], y in [-0.5, 0.5] box units), zero for joints under min_conf."""
+        rows, cols = self.HEAT_HW
+        v = (torch.arange(rows, dtype=keypoints.dtype, device=keypoints.device) + 0.5) / rows - 0.5
+        u = ((torch.arange(cols, dtype=keypoints.dtype, device=keypoints.device) + 0.5) / cols - 0.5) * 0.75
+        s = self.heat_sigma / rows
+        dx = (u.view(1, 1, 1, cols) - keypoints[..., 0, None, None]) / s
+        dy = (v.view(1, 1, rows, 1) - keypoints[..., 1, None, None]) / s
+        known = (keypoints[..., 2] >= self.min_conf).to(keypoints.dtype)[..., None, None]
+        return torch.exp(-0.5 * (dx**2 + dy**2)) * known
+
+    def forward(  # type: ignore[override]
+        self, crops: torch.Tensor, keypoints: torch.Tensor, bbox_info: torch.Tensor, b: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = nn.functional.interpolate(crops, size=self.IMAGE_HW, mode="bilinear", antialias=True)
+        x = self.backbone.run(x, b, 0, self.FUSE_AFTER + 1)
+        x = self.fuse(torch.cat([x, self.heatmaps(keypoints)], 1))
+        x = self.backbone.run(x, b, self.FUSE_AFTER + 1)
+        image = self.project(self.reduce(x).flatten(1))
+        return self.regress(self.features(keypoints) + image, bbox_info)
+
+    def predict(
+        self, crops: torch.Tensor | None, keypoints: torch.Tensor, info: torch.Tensor, b: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if crops is None:
+            raise ValueError("the image-mode regressor needs the crops")
+        return self(crops, keypoints, info, b)
+
+    def load_imagenet(self) -> None:
+        """Backbone weights from the shipped ImageNet MobileNetV2 features (the training start)."""
+        from tasks.files import checked_builtin
+
+        state = torch_state(checked_builtin(*IMAGENET_FEATURES), "ImageNet MobileNetV2 features")
+        self.backbone.load_state_dict(state, strict=False)
 
 
 class CliffRegressor:
@@ -78,7 +155,7 @@ class CliffRegressor:
         self.device, self.name, self.sha256 = device, str(path), file_sha256(path)
 
     def predict(
-        self, crops: torch.Tensor | None, keypoints: torch.Tensor, info: torch.Tensor
+        self, crops: torch.Tensor | None, keypoints: torch.Tensor, info: torch.Tensor, b: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if crops is None:
             raise ValueError("CLIFF needs the crops")
@@ -90,19 +167,22 @@ def manifest_path(weights: Path) -> Path:
     return weights.with_suffix(".json")
 
 
-def load_keypoint_regressor(spec: str) -> KeypointRegressor:
-    """`builtin:embedded-kp` (checksum-checked) or the path of weights written by the trainer."""
+def load_embedded(spec: str) -> KeypointRegressor:
+    """`builtin:embedded-kp`, `builtin:embedded-img` (checksum-checked) or the path of weights written
+    by the trainer; the mode (keypoints or image) is that of the weights."""
     path, name, sha256 = model_file(spec, BUILTINS, "regressor")
     manifest = manifest_path(path)
     config: dict[str, Any] = {}
     if manifest.is_file():
-        config = json.loads(manifest.read_text()).get("model", {})
-    model = KeypointRegressor(**config)
-    state = torch_state(path, "regressor weights")
+        config = dict(json.loads(manifest.read_text()).get("model", {}))
+    config.pop("mode", None)
+    state = {k: v.float() for k, v in torch_state(path, "regressor weights").items()}
+    image = any(k.startswith("backbone.") for k in state)
+    model = (ImageRegressor if image else KeypointRegressor)(**config)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise InputError(
-            f"{path}: not keypoint-regressor weights: missing {missing[:3]}, unexpected {unexpected[:3]}"
+            f"{path}: not embedded-regressor weights: missing {missing[:3]}, unexpected {unexpected[:3]}"
         )
     model.name, model.sha256 = name, sha256
     return model.eval()
@@ -113,7 +193,7 @@ def load_regressor(backend: str, model: str | None, device: str = "cpu") -> Any:
     """The regress stage's network, once per process: backend 'embedded' (model default
     builtin:embedded-kp) or 'cliff' (model: an official CLIFF checkpoint path)."""
     if backend == "embedded":
-        return load_keypoint_regressor(model or BUILTIN_KP)
+        return load_embedded(model or BUILTIN_KP)
     if backend == "cliff":
         if not model or model.startswith("builtin:"):
             raise InputError("regress.backend 'cliff' needs regress.model: the path of a CLIFF checkpoint")

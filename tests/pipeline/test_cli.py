@@ -387,7 +387,7 @@ def test_synth_tiff_on_a_slope(tmp_path: Path) -> None:
 
 def test_train_regressor_writes_weights_and_a_manifest_that_reproduces_them(tmp_path: Path) -> None:
     from tasks.files import file_sha256
-    from tasks.models.embedded import load_keypoint_regressor
+    from tasks.models.embedded import load_embedded
 
     out = tmp_path / "w" / "kp.pt"
     args = ("--steps", "3", "--batch", "8", "--width", "32", "--eval-people", "40", "--threads", "1")
@@ -398,7 +398,7 @@ def test_train_regressor_writes_weights_and_a_manifest_that_reproduces_them(tmp_
     assert manifest["command"].startswith(f"python -m pipeline train regressor --out {out} --steps 3")
     assert manifest["model"]["width"] == 32 and manifest["config"]["seed"] == 0
     assert set(manifest["eval"]["bands"]) == {"24-39", "40-63", "64-127", "128-223", "224-1000"}
-    model = load_keypoint_regressor(str(out))
+    model = load_embedded(str(out))
     assert model.sha256 == manifest["sha256"] and model.encoder[0].out_features == 32
     # The same command and seed give the same weights.
     again = tmp_path / "again.pt"

@@ -193,8 +193,8 @@ def test_global_counts_its_evaluations(crowd: tuple[People, BodyModel]) -> None:
     assert fit.evaluations == 4 * 60 + 9 * 20 and len(fit.curve) == 9
 
 
-def test_normalised_cliff_equals_cliff_on_normalised_crops() -> None:
-    from tasks.crowd import NormalisedCliff
+def test_normalised_crops_equal_cliff_on_normalised_crops() -> None:
+    from tasks.crowd import NormalisedCrops
     from tasks.models.cliff import Cliff
     from tasks.regress import normalise_crops
 
@@ -203,7 +203,7 @@ def test_normalised_cliff_equals_cliff_on_normalised_crops() -> None:
     crops = np.random.default_rng(0).integers(0, 256, (2, 256, 192, 3), dtype=np.uint8)
     info = torch.randn(2, 3)
     with torch.no_grad():
-        a = NormalisedCliff(cliff)(torch.from_numpy(crops), info)
+        a = NormalisedCrops(cliff)(torch.from_numpy(crops), info)
         b = cliff(normalise_crops(crops), info)
     for x, y in zip(a, b, strict=True):
         torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-4)

@@ -75,7 +75,7 @@ class _Recorder:
     def __init__(self) -> None:
         self.seen: list[torch.Tensor] = []
 
-    def predict(self, crops, keypoints, info):  # type: ignore[no-untyped-def]
+    def predict(self, crops, keypoints, info, b):  # type: ignore[no-untyped-def]
         n = len(info)
         self.seen.append(crops[:, :, 128, 96].clone())
         rot = torch.eye(3).expand(n, 24, 3, 3).clone()

@@ -95,3 +95,46 @@ def test_a_few_steps_of_training_lower_the_loss(body: BodyModel, poses: np.ndarr
     with torch.no_grad():
         after = float(total())
     assert after < 0.8 * before
+
+
+def test_training_crops_show_the_person_where_its_keypoints_are(body: BodyModel, poses: np.ndarray) -> None:
+    from tasks.train_regressor import render_crops
+
+    batch = sample(np.random.default_rng(3), 6, poses, body, b_range=(150.0, 400.0), noise=False)
+    green = np.zeros((300, 400, 3), np.uint8)
+    green[..., 1] = 255  # no clothes, skin or hair colour is pure green
+    crops = render_crops(np.random.default_rng(0), batch, body, [green])
+    again = render_crops(np.random.default_rng(0), batch, body, [green])
+    assert crops.shape == (6, 256, 192, 3) and crops.dtype == np.uint8
+    np.testing.assert_array_equal(crops, again)
+    x = inputs(batch)
+    for crop, kp in zip(crops, x.keypoints.numpy(), strict=True):
+        corner = np.median(crop[:8, :8].reshape(-1, 3), axis=0)
+        person = np.abs(crop.astype(float) - corner).max(-1) > 60
+        # keypoints in box units -> crop pixels (the crop spans 0.75 b x b around the centre)
+        u = np.clip(((kp[:, 0] + 0.375) * 256).astype(int), 0, 191)
+        v = np.clip(((kp[:, 1] + 0.5) * 256).astype(int), 0, 255)
+        near = [person[max(y - 4, 0) : y + 5, max(x - 4, 0) : x + 5].any() for x, y in zip(u, v, strict=True)]
+        assert np.mean(near) > 0.8  # the drawn body covers its own joints
+        assert 0.03 < person.mean() < 0.6  # a person, not the whole crop
+
+
+def test_image_mode_starts_as_the_keypoints_network(body: BodyModel, poses: np.ndarray) -> None:
+    from tasks import InputError
+    from tasks.models.embedded import BUILTIN_KP, ImageRegressor, load_embedded
+    from tasks.train_regressor import TrainConfig, make_model
+
+    model = make_model(TrainConfig(mode="image", init=BUILTIN_KP)).eval()
+    assert isinstance(model, ImageRegressor)
+    batch = sample(np.random.default_rng(5), 8, poses, body)
+    x = inputs(batch)
+    crops = np.random.default_rng(0).integers(0, 256, (8, 256, 192, 3), dtype=np.uint8)
+    with torch.no_grad():
+        a = predict(model, body, batch, x, crops)
+        b = predict(load_embedded(BUILTIN_KP), body, batch, x)
+    torch.testing.assert_close(a.rotmat, b.rotmat)
+    torch.testing.assert_close(a.cam, b.cam)
+    with pytest.raises(InputError, match="cannot start a image-mode regressor of width 64"):
+        make_model(TrainConfig(mode="image", width=64, init=BUILTIN_KP))
+    with pytest.raises(InputError, match="unknown regressor mode"):
+        make_model(TrainConfig(mode="video"))

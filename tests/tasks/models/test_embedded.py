@@ -12,7 +12,7 @@ import torch
 from tasks import InputError
 from tasks.files import file_sha256
 from tasks.models.body import BodyModel
-from tasks.models.embedded import BUILTIN_KP, BUILTINS, load_keypoint_regressor, manifest_path
+from tasks.models.embedded import BUILTIN_KP, BUILTINS, load_embedded, manifest_path
 from tasks.train_regressor import evaluate, held_out_poses
 from tests.conftest import one_line_error
 
@@ -28,13 +28,13 @@ def test_shipped_weights_match_their_manifest() -> None:
     assert manifest["command"].startswith("python -m pipeline train regressor --out ")
     assert manifest["body"]["sha256"] == BodyModel.load("builtin:neutral").sha256
     assert WEIGHTS.stat().st_size < 8e6
-    model = load_keypoint_regressor(BUILTIN_KP)
+    model = load_embedded(BUILTIN_KP)
     assert model.sha256 == SHA256 and not model.training
 
 
 def test_held_out_accuracy() -> None:
     torch.set_num_threads(2)
-    model = load_keypoint_regressor(BUILTIN_KP)
+    model = load_embedded(BUILTIN_KP)
     m = evaluate(model, BodyModel.load("builtin:neutral"), held_out_poses(), seed=4242, people=400)
     large = m.large
     assert large["people"] > 100
@@ -48,12 +48,33 @@ def test_held_out_accuracy() -> None:
 def test_a_damaged_or_foreign_weight_file_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "w.pt"
     torch.save({"fc.weight": torch.zeros(2, 2)}, bad)
-    assert "not keypoint-regressor weights" in one_line_error(InputError, load_keypoint_regressor, str(bad))
+    assert "not embedded-regressor weights" in one_line_error(InputError, load_embedded, str(bad))
     bad.write_bytes(b"junk")
-    assert "cannot read regressor weights" in one_line_error(InputError, load_keypoint_regressor, str(bad))
-    assert "not found" in one_line_error(InputError, load_keypoint_regressor, str(tmp_path / "none.pt"))
+    assert "cannot read regressor weights" in one_line_error(InputError, load_embedded, str(bad))
+    assert "not found" in one_line_error(InputError, load_embedded, str(tmp_path / "none.pt"))
 
 
 @pytest.mark.parametrize("spec", ["builtin:nope"])
 def test_unknown_builtin(spec: str) -> None:
-    assert "available: builtin:embedded-kp" in one_line_error(InputError, load_keypoint_regressor, spec)
+    assert "available: builtin:embedded-kp" in one_line_error(InputError, load_embedded, spec)
+
+
+def test_heatmaps_peak_at_the_keypoint_and_vanish_when_unknown() -> None:
+    from tasks.models.embedded import ImageRegressor
+
+    model = ImageRegressor(width=32)
+    kp = torch.zeros(1, 17, 3)
+    kp[0, :, 2] = 1.0
+    kp[0, 0, :2] = torch.tensor([0.2, -0.3])  # right of and above the crop centre, box units
+    kp[0, 1, 2] = 0.1  # under min_conf
+    h = model.heatmaps(kp)
+    assert h.shape == (1, 17, 32, 24)
+    row, col = divmod(int(h[0, 0].argmax()), 24)
+    # cell centres: x = ((col + 0.5) / 24 - 0.5) * 0.75, y = (row + 0.5) / 32 - 0.5
+    assert (
+        abs(((col + 0.5) / 24 - 0.5) * 0.75 - 0.2) <= 0.75 / 48
+        and abs((row + 0.5) / 32 - 0.5 + 0.3) <= 1 / 64
+    )
+    assert h[0, 0].max() > 0.6 and h[0, 1].abs().max() == 0
+    with pytest.raises(ValueError, match="needs the crops"):
+        model.predict(None, kp, torch.zeros(1, 3), torch.ones(1))
