@@ -299,7 +299,7 @@ def _regress(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[
                 bar.advance(f"{f.name} FAILED")
                 continue
             boxes, kp = detections_array(det)[:, :4], keypoints_array(kp_table)
-            camera = frame_camera(store, rs.scene.camera)
+            camera = frame_camera(store, rs.scene.camera, kp)
             n = cfg.boxes_per_task
             batches = [
                 client.submit(
@@ -313,7 +313,7 @@ def _regress(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[
                 )
                 for i in range(0, len(boxes), n)
             ]
-            writes[client.submit(regress_write_unit, str(m.dir), f.name, det_ids, cfg, h, _source(m),
+            writes[client.submit(regress_write_unit, str(m.dir), f.name, det_ids, cfg, camera, h, _source(m),
                                  *batches, pure=False)] = f  # fmt: skip
         return _record_people(writes, "regress", bar, manifests, summary)
 

@@ -270,23 +270,42 @@ def _device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def frame_camera(store: str, camera: CameraConfig) -> dict[str, float]:
-    """The scene's camera for a frame: `auto` focal = the image diagonal, `auto` centre = image centre."""
+def frame_camera(store: str, camera: CameraConfig, keypoints: np.ndarray) -> dict[str, Any]:
+    """The scene's camera for a frame: focal, cx, cy (px) and how the focal was chosen (focal_source:
+    given, diagonal, estimated, or diagonal because the people do not determine it; estimate: what
+    tasks/camera.py found). `auto` focal = the image diagonal; `estimate` = from the people's
+    keypoints (N, 17, 3) px; `auto` centre = the image centre."""
+    from dataclasses import asdict
+
+    from tasks.camera import estimate_camera
     from tasks.regress import default_focal
 
     height, width = open_levels(Path(store))[0].shape[:2]
-    return {
-        "focal": default_focal(width, height) if camera.focal == "auto" else float(camera.focal),
-        "cx": width / 2 if camera.cx == "auto" else float(camera.cx),
-        "cy": height / 2 if camera.cy == "auto" else float(camera.cy),
-    }
+    pp = (
+        width / 2 if camera.cx == "auto" else float(camera.cx),
+        height / 2 if camera.cy == "auto" else float(camera.cy),
+    )
+    out: dict[str, Any] = {"cx": pp[0], "cy": pp[1], "estimate": None}
+    if camera.focal == "estimate":
+        est = estimate_camera(keypoints, (width, height), pp)
+        out["estimate"] = None if est is None else asdict(est)
+        if est is not None:
+            return out | {"focal": est.focal, "focal_source": "estimated"}
+        return out | {
+            "focal": default_focal(width, height),
+            "focal_source": "diagonal (not determined by the people)",
+        }
+    if camera.focal == "auto":
+        return out | {"focal": default_focal(width, height), "focal_source": "diagonal"}
+    return out | {"focal": float(camera.focal), "focal_source": "given"}
 
 
 def regress_write_unit(
-    frame_dir: str, frame: str, det_ids: np.ndarray, cfg: RegressConfig, chain_hash: str,
-    source: dict[str, Any], *batches: dict[str, np.ndarray],
+    frame_dir: str, frame: str, det_ids: np.ndarray, cfg: RegressConfig, camera: dict[str, Any],
+    chain_hash: str, source: dict[str, Any], *batches: dict[str, np.ndarray],
 ) -> dict[str, Any]:  # fmt: skip
-    """Write `smpl.parquet` for a frame from its regression batches."""
+    """Write `smpl.parquet` for a frame from its regression batches; `camera` (frame_camera) goes
+    into its metadata."""
     from schemas.tables import (
         DETECTIONS,
         KEYPOINTS,
@@ -322,6 +341,7 @@ def regress_write_unit(
         "body_model": body.name,
         "body_model_sha256": body.sha256,
         "ground_plane": json.dumps(q.plane.tolist()),
+        "camera": json.dumps(camera),
     }
     write_parquet(smpl_table(frame, det_ids, r, meta), fdir / SMPL_FILE)
     return _frame_record("regress", chain_hash, [SMPL_FILE], t0, len(det_ids), source)
@@ -380,6 +400,7 @@ def crowd_unit(
     kp = keypoints_array(read_table(fdir / KEYPOINTS_FILE, KEYPOINTS))
     smpl = read_table(fdir / SMPL_FILE, SMPL)
     focal = float(smpl.column("focal")[0].as_py())
+    camera = json.loads((smpl.schema.metadata or {}).get(b"camera", b"{}"))  # how the focal was chosen
     pp = (float(smpl.column("cx")[0].as_py()), float(smpl.column("cy")[0].as_py()))
     height, width = open_levels(fdir / STORE_NAME)[0].shape[:2]
     regressor = load_regressor(regress.backend, regress.model, "cpu")
@@ -405,7 +426,7 @@ def crowd_unit(
     meta = {
         "regressor": f"{regress.backend}:{regressor.name}", "regressor_sha256": regressor.sha256,
         "body_model": body.name, "body_model_sha256": body.sha256, "crowd_method": cfg.method,
-        "ground_plane": json.dumps(plane),
+        "ground_plane": json.dumps(plane), "camera": json.dumps(camera),
     }  # fmt: skip
     write_parquet(smpl_table(frame, det.column("det_id").to_numpy(), r, meta), fdir / CROWD_FILE)
     before = fixed_array(smpl, "joints3d", 24, 3)
@@ -416,7 +437,7 @@ def crowd_unit(
 
     report = {
         "method": cfg.method, "people": n, "ground_plane": plane,
-        "camera": {"focal": focal, "cx": pp[0], "cy": pp[1], "width": width, "height": height},
+        "camera": camera | {"focal": focal, "cx": pp[0], "cy": pp[1], "width": width, "height": height},
         "evaluations": fit.evaluations, "iterations": len(fit.curve), "loss_curve": fit.curve,
         "seed": seed, "device": device, "seconds": round(time.perf_counter() - t0, 2),
         "mean_joint_change_m": float(np.linalg.norm(r["joints"] - before, axis=-1).mean()) if n else 0.0,

@@ -80,9 +80,11 @@ class InputConfig(_Section):
 
 
 class CameraConfig(_Section):
-    """Intrinsics in full-resolution pixels. `auto` focal = image diagonal; `auto` centre = image centre."""
+    """Intrinsics in full-resolution pixels. `auto` focal = image diagonal; `estimate` = from the
+    people of each frame (tasks/camera.py: where their head-to-ankle lines meet and their heights
+    vanish), the diagonal when they do not determine it; `auto` centre = image centre."""
 
-    focal: Literal["auto"] | Annotated[float, Field(gt=0)] = "auto"
+    focal: Literal["auto", "estimate"] | Annotated[float, Field(gt=0)] = "auto"
     cx: Literal["auto"] | float = "auto"
     cy: Literal["auto"] | float = "auto"
 

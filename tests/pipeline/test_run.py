@@ -340,11 +340,18 @@ def test_image_mode_embedded_regressor_reads_each_persons_crop(tmp_path: Path) -
     shutil.copy(DEMO_PHOTO, tmp_path / "p.jpg")
     regress = {"model": "img.pt", "meshes": False}
     crowd = {"global": {"steps": 2, "refresh": 1}}
-    scene = _scene(tmp_path, ["p.jpg"], regress=regress, pose2d={"overlay": False}, crowd=crowd)
+    camera = {"focal": "estimate"}  # 9 people do not determine it: the diagonal, and the run says so
+    scene = _scene(
+        tmp_path, ["p.jpg"], regress=regress, pose2d={"overlay": False}, crowd=crowd, camera=camera
+    )
     assert _run(scene).ok
     frame = tmp_path / "out" / "t" / "p"
     report = json.loads((frame / "crowd.json").read_text())
     assert report["iterations"] == 2
+    assert report["camera"]["focal_source"] == "diagonal (not determined by the people)"
+    assert report["camera"]["estimate"] is None and report["camera"]["focal"] == pytest.approx(
+        np.hypot(1116, 600)
+    )
     table = read_table(frame / "smpl.parquet", SMPL)
     assert table.schema.metadata[b"regressor"] == f"embedded:{tmp_path / 'img.pt'}".encode()
     assert len(read_table(frame / "crowd.parquet", SMPL)) == len(table) >= 5
