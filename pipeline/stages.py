@@ -375,6 +375,7 @@ def crowd_unit(
     import copy
 
     import roma
+    import torch
 
     from schemas.io import atomic_write_text
     from schemas.tables import (
@@ -412,6 +413,8 @@ def crowd_unit(
         body = copy.deepcopy(body).to(device)
     fit = finetune(model, people.to(device), body, cfg, seed=seed)
     n = len(boxes)
+    if not all(bool(torch.isfinite(t).all()) for t in (fit.rotmat, fit.betas, fit.transl)):
+        raise ValueError(f"finetuning ({cfg.method}) diverged: non-finite people; smpl.parquet is kept")
     pose = roma.rotmat_to_rotvec(fit.rotmat.cpu()).reshape(n, 72).numpy()
     centre, b = crop_params(boxes)
     r = {

@@ -192,6 +192,12 @@ def regress(
             while (item := pending.result()) is not None:
                 pending = pool.submit(next, source, None)
                 run(*item)
+    bad = ~(
+        torch.isfinite(rotmat).flatten(1).all(1) & torch.isfinite(betas).all(1) & torch.isfinite(cam).all(1)
+    )
+    if bad.any():  # a broken checkpoint or a network fed garbage: nothing non-finite reaches a table
+        name = getattr(model, "name", "")
+        raise ValueError(f"the regressor {name} gave non-finite values for {int(bad.sum())} of {n} people")
     transl = cam_crop_to_full(cam, x.centre, x.b, x.focal, x.pp)
     pose = roma.rotmat_to_rotvec(rotmat).reshape(n, 72)
     return Regression(

@@ -120,3 +120,18 @@ def test_crop_from_levels_matches_cliff_affine() -> None:
     box = np.array([300.0, 100.0, 380.0, 400.0])
     _, affine, _ = crop_from_levels([img], box, CROP_SIZE, 1.1)
     assert np.allclose(affine, cliff_affine(box))
+
+
+def test_non_finite_network_output_is_refused_in_one_line() -> None:
+    class _Broken(_Recorder):
+        name = "broken"
+
+        def predict(self, crops, keypoints, info, b):  # type: ignore[no-untyped-def]
+            rot, betas, cam = super().predict(crops, keypoints, info, b)
+            cam[1, 0] = float("nan")
+            return rot, betas, cam
+
+    img = np.zeros((512, 1024, 3), np.uint8)
+    boxes = np.array([[800, 300, 840, 400], [100, 50, 140, 150]], float)
+    with pytest.raises(ValueError, match=r"^the regressor broken gave non-finite values for 1 of 2 people$"):
+        regress([img], boxes, np.zeros((2, 17, 3), np.float32), _Broken(), (1024, 512))
