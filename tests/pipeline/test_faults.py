@@ -1,34 +1,40 @@
-"""Faults during a run: a worker process killed in the middle of the fan-out changes nothing."""
+"""Faults during a run: a worker process killed in the middle of the fan-out, and the whole run killed
+and run again, both end with the persons table of an undisturbed run."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
+import pytest
 import yaml
 from distributed import Client, LocalCluster
 
 from pipeline.config import load_scene, resolve
 from pipeline.run import RunSummary, run_scene
 
+REPO = Path(__file__).resolve().parents[2]
 FAN_OUT = ("detect_batch_unit", "pose_batch_unit", "regress_batch_unit")
 
 
-def _scene(tmp_path: Path, out: str, address: str) -> Path:
+def _scene(folder: Path, out: str, cluster: dict[str, Any]) -> Path:
     doc = {
         "name": "f",
         "input": {"synthetic": {"people": 40, "width": 3072, "height": 1536, "seed": 4}},
         "output": out,
-        "cluster": {"kind": "address", "address": address},
-        "detect": {"tiles_per_task": 1},  # many small fan-out tasks: one is running when the worker dies
-        "regress": {"boxes_per_task": 8, "meshes": False},
+        "cluster": cluster,
+        "detect": {"tiles_per_task": 1},  # many small fan-out tasks: one is running when a worker dies
         "pose2d": {"overlay": False, "boxes_per_task": 8},
+        "regress": {"boxes_per_task": 8, "meshes": False},
     }
-    path = tmp_path / f"{out}.yaml"
+    path = folder / f"{out}.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
 
@@ -38,16 +44,26 @@ def _persons(run: Path) -> list[dict[str, object]]:
     return sorted(table.to_pylist(), key=lambda r: r["person_id"])
 
 
-def test_a_worker_killed_in_the_fan_out_changes_nothing(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, object]]:
+    """The persons of an undisturbed run (local cluster of 2 worker processes)."""
+    folder = tmp_path_factory.mktemp("reference")
+    scene = _scene(folder, "ref", {"n_workers": 2})
+    assert run_scene(resolve(load_scene(scene), scene)).ok
+    rows = _persons(folder / "ref" / "f")
+    assert len(rows) >= 30
+    return rows
+
+
+def test_a_worker_killed_in_the_fan_out_changes_nothing(
+    tmp_path: Path, reference: list[dict[str, object]]
+) -> None:
     with (
         LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
         Client(cluster) as client,
     ):
-        reference = _scene(tmp_path, "ref", cluster.scheduler_address)
-        assert run_scene(resolve(load_scene(reference), reference)).ok
-
-        killed: list[str] = []
         pids = client.run(os.getpid)
+        killed: list[str] = []
 
         def kill_one_worker_mid_task() -> None:
             deadline = time.monotonic() + 300
@@ -63,10 +79,32 @@ def test_a_worker_killed_in_the_fan_out_changes_nothing(tmp_path: Path) -> None:
 
         killer = threading.Thread(target=kill_one_worker_mid_task)
         killer.start()
-        disturbed = _scene(tmp_path, "hit", cluster.scheduler_address)
-        summary: RunSummary = run_scene(resolve(load_scene(disturbed), disturbed))
+        scene = _scene(tmp_path, "hit", {"kind": "address", "address": cluster.scheduler_address})
+        summary: RunSummary = run_scene(resolve(load_scene(scene), scene))
         killer.join()
     assert killed, "no fan-out task was seen running"
     assert summary.ok, summary.failed
-    ref, hit = _persons(tmp_path / "ref" / "f"), _persons(tmp_path / "hit" / "f")
-    assert len(ref) >= 30 and hit == ref
+    assert _persons(tmp_path / "hit" / "f") == reference
+
+
+def test_a_killed_run_resumes_and_ends_identical(tmp_path: Path, reference: list[dict[str, object]]) -> None:
+    scene = _scene(tmp_path, "cut", {"n_workers": 2})
+    cmd = [sys.executable, "-m", "pipeline", "run", str(scene)]
+    # its own process group: the driver and its local cluster's worker processes die together
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    frame = tmp_path / "cut" / "f"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if list(frame.glob("*/keypoints.parquet")):  # pose2d done, regress under way
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not list(frame.glob("persons/**/*.parquet"))
+    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "already complete" in again.stdout  # ingest, detect and pose2d were not redone
+    assert _persons(frame) == reference
