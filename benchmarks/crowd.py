@@ -7,7 +7,8 @@ Per frame (tasks/synth.layout: people on one ground plane seen by one camera, no
 ground-truth boxes (the mesh's), COCO-17 keypoints with detector-like noise (Gaussian jitter of 2% of
 the box height, 5% of joints dropped), the embedded regressor, focal = image diagonal (the pipeline's
 `auto`; the true focal is 1.1-1.5x that), or with --focal estimate the focal tasks/camera.py finds
-from the keypoints (the diagonal where it finds none), or --focal true the truth's. Scored with the GigaCrowd evaluator (tasks/evaluate.py):
+from the keypoints (the diagonal where it finds none), or --focal true the truth's. Scored with the
+GigaCrowd evaluator (tasks/evaluate.py):
 PA-PPDS, SS, PCOD, OKS, RP, score; plus network evaluations (people forwarded) and wall time.
 Loss curves are written to benchmarks/results/crowd_curves.json.
 """

@@ -1,0 +1,261 @@
+"""The whole pipeline end to end on synthetic frames: per-stage wall time, throughput, memory, scaling
+with workers, and a cost model that predicts a dataset's time on N workers (or GPUs).
+
+    python benchmarks/e2e.py                               # 0.1 GP with 400 people, 1 and 2 workers
+    python benchmarks/e2e.py --frames 16384x6144:400 25600x9728:1000 32768x15360:2000 --workers 1 2
+    python benchmarks/e2e.py --model-only benchmarks/results/e2e.json --gpus 8 --dataset 100x0.6:1000
+
+Per configuration (frame size x people, workers): a fresh scene directory (the synthetic frame itself is
+rendered once into a cache and reused), `pipeline.run.run_scene` on a local cluster of that many
+single-threaded worker processes; each stage's wall time is taken around the stage's function; the
+driver's peak RSS (getrusage), the peak summed RSS of the worker processes (psutil, sampled every
+0.2 s), tiles/s (detect), boxes/s (pose2d, regress), finetune iterations/s (crowd). The stage
+times with one worker, divided by the work each did, are the per-unit costs of the cost model.
+
+Cost model (printed, and in the JSON): a frame's time on one worker is
+    ingest: a * GP + detect: b * tiles + pose2d: c * boxes + regress: d * boxes + crowd: e * iterations
+    + write: g * people;
+a dataset of F frames on W workers (each one GPU, or one CPU core here) takes
+    T(W) = max(sum of fan-out work / W + F * crowd / min(W, F), the longest single frame's crowd)
+    + driver overhead,
+because ingest, detect, pose2d and regress split into many tasks (tiles, boxes) while each frame's
+crowd step is ONE task: beyond W = F workers, the crowd steps stop shortening, and the run cannot be
+shorter than its slowest frame's crowd step. The per-unit costs measured here are CPU costs; a GPU
+divides the network stages by its own speed-up, which `--gpu-speedup` assumes (default 1: no GPU
+measured, the prediction is then for CPU workers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import resource
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+RESULTS = REPO / "benchmarks" / "results"
+CACHE = Path.home() / ".cache" / "gigacrowd-bench" / "e2e"
+STAGES = ("ingest", "detect", "pose2d", "regress", "crowd", "write")
+
+
+class _WorkerMemory:
+    """Peak of the summed RSS of this process's child processes (the local cluster's workers), MB."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.me, self.peak, self._stop = psutil.Process(), 0.0, threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            total = 0
+            for p in self.me.children(recursive=True):
+                with contextlib.suppress(Exception):  # a worker that just exited
+                    total += p.memory_info().rss
+            self.peak = max(self.peak, total / 2**20)
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> _WorkerMemory:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self.thread.join()
+
+
+def run_one(width: int, height: int, people: int, workers: int, seed: int) -> dict[str, Any]:
+    import yaml
+
+    import pipeline.run as run_module
+    from pipeline.config import load_scene, resolve
+
+    times: dict[str, float] = {}
+    originals = {s: getattr(run_module, f"_{s}") for s in STAGES}
+
+    def timed(stage: str) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return originals[stage](*args, **kwargs)
+            finally:
+                times[stage] = round(time.perf_counter() - t, 2)
+
+        return wrapper
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        doc = {
+            "name": "e2e",
+            "input": {"synthetic": {"people": people, "width": width, "height": height, "seed": seed}},
+            "output": tmp,
+            "cluster": {"n_workers": workers},
+            "pose2d": {"overlay": False},
+            "regress": {"meshes": False},
+        }
+        scene = Path(tmp) / "e2e.yaml"
+        scene.write_text(yaml.safe_dump(doc))
+        synth = Path(tmp) / "_synthetic"
+        cached = CACHE / f"{width}x{height}-{people}-{seed}"
+        if cached.is_dir():  # the rendered frame is reused: rendering is not what is measured
+            synth.symlink_to(cached, target_is_directory=True)
+        for s in STAGES:
+            setattr(run_module, f"_{s}", timed(s))
+        try:
+            with _WorkerMemory() as mem:
+                t = time.perf_counter()
+                summary = run_module.run_scene(resolve(load_scene(scene), scene))
+                total = time.perf_counter() - t
+        finally:
+            for s, fn in originals.items():
+                setattr(run_module, f"_{s}", fn)
+        if not cached.is_dir() and synth.is_dir():
+            import shutil
+
+            shutil.copytree(synth, cached)
+        if not summary.ok:
+            raise SystemExit(f"run failed: {summary.failed}")
+        frame = next(p for p in (Path(tmp) / "e2e").iterdir() if (p / "crowd.json").is_file())
+        manifest = json.loads((frame / "manifest.json").read_text())
+        crowd = json.loads((frame / "crowd.json").read_text())
+        units = manifest.get("units", {})
+        detect_info = next((u.get("info", {}) for k, u in units.items() if k.startswith("detect")), {})
+        boxes = int(crowd["people"])
+        tiles = int(detect_info.get("tiles", 0))
+        gp = width * height / 1e9
+        return {
+            "width": width, "height": height, "gigapixels": round(gp, 3), "people": people,
+            "workers": workers, "boxes": boxes, "tiles": tiles, "crowd_iterations": crowd["iterations"],
+            "stage_seconds": times, "total_seconds": round(total, 2),
+            "rates": {
+                "ingest_mp_per_s": round(gp * 1000 / times["ingest"], 2),
+                "detect_tiles_per_s": round(tiles / times["detect"], 2) if tiles else None,
+                "pose2d_boxes_per_s": round(boxes / times["pose2d"], 2),
+                "regress_boxes_per_s": round(boxes / times["regress"], 2),
+                "crowd_iterations_per_s": round(crowd["iterations"] / times["crowd"], 2),
+            },
+            "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "workers_peak_rss_mb": round(mem.peak, 1),
+        }  # fmt: skip
+
+
+def unit_costs(row: dict[str, Any]) -> dict[str, float]:
+    """Seconds per unit of work from a one-worker row: per GP, per tile, per box, per iteration."""
+    s = row["stage_seconds"]
+    return {
+        "ingest_s_per_gp": s["ingest"] / row["gigapixels"],
+        "detect_s_per_tile": s["detect"] / max(row["tiles"], 1),
+        "pose2d_s_per_box": s["pose2d"] / row["boxes"],
+        "regress_s_per_box": s["regress"] / row["boxes"],
+        "crowd_s_per_iteration": s["crowd"] / max(row["crowd_iterations"], 1),
+        "crowd_iterations_per_person": row["crowd_iterations"] / row["boxes"],
+        "write_s_per_box": s["write"] / row["boxes"],
+        "tiles_per_gp": row["tiles"] / row["gigapixels"],
+    }
+
+
+def predict(costs: dict[str, float], frames: int, gp: float, people: int, workers: int,
+            gpu_speedup: float = 1.0, overhead_s: float = 10.0) -> dict[str, float]:  # fmt: skip
+    """Seconds for `frames` frames of `gp` gigapixels with `people` people each on `workers` workers."""
+    fan_out = frames * (
+        costs["ingest_s_per_gp"] * gp
+        + costs["detect_s_per_tile"] * costs["tiles_per_gp"] * gp / gpu_speedup
+        + (costs["pose2d_s_per_box"] + costs["regress_s_per_box"] / gpu_speedup) * people
+        + costs["write_s_per_box"] * people
+    )
+    # the crowd step's iterations grow with the people of the frame (global: auto steps)
+    crowd_one = costs["crowd_s_per_iteration"] * costs["crowd_iterations_per_person"] * people / gpu_speedup
+    crowd_rounds = math.ceil(frames / min(workers, frames))
+    total = max(fan_out / workers + crowd_rounds * crowd_one, crowd_one) + overhead_s
+    return {
+        "seconds": round(total, 1), "fan_out_seconds": round(fan_out / workers, 1),
+        "crowd_seconds": round(crowd_rounds * crowd_one, 1), "crowd_one_frame_seconds": round(crowd_one, 1),
+    }  # fmt: skip
+
+
+def cost_model(
+    rows: list[dict[str, Any]], gpus: int, dataset: tuple[int, float, int], gpu_speedup: float
+) -> dict[str, Any]:
+    one = [r for r in rows if r["workers"] == 1]
+    if not one:
+        raise SystemExit("the cost model needs a one-worker measurement")
+    base = max(one, key=lambda r: r["gigapixels"])  # the largest frame measured
+    costs = unit_costs(base)
+    frames, gp, people = dataset
+    curve = {
+        w: predict(costs, frames, gp, people, w, gpu_speedup) for w in (1, 2, 4, 8, 16, 32, 64, 100, 128, 256)
+    }
+    t1 = curve[1]["seconds"]
+    return {
+        "measured_on": {k: base[k] for k in ("width", "height", "people", "workers")},
+        "unit_costs": {k: round(v, 6) for k, v in costs.items()},
+        "gpu_speedup_assumed": gpu_speedup,
+        "dataset": {"frames": frames, "gigapixels_per_frame": gp, "people_per_frame": people},
+        "prediction": {"workers": gpus, **predict(costs, frames, gp, people, gpus, gpu_speedup)},
+        "scaling": {
+            w: {"seconds": v["seconds"], "speedup": round(t1 / v["seconds"], 2)} for w, v in curve.items()
+        },
+        "stops_scaling": "beyond one worker per frame the crowd steps (one task per frame) no longer "
+        "shorten; the floor is the slowest frame's crowd step plus the driver's overhead",
+    }  # fmt: skip
+
+
+def _frames(text: str) -> tuple[int, int, int]:
+    size, people = text.split(":")
+    w, h = size.split("x")
+    return int(w), int(h), int(people)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", nargs="+", default=["16384x6144:400"], help="WxH:people, each measured")
+    ap.add_argument("--workers", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--gpus", type=int, default=8, help="workers (GPUs) of the cost model's prediction")
+    ap.add_argument("--dataset", default="100x0.6:1000", help="FRAMESxGIGAPIXELS:PEOPLE for the prediction")
+    ap.add_argument("--gpu-speedup", type=float, default=1.0, dest="gpu_speedup")
+    ap.add_argument("--model-only", type=Path, dest="model_only", help="a previous e2e.json: model only")
+    args = ap.parse_args()
+    if args.model_only:
+        rows = json.loads(args.model_only.read_text())["rows"]
+    else:
+        rows = []
+        for spec in args.frames:
+            w, h, people = _frames(spec)
+            for n in args.workers:
+                row = run_one(w, h, people, n, args.seed)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+        for r in rows:  # scaling of the fan-out stages against one worker on the same frame
+            ref = next(
+                (
+                    q
+                    for q in rows
+                    if q["workers"] == 1 and q["width"] == r["width"] and q["people"] == r["people"]
+                ),
+                None,
+            )
+            if ref is not None and r is not ref:
+                r["speedup_vs_1_worker"] = {
+                    s: round(ref["stage_seconds"][s] / r["stage_seconds"][s], 2) for s in STAGES
+                } | {"total": round(ref["total_seconds"] / r["total_seconds"], 2)}  # fmt: skip
+    frames_s, rest = args.dataset.split("x")
+    gp_s, people_s = rest.split(":")
+    model = cost_model(rows, args.gpus, (int(frames_s), float(gp_s), int(people_s)), args.gpu_speedup)
+    print(json.dumps(model, indent=1))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "e2e.json").write_text(json.dumps({"rows": rows, "cost_model": model}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
