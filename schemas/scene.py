@@ -251,7 +251,7 @@ class RegressConfig(_Section):
         description="body model for joints3d: builtin:neutral or a SMPL .pkl; the embedded regressor's "
         "betas belong to builtin:neutral",
     )
-    device: str = Field(default="auto", description="torch device for CLIFF: auto, cpu, cuda, cuda:N")
+    device: str = Field(default="auto", description="torch device of the regressor: auto, cpu, cuda, cuda:N")
     boxes_per_task: Annotated[int, Field(ge=1, le=100000)] = 1024
     meshes: bool = Field(default=True, description="draw the meshes over a frame thumbnail (meshes.png)")
 

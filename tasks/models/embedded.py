@@ -77,6 +77,15 @@ class KeypointRegressor(IterativeRegressor):
     def predict(
         self, crops: torch.Tensor | None, keypoints: torch.Tensor, info: torch.Tensor, b: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The Regressor interface (tasks/regress.py): inputs on the CPU, moved to the model's
+        device; outputs back on the CPU."""
+        d = self.init_cam.device
+        out = self._run(None if crops is None else crops.to(d), keypoints.to(d), info.to(d), b.to(d))
+        return tuple(t.float().cpu() for t in out)  # type: ignore[return-value]
+
+    def _run(
+        self, crops: torch.Tensor | None, keypoints: torch.Tensor, info: torch.Tensor, b: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self(keypoints, info)
 
 
@@ -128,7 +137,7 @@ class ImageRegressor(KeypointRegressor):
         image = self.project(self.reduce(x).flatten(1))
         return self.regress(self.features(keypoints) + image, bbox_info)
 
-    def predict(
+    def _run(
         self, crops: torch.Tensor | None, keypoints: torch.Tensor, info: torch.Tensor, b: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if crops is None:
@@ -193,7 +202,7 @@ def load_regressor(backend: str, model: str | None, device: str = "cpu") -> Any:
     """The regress stage's network, once per process: backend 'embedded' (model default
     builtin:embedded-kp) or 'cliff' (model: an official CLIFF checkpoint path)."""
     if backend == "embedded":
-        return load_embedded(model or BUILTIN_KP)
+        return load_embedded(model or BUILTIN_KP).to(device)
     if backend == "cliff":
         if not model or model.startswith("builtin:"):
             raise InputError("regress.backend 'cliff' needs regress.model: the path of a CLIFF checkpoint")
