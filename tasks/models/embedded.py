@@ -42,6 +42,10 @@ BUILTINS: dict[str, tuple[Path, str]] = {
         WEIGHTS / "embedded_kp.pt",
         "608af15257a7a336c74fb6c1ab9cbbe2905f820ed9f543e96af8cc4129aa7a03",
     ),
+    BUILTIN_IMG: (
+        WEIGHTS / "embedded_img.pt",
+        "7fd6821a6317af1d9dc0a76b1f56ad76cbece63a61b05e38ebab5aa19b04474e",
+    ),
 }
 # ImageNet MobileNetV2 features[0..13] (torchvision layout), the image branch's starting weights.
 IMAGENET_FEATURES = (
