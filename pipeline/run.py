@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -147,6 +148,13 @@ def _source(manifest: FrameManifest) -> dict[str, Any]:
     return {k: rec[k] for k in ("input_sha256", "input_bytes", "input_mtime_ns")}
 
 
+def _per_task(client: Any, items: int, most: int) -> int:
+    """Items per fan-out task: at most `most` (the scene's setting), and few enough that every worker
+    thread gets about 4 tasks, so the last tasks of a frame do not leave workers idle."""
+    threads = max(sum(client.nthreads().values()), 1)
+    return max(1, min(most, max(8, math.ceil(items / (4 * threads)))))
+
+
 def _collect(
     futures: dict[Any, Frame], stage: str, bar: Any, summary: RunSummary
 ) -> Iterator[tuple[Frame, Any]]:
@@ -224,7 +232,7 @@ def _detect(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[s
         for f, tiles in _collect(plans, "detect", bar, summary):
             m = manifests[f.name]
             store = str(m.dir / STORE_NAME)
-            n = cfg.tiles_per_task
+            n = _per_task(client, len(tiles), cfg.tiles_per_task)
             batches = [
                 client.submit(detect_batch_unit, store, tiles[i : i + n], cfg, pure=False)
                 for i in range(0, len(tiles), n)
@@ -262,7 +270,7 @@ def _pose2d(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[s
             store = str(m.dir / STORE_NAME)
             table = read_table(m.dir / DETECTIONS_FILE, DETECTIONS)
             boxes = detections_array(table)[:, :4]
-            n = cfg.boxes_per_task
+            n = _per_task(client, len(boxes), cfg.boxes_per_task)
             if cfg.backend == "file":
                 batches = [client.submit(pose_file_unit, f.name, rs.scene.detect, pure=False)]
             else:
@@ -300,7 +308,7 @@ def _regress(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[
                 continue
             boxes, kp = detections_array(det)[:, :4], keypoints_array(kp_table)
             camera = frame_camera(store, rs.scene.camera, kp)
-            n = cfg.boxes_per_task
+            n = _per_task(client, len(boxes), cfg.boxes_per_task)
             batches = [
                 client.submit(
                     regress_batch_unit,
@@ -428,7 +436,8 @@ def run_scene(rs: ResolvedScene) -> RunSummary:
     h_ingest = config_hash(sc.ingest)
     h_detect = _chain_hash(h_ingest, config_hash(sc.detect))
     h_pose = _chain_hash(h_detect, config_hash(sc.pose2d))
-    h_regress = _chain_hash(h_pose, config_hash(sc.regress), config_hash(sc.camera))
+    # "smpl-2": the smpl tables gained a scale column; tables written before are remade
+    h_regress = _chain_hash(h_pose, config_hash(sc.regress), config_hash(sc.camera), "smpl-2")
     h_crowd = _chain_hash(h_regress, config_hash(sc.crowd), str(sc.seed))
     h_write = _chain_hash(h_crowd if sc.crowd.enabled else h_regress, config_hash(sc.write))
     manifests = {f.name: FrameManifest(inside(scene_dir, f.name), f.name, f.path) for f in rs.frames}

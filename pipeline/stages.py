@@ -417,12 +417,14 @@ def crowd_unit(
         raise ValueError(f"finetuning ({cfg.method}) diverged: non-finite people; smpl.parquet is kept")
     pose = roma.rotmat_to_rotvec(fit.rotmat.cpu()).reshape(n, 72).numpy()
     centre, b = crop_params(boxes)
+    scale = np.ones(n, np.float32) if fit.scale is None else fit.scale.cpu().numpy()
     r = {
-        "pose": pose, "betas": fit.betas.cpu().numpy(), "transl": fit.transl.cpu().numpy(),
+        "pose": pose, "betas": fit.betas.cpu().numpy(), "transl": fit.transl.cpu().numpy(), "scale": scale,
         "cam": fit.cam.cpu().numpy(), "joints": fit.joints.cpu().numpy(), "focal": np.full(n, focal),
         "pp": np.asarray(pp), "b": b, "centre": centre, "finetuned": True,
     }  # fmt: skip
-    _, _, coco = body.numpy_forward(pose, r["betas"], r["transl"])
+    _, _, coco = body.numpy_forward(pose, r["betas"])
+    coco = scale[:, None, None] * coco + r["transl"][:, None, :]
     q = quality(r["joints"], coco, people)  # the tables this unit read, not read again
     r |= {"keypoint_error": q.keypoint_error, "ground_distance": q.ground_distance}
     plane = [float(v) for v in fit.plane] if fit.plane is not None else None

@@ -308,6 +308,12 @@ class GlobalConfig(_LossWeights):
     max_angle_deg: Annotated[float, Field(gt=0, le=90)] = Field(
         default=30.0, description="people leaning further from the crowd's up do not orient the plane"
     )
+    snap: bool = Field(
+        default=True,
+        description="finally scale each person about the camera centre so that its feet are on the "
+        "plane: its image is unchanged, its depth is the ground's (the scale is stored, GigaCrowd's "
+        "scale_smpl)",
+    )
 
 
 class CrowdConfig(_Section):

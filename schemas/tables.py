@@ -60,6 +60,7 @@ SMPL = _required(
         ("body_pose", pa.list_(pa.float32(), 69)),
         ("betas", pa.list_(pa.float32(), 10)),
         ("transl", pa.list_(pa.float32(), 3)),
+        ("scale", pa.float32()),
         ("cam_crop", pa.list_(pa.float32(), 3)),
         ("joints3d", pa.list_(pa.list_(pa.float32(), 3), 24)),
         ("focal", pa.float32()),
@@ -76,7 +77,9 @@ SMPL = _required(
         "contract": "smpl",
         "pose": "axis-angle radians, SMPL joint order; global_orient in the camera frame",
         "transl": "metres, camera frame, added to the raw body-model output",
-        "joints3d": "24 SMPL joints, metres, camera frame (transl included)",
+        "scale": "the raw body-model output is scaled by it before transl is added (GigaCrowd scale_smpl): "
+        "1, or the scale about the camera centre that stood the person on the crowd's ground",
+        "joints3d": "24 SMPL joints, metres, camera frame (scale and transl included)",
         "camera": "OpenCV: x right, y down, z forward; focal, cx, cy in full-resolution pixels",
         "cam_crop": "CLIFF crop camera (s, tx, ty); crop_size b and centre crop_x, crop_y in pixels",
         "finetuned": "true after the crowd step (crowd.parquet), false straight from the regressor",
@@ -105,7 +108,8 @@ def fixed_array(table: pa.Table, column: str, *dims: int) -> np.ndarray:
 def smpl_table(
     frame: str, det_id: np.ndarray, r: dict[str, np.ndarray], metadata: dict[str, str]
 ) -> pa.Table:
-    """det_id (N,); r: pose (N, 72), betas (N, 10), transl (N, 3), cam (N, 3), joints (N, 24, 3),
+    """det_id (N,); r: pose (N, 72), betas (N, 10), transl (N, 3), scale (N,) (optional, default 1),
+    cam (N, 3), joints (N, 24, 3),
     focal (N,), pp (2,), b (N,), centre (N, 2) (tasks/regress.py Regression fields plus joints),
     finetuned (bool), keypoint_error (N,), ground_distance (N,) m (tasks/crowd.py Quality)."""
     n = len(det_id)
@@ -116,6 +120,7 @@ def smpl_table(
         "body_pose": fixed_list(r["pose"][:, 3:], 69),
         "betas": fixed_list(r["betas"], 10),
         "transl": fixed_list(r["transl"], 3),
+        "scale": pa.array(np.asarray(r.get("scale", np.ones(n)), np.float32).reshape(n)),
         "cam_crop": fixed_list(r["cam"], 3),
         "joints3d": fixed_list(r["joints"], 24, 3),
         "focal": pa.array(np.asarray(r["focal"], np.float32)),

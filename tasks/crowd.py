@@ -136,7 +136,8 @@ class People:
 class Fit:
     """Per person: rotmat (N, 24, 3, 3), betas (N, 10), cam (N, 3), transl (N, 3) m, joints (N, 24, 3)
     m; the ground plane (4,) n . X + d = 0 with n the unit up (None if not fitted); loss curve per
-    iteration; network evaluations (people forwarded)."""
+    iteration; network evaluations (people forwarded); scale (N,): joints = scale * body(pose, betas)
+    + transl (GigaCrowd's scale_smpl), set when the people were snapped to the plane."""
 
     rotmat: torch.Tensor
     betas: torch.Tensor
@@ -146,6 +147,7 @@ class Fit:
     plane: np.ndarray | None = None
     curve: list[float] = field(default_factory=list)
     evaluations: int = 0
+    scale: torch.Tensor | None = None  # (N,) body scale about the camera (snap_to_plane); None: all 1
 
 
 class _Net:
@@ -361,9 +363,28 @@ def finetune_global(
     fit = _fit(net.everyone())
     fit.plane = ground(fit.joints).double().numpy()
     fit.curve, fit.evaluations = curve, net.evaluations
+    if cfg.snap:
+        fit.scale = snap_to_plane(fit.joints, torch.as_tensor(fit.plane, dtype=fit.joints.dtype))
+        fit.transl = fit.transl * fit.scale[:, None]
+        fit.joints = fit.joints * fit.scale[:, None, None]
     if log:
         log(f"global: {steps} steps over {n} people, loss {curve[-1] if curve else float('nan'):.4g}")
     return fit
+
+
+def snap_to_plane(
+    joints: torch.Tensor, plane: torch.Tensor, limits: tuple[float, float] = (0.5, 2.0)
+) -> torch.Tensor:
+    """(N,) the scale about the camera centre that puts each person's feet (ankle midpoint of joints
+    (N, 24, 3), camera frame m) on `plane` (4,) n . X + d = 0: lambda = -d / (n . feet), clipped to
+    `limits`; 1 where the feet's ray runs parallel to the plane. Scaling a person about the camera
+    centre leaves its image unchanged, so the keypoints fit as before, and moves it along its rays
+    to the depth where it stands on the crowd's ground."""
+    feet = (joints[:, L_ANKLE] + joints[:, R_ANKLE]) / 2
+    along = feet @ plane[:3]
+    lam = -plane[3] / torch.where(along.abs() > 1e-9, along, torch.ones_like(along))
+    lam = torch.where(along.abs() > 1e-9, lam, torch.ones_like(lam))
+    return lam.clamp(*limits)
 
 
 def finetune(

@@ -29,7 +29,7 @@ def persons_table(detections: pa.Table, keypoints: pa.Table, smpl: pa.Table) -> 
         "bbox": fixed_list(det[:, :4], 4),
         "det_score": pa.array(det[:, 4].astype(np.float32)),
         "kp2d": fixed_list(keypoints_array(keypoints), 17, 3),
-        **{c: smpl.column(c) for c in ("betas", "global_orient", "body_pose", "transl", "joints3d")},
+        **{c: smpl.column(c) for c in ("betas", "global_orient", "body_pose", "transl", "scale", "joints3d")},
         "pelvis": fixed_list(joints[:, 0], 3),
         **{c: smpl.column(c) for c in ("focal", "cx", "cy", "crop_size", "finetuned")},
         **{c: smpl.column(c) for c in ("keypoint_error", "ground_distance")},
@@ -59,14 +59,16 @@ def read_persons(dataset: Path) -> pa.Table:
 
 def gigacrowd_frame(rows: pa.Table) -> FramePrediction:
     """One frame's rows (persons contract) as a GigaCrowd frame: K from focal, cx, cy; pose = global
-    orient + body pose (72); shape = betas; trans_cam = transl (added to the raw body output); scale 1."""
+    orient + body pose (72); shape = betas; trans_cam = transl (added to the raw body output);
+    scale_smpl = scale."""
     if len(rows) == 0:
         raise ValueError("a frame without people has no camera in the persons table")
     f, cx, cy = (float(rows.column(c)[0].as_py()) for c in ("focal", "cx", "cy"))
     K = np.array([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]])
     pose = np.concatenate([fixed_array(rows, "global_orient", 3), fixed_array(rows, "body_pose", 69)], 1)
+    scale = rows.column("scale").to_numpy().astype(np.float64)
     return FramePrediction.from_arrays(
-        K, pose, fixed_array(rows, "betas", 10), fixed_array(rows, "transl", 3)
+        K, pose, fixed_array(rows, "betas", 10), fixed_array(rows, "transl", 3), scale
     )
 
 
@@ -89,7 +91,9 @@ def person_meshes(rows: pa.Table, body: object) -> tuple[np.ndarray, np.ndarray]
     """Vertices (N, V, 3) m, camera frame, of the people in `rows` (persons contract) posed by `body`
     (tasks/models/body.py BodyModel), and the body's faces (F, 3)."""
     pose = np.concatenate([fixed_array(rows, "global_orient", 3), fixed_array(rows, "body_pose", 69)], 1)
-    verts, _, _ = body.numpy_forward(pose, fixed_array(rows, "betas", 10), fixed_array(rows, "transl", 3))  # type: ignore[attr-defined]
+    raw, _, _ = body.numpy_forward(pose, fixed_array(rows, "betas", 10))  # type: ignore[attr-defined]
+    scale = rows.column("scale").to_numpy().astype(np.float32)
+    verts = scale[:, None, None] * raw + fixed_array(rows, "transl", 3)[:, None, :]
     return verts, np.asarray(body.faces)  # type: ignore[attr-defined]
 
 

@@ -10,6 +10,8 @@ import torch
 
 from schemas.scene import CrowdConfig
 from tasks.crowd import (
+    L_ANKLE,
+    R_ANKLE,
     People,
     StopRule,
     batches,
@@ -207,3 +209,25 @@ def test_normalised_crops_equal_cliff_on_normalised_crops() -> None:
         b = cliff(normalise_crops(crops), info)
     for x, y in zip(a, b, strict=True):
         torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-4)
+
+
+def test_snap_to_plane_scales_each_person_about_the_camera_onto_the_ground() -> None:
+    from tasks.crowd import snap_to_plane
+
+    plane = torch.tensor([0.0, -1.0, 0.0, 1.5])  # the ground 1.5 m below the camera (y down)
+    joints = torch.zeros(3, 24, 3)
+    joints[:, L_ANKLE] = joints[:, R_ANKLE] = torch.tensor(
+        [[0.0, 1.65, 11.0], [2.0, 1.0, 8.0], [1.0, 0.0, 5.0]]
+    )
+    joints[:, 0] = joints[:, L_ANKLE] - torch.tensor([0.0, 0.9, 0.0])  # pelvis above the feet
+    lam = snap_to_plane(joints, plane)
+    # 1.5 / 1.65 (a person too far is brought nearer), 1.5 / 1.0 (too near, sent further), a ray
+    # parallel to the ground: unchanged
+    assert lam.tolist() == pytest.approx([1.5 / 1.65, 1.5, 1.0], rel=1e-6)
+    feet = lam[:2, None] * joints[:2, L_ANKLE]
+    assert (feet @ plane[:3] + plane[3]).abs().max() < 1e-6
+    # the image is unchanged: every joint projects where it did
+    shown = joints[:, [0, L_ANKLE, R_ANKLE]]  # the joints set here
+    scaled = lam[:, None, None] * shown
+    assert torch.allclose(scaled[..., :2] / scaled[..., 2:], shown[..., :2] / shown[..., 2:], atol=1e-6)
+    assert snap_to_plane(joints, plane, limits=(0.95, 1.05)).tolist() == pytest.approx([0.95, 1.05, 1.0])
