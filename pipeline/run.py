@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -148,13 +147,6 @@ def _source(manifest: FrameManifest) -> dict[str, Any]:
     return {k: rec[k] for k in ("input_sha256", "input_bytes", "input_mtime_ns")}
 
 
-def _per_task(client: Any, items: int, most: int) -> int:
-    """Items per fan-out task: at most `most` (the scene's setting), and few enough that every worker
-    thread gets about 4 tasks, so the last tasks of a frame do not leave workers idle."""
-    threads = max(sum(client.nthreads().values()), 1)
-    return max(1, min(most, max(8, math.ceil(items / (4 * threads)))))
-
-
 def _collect(
     futures: dict[Any, Frame], stage: str, bar: Any, summary: RunSummary
 ) -> Iterator[tuple[Frame, Any]]:
@@ -232,7 +224,7 @@ def _detect(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[s
         for f, tiles in _collect(plans, "detect", bar, summary):
             m = manifests[f.name]
             store = str(m.dir / STORE_NAME)
-            n = _per_task(client, len(tiles), cfg.tiles_per_task)
+            n = cfg.tiles_per_task
             batches = [
                 client.submit(detect_batch_unit, store, tiles[i : i + n], cfg, pure=False)
                 for i in range(0, len(tiles), n)
@@ -270,7 +262,7 @@ def _pose2d(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[s
             store = str(m.dir / STORE_NAME)
             table = read_table(m.dir / DETECTIONS_FILE, DETECTIONS)
             boxes = detections_array(table)[:, :4]
-            n = _per_task(client, len(boxes), cfg.boxes_per_task)
+            n = cfg.boxes_per_task
             if cfg.backend == "file":
                 batches = [client.submit(pose_file_unit, f.name, rs.scene.detect, pure=False)]
             else:
@@ -308,7 +300,7 @@ def _regress(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[
                 continue
             boxes, kp = detections_array(det)[:, :4], keypoints_array(kp_table)
             camera = frame_camera(store, rs.scene.camera, kp)
-            n = _per_task(client, len(boxes), cfg.boxes_per_task)
+            n = cfg.boxes_per_task
             batches = [
                 client.submit(
                     regress_batch_unit,

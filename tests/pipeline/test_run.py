@@ -472,19 +472,3 @@ def test_another_scene_file_cannot_take_over_a_runs_directory(tmp_path: Path, tw
     with pytest.raises(ConfigError, match=r"holds the run of .*scene\.yaml"):
         _run(other)
     assert _run(scene).ok  # its own scene file resumes as before
-
-
-def test_fan_out_tasks_give_every_worker_thread_about_four() -> None:
-    class _Client:
-        def __init__(self, threads: list[int]) -> None:
-            self.threads = threads
-
-        def nthreads(self) -> dict[str, int]:
-            return {f"w{i}": n for i, n in enumerate(self.threads)}
-
-    two = _Client([1, 1])
-    assert run_module._per_task(two, 428, 256) == 54  # 8 tasks, not 256 + 172
-    assert run_module._per_task(two, 700, 64) == 64  # the scene's cap
-    assert run_module._per_task(two, 20, 256) == 8  # no task under 8 items unless capped lower
-    assert run_module._per_task(two, 20, 1) == 1
-    assert run_module._per_task(_Client([4] * 8), 100_000, 1024) == 782
