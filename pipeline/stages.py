@@ -435,6 +435,8 @@ def crowd_unit(
     }  # fmt: skip
     write_parquet(smpl_table(frame, det.column("det_id").to_numpy(), r, meta), fdir / CROWD_FILE)
     before = fixed_array(smpl, "joints3d", 24, 3)
+    inverse = 1.0 / scale[:, None, None]
+    unsnapped = quality(r["joints"] * inverse, coco * inverse, people) if fit.scale is not None else q
 
     def spread(d: np.ndarray) -> float | None:  # robust sigma of the feet about the plane, m
         d = d[np.isfinite(d)]
@@ -446,8 +448,10 @@ def crowd_unit(
         "evaluations": fit.evaluations, "iterations": len(fit.curve), "loss_curve": fit.curve,
         "seed": seed, "device": device, "seconds": round(time.perf_counter() - t0, 2),
         "mean_joint_change_m": float(np.linalg.norm(r["joints"] - before, axis=-1).mean()) if n else 0.0,
+        # after snap the feet are on the plane by construction: "finetuned" is before that last step
         "feet_spread_m": {"before": spread(smpl.column("ground_distance").to_numpy()),
-                          "after": spread(q.ground_distance)},
+                          "finetuned": spread(unsnapped.ground_distance), "after": spread(q.ground_distance)},
+        "scale_percentiles_5_50_95": np.percentile(scale, [5, 50, 95]).round(4).tolist() if n else None,
         "keypoint_error_median": {"before": _median(smpl.column("keypoint_error").to_numpy()),
                                   "after": _median(q.keypoint_error)},
     }  # fmt: skip

@@ -266,7 +266,14 @@ def _check_crowd(frame: Path, people: int) -> None:
     # the step fits the keypoints better and brings the feet closer to one plane
     err = [np.median(t.column("keypoint_error").to_numpy()) for t in (before, table)]
     assert err[1] < err[0]
-    assert report["feet_spread_m"]["after"] < report["feet_spread_m"]["before"]
+    spread = report["feet_spread_m"]
+    assert spread["finetuned"] < spread["before"]  # the finetune itself, before the snap
+    assert spread["after"] < 0.01  # snapped: the feet on the plane
+    # the snap scaled people about the camera: the final joints are the scale times the finetuned ones
+    scale = table.column("scale").to_numpy()
+    lo, mid, hi = report["scale_percentiles_5_50_95"]
+    assert 0.5 <= lo <= mid <= hi <= 2.0 and np.median(scale) == pytest.approx(mid, rel=1e-3)
+    assert np.ptp(scale) > 1e-3 and np.all(before.column("scale").to_numpy() == 1)
 
 
 def test_cliff_backend_runs_an_official_layout_checkpoint(tmp_path: Path) -> None:
