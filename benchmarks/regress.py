@@ -90,8 +90,7 @@ def real(root: Path, model_spec: str) -> dict[str, object]:
 
 def speed(model_spec: str, n: int = 4096, batch: int = 32, repeats: int = 3) -> dict[str, float]:
     from tasks.models.embedded import load_embedded
-    from tasks.pose2d import crop_from_levels
-    from tasks.regress import CROP_RESCALE, CROP_SIZE, box_inputs, normalise_crops, regress
+    from tasks.regress import box_inputs, cut_crops, normalise_crops, regress
 
     model = load_embedded(model_spec)
     if model.uses_image:  # crops are cut from a 8192 x 4096 frame in memory: 1024 people are enough
@@ -107,9 +106,7 @@ def speed(model_spec: str, n: int = 4096, batch: int = 32, repeats: int = 3) -> 
     x = box_inputs(boxes, kp, float(np.hypot(*wh)), (wh[0] / 2, wh[1] / 2))
     crops = None
     if frame is not None:  # the bare model is given the crops already cut and normalised
-        crops = normalise_crops(
-            np.stack([crop_from_levels(frame, bx, CROP_SIZE, CROP_RESCALE)[0] for bx in boxes])
-        )
+        crops = normalise_crops(cut_crops(frame, boxes))
     bare, stage = [], []
     for _ in range(repeats):
         t = time.perf_counter()

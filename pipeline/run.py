@@ -299,7 +299,8 @@ def _regress(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[
                 bar.advance(f"{f.name} FAILED")
                 continue
             boxes, kp = detections_array(det)[:, :4], keypoints_array(kp_table)
-            camera = frame_camera(store, rs.scene.camera, kp)
+            # a task, not the driver: estimating the focal reads every person's keypoints
+            camera = client.submit(frame_camera, store, rs.scene.camera, kp, pure=False)
             n = cfg.boxes_per_task
             batches = [
                 client.submit(

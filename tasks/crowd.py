@@ -470,18 +470,14 @@ def crowd_inputs(
     from `levels` (the frame's pyramid) as the regress stage cuts them. boxes (N, 4) px, keypoints
     (N, 17, 3) px + confidence, focal and principal point px."""
     from tasks.models.embedded import CliffRegressor, ImageRegressor
-    from tasks.pose2d import crop_from_levels
-    from tasks.regress import CROP_RESCALE, CROP_SIZE, box_inputs
+    from tasks.regress import box_inputs, cut_crops
 
     if not regressor.uses_image:
         return keypoint_people(boxes, keypoints, focal, pp), regressor
     x = box_inputs(boxes, keypoints, focal, pp)
     if levels is None:
         raise ValueError("a regressor that reads the image needs the frame's pyramid")
-    crops = np.zeros((len(boxes), CROP_SIZE[1], CROP_SIZE[0], 3), np.uint8)
-    for i, b in enumerate(boxes):
-        crops[i] = crop_from_levels(levels, b, CROP_SIZE, CROP_RESCALE)[0]
-    c = torch.from_numpy(crops)
+    c = torch.from_numpy(cut_crops(levels, boxes))
     if isinstance(regressor, CliffRegressor):
         net_inputs: tuple[torch.Tensor, ...] = (c, x.info)
         net: nn.Module = regressor.model.cpu()

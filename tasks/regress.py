@@ -141,12 +141,21 @@ def box_inputs(
     return BoxInputs(c_t, b_t, f_t, pp_t, bbox_info(c_t, b_t, f_t, pp_t), kp, kp_px)
 
 
+def cut_crops(levels: list[Any], boxes: np.ndarray) -> np.ndarray:
+    """(N, 256, 192, 3) uint8: each box's (N, 4) px CLIFF crop, read from the pyramid `levels` at the
+    coarsest level that keeps the crop's resolution (tasks/pose2d.crop_from_levels)."""
+    crops = np.zeros((len(boxes), CROP_SIZE[1], CROP_SIZE[0], 3), np.uint8)
+    for i, box in enumerate(boxes):
+        crops[i] = crop_from_levels(levels, box, CROP_SIZE, CROP_RESCALE)[0]
+    return crops
+
+
 def _crops(
     levels: list[Any], boxes: np.ndarray, order: np.ndarray, batch: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     for i in range(0, len(order), batch):
         idx = order[i : i + batch]
-        yield idx, np.stack([crop_from_levels(levels, boxes[j], CROP_SIZE, CROP_RESCALE)[0] for j in idx])
+        yield idx, cut_crops(levels, boxes[idx])
 
 
 @torch.inference_mode()
