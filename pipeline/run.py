@@ -39,6 +39,7 @@ from pipeline.stages import (
     detect_file_unit,
     detect_merge_unit,
     detect_plan_unit,
+    detect_prior_unit,
     ingest_unit,
     meshes_unit,
     overlay_unit,
@@ -53,6 +54,7 @@ from pipeline.stages import (
 from schemas.image_store import STORE_NAME
 from schemas.scene import STAGES
 from tasks import InputError
+from tasks.detect import Tile, split_plan
 from tasks.export import frame_file
 
 log = logging.getLogger("pipeline")
@@ -218,19 +220,41 @@ def _detect(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[s
             m = manifests[f.name]
             merges[client.submit(detect_file_unit, str(m.dir), f.name, cfg, h, _source(m), pure=False)] = f
         plans = {}
+        pending: dict[str, tuple[list[Tile], int, list[Any]]] = {}
         for f in [] if imported else todo:
             store = str(manifests[f.name].dir / STORE_NAME)
             plans[client.submit(detect_plan_unit, store, cfg, key=f"plan-{f.name}-{time.monotonic_ns()}")] = f
-        for f, tiles in _collect(plans, "detect", bar, summary):
-            m = manifests[f.name]
-            store = str(m.dir / STORE_NAME)
+
+        def batches(store: str, tiles: list[Tile]) -> list[Any]:
             n = cfg.tiles_per_task
-            batches = [
+            return [
                 client.submit(detect_batch_unit, store, tiles[i : i + n], cfg, pure=False)
                 for i in range(0, len(tiles), n)
             ]
-            merges[client.submit(detect_merge_unit, str(m.dir), f.name, tiles, cfg, h, _source(m), *batches,
-                                 pure=False)] = f  # fmt: skip
+
+        def merge(f: Frame, tiles: list[Tile], planned: int, how: dict[str, Any], done: list[Any]) -> None:
+            m = manifests[f.name]
+            merges[client.submit(detect_merge_unit, str(m.dir), f.name, tiles, cfg, h, _source(m), planned,
+                                 how, *done, pure=False)] = f  # fmt: skip
+
+        # Pruning: the coarse levels run first; their people's heights decide which fine tiles run.
+        priors = {}
+        for f, tiles in _collect(plans, "detect", bar, summary):
+            store = str(manifests[f.name].dir / STORE_NAME)
+            coarse, fine = split_plan(tiles) if cfg.prune == "ground" else (tiles, [])
+            first = batches(store, coarse)
+            if not fine:
+                merge(f, tiles, len(tiles), {}, first)
+                continue
+            prior = client.submit(detect_prior_unit, store, coarse, fine, cfg, *first, pure=False)
+            priors[prior] = f
+            pending[f.name] = (coarse, len(tiles), first)
+        for f, res in _collect(priors, "detect", bar, summary):
+            coarse, planned, first = pending.pop(f.name)
+            fine = res.pop("tiles")
+            store = str(manifests[f.name].dir / STORE_NAME)
+            merge(f, coarse + fine, planned, res, first + batches(store, fine))
+        pending.clear()  # frames whose prior failed
         for f, res in _collect(merges, "detect", bar, summary):
             rec = UnitRecord(**res)
             if rec.info["people"] == 0:

@@ -112,11 +112,32 @@ def detect_batch_unit(store: str, tiles: list[Tile], cfg: DetectConfig) -> np.nd
     return detect_tiles(tiles, lambda t: read_tile(levels, t), detector)
 
 
+def detect_prior_unit(
+    store: str, coarse: list[Tile], fine: list[Tile], cfg: DetectConfig, *batches: np.ndarray
+) -> dict[str, Any]:
+    """The fine tiles worth running after the coarse ones: pruned by the ground-plane height prior
+    fitted to the coarse batches' detections, or all of them when no prior can be fitted."""
+    from tasks.detect import DET_COLUMNS, coarse_prior, prune_tiles
+
+    raw = np.concatenate(batches) if batches else np.zeros((0, len(DET_COLUMNS)))
+    h, w = open_levels(Path(store))[0].shape[:2]
+    prior, why = coarse_prior(
+        raw, coarse, (h, w), margin=cfg.margin, min_people=cfg.prune_min_people,
+        min_tolerance=cfg.prune_tolerance,
+    )  # fmt: skip
+    kept = fine if prior is None else prune_tiles(fine, prior, margin=cfg.margin)
+    return {"tiles": kept, "prior": None if prior is None else asdict(prior), "why": why}
+
+
 def detect_merge_unit(
     frame_dir: str, frame: str, tiles: list[Tile], cfg: DetectConfig, chain_hash: str, source: dict[str, Any],
-    *batches: np.ndarray,
+    planned: int, pruning: dict[str, Any], *batches: np.ndarray,
 ) -> dict[str, Any]:  # fmt: skip
-    """Merge a frame's batch detections across tiles and levels; write `detections.parquet`."""
+    """Merge a frame's batch detections across tiles and levels; write `detections.parquet`.
+
+    `tiles` are those that ran (of `planned`); `pruning` says how: {"prior": the ground-plane height
+    prior as a dict or None, "why": why none} (empty when pruning is off).
+    """
     from schemas.tables import detections_table, write_parquet
     from tasks.detect import DET_COLUMNS, merge
 
@@ -124,10 +145,10 @@ def detect_merge_unit(
     raw = np.concatenate(batches) if batches else np.zeros((0, len(DET_COLUMNS)))
     kept = merge(raw, tiles, margin=cfg.margin, nms_iou=cfg.nms_iou)
     write_parquet(detections_table(frame, kept), Path(frame_dir) / DETECTIONS_FILE)
+    info = {"tiles": len(tiles), "planned_tiles": planned, **pruning, "raw": len(raw), "people": len(kept)}
     rec = UnitRecord(
         stage="detect", unit="frame", config_hash=chain_hash, outputs=[DETECTIONS_FILE],
-        seconds=time.perf_counter() - t0, info={"tiles": len(tiles), "raw": len(raw), "people": len(kept)},
-        **source,
+        seconds=time.perf_counter() - t0, info=info, **source,
     )  # fmt: skip
     return asdict(rec)
 

@@ -201,6 +201,17 @@ class DetectConfig(_Section):
         default=None, description="tallest person to expect, full-res pixels (default: frame height)"
     )
     tiles_per_task: Annotated[int, Field(ge=1, le=4096)] = 64
+    prune: Literal["ground", "off"] = Field(
+        default="ground",
+        description="ground: run levels >= 2 first, fit people's height against where they stand "
+        "(one ground plane) and skip finer tiles where nobody of their band can stand; off: every tile",
+    )
+    prune_tolerance: Annotated[float, Field(ge=1.2, le=8)] = Field(
+        default=2.0, description="least factor by which a height may differ from the ground-plane prediction"
+    )
+    prune_min_people: Annotated[int, Field(ge=3)] = Field(
+        default=10, description="fewer people whole in the coarse levels: no pruning"
+    )
 
     @model_validator(mode="after")
     def _file_given(self) -> DetectConfig:

@@ -17,6 +17,15 @@ Merge (all in full-resolution pixels):
 4. a box lying mostly inside one twice as tall from a coarser level is dropped: finer levels see
    heads, torsos and legs of people found whole at a coarser level (a small person wholly inside a
    near person's box is lost with them; in crowds they are rare next to the part boxes).
+
+Ground-plane pruning (coarse to fine): people standing on one ground plane have a pixel height that is
+close to a linear function of where their feet are, h ~ a y + b x + c (exact for a pinhole camera, a
+plane and people of one height; the horizon is the line h = 0). The coarse levels (few tiles) run
+first; a robust fit of that function to the people they find predicts, for every fine-level tile, the
+heights of the people standing in it. A fine tile is skipped when no person whose height is within a
+factor `tolerance` of the prediction falls in the tile level's band, e.g. level-0 tiles where everyone
+is predicted a few hundred pixels tall, and tiles above the horizon. People off the plane by more than
+the tolerance (balconies, stands, people carried) can be lost there; `prune: off` keeps every tile.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -107,6 +116,96 @@ def tile_plan(
         if top:
             return tiles
         level += 1
+
+
+def split_plan(tiles: list[Tile], coarse_from: int = 2) -> tuple[list[Tile], list[Tile]]:
+    """(coarse, fine) tiles: coarse are levels >= coarse_from (the top level when the plan has fewer)."""
+    if not tiles:
+        return [], []
+    start = min(coarse_from, max(t.level for t in tiles))
+    return [t for t in tiles if t.level >= start], [t for t in tiles if t.level < start]
+
+
+@dataclass(frozen=True)
+class HeightPrior:
+    """Predicted standing height h(x, y) = a y + b x + c (full-res px) of a person whose feet (box
+    bottom centre) are at (x, y); actual heights lie within [h / tolerance, h * tolerance]."""
+
+    a: float
+    b: float
+    c: float
+    tolerance: float
+    people: int
+
+    def height(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return self.a * np.asarray(y) + self.b * np.asarray(x) + self.c
+
+
+def fit_height_prior(
+    boxes: np.ndarray,
+    frame: tuple[int, int],
+    min_people: int = 10,
+    min_tolerance: float = 2.0,
+    max_tolerance: float = 4.0,
+) -> tuple[HeightPrior | None, str]:
+    """Fit h = a y + b x + c to people's boxes (N, 4) x1, y1, x2, y2 (full-res px) in a frame of
+    (height, width) px. Returns (prior, "") or (None, why not) when too few people are whole in the
+    frame, heights do not grow towards the bottom, or they scatter too far for pruning to be safe.
+
+    Boxes touching the frame border are left out (their people may be cut). The fit minimises the
+    relative error (weights 1 / h) and drops outliers beyond 3 robust sigmas of log(h / fit) twice;
+    the tolerance is the 98th percentile of |log(h / fit)| of the rest, widened by 1.25, at least
+    `min_tolerance`.
+    """
+    fh, fw = frame
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    whole = (b[:, 0] > 1) & (b[:, 1] > 1) & (b[:, 2] < fw - 1) & (b[:, 3] < fh - 1) & (b[:, 3] > b[:, 1])
+    b = b[whole]
+    if len(b) < min_people:
+        return None, f"{len(b)} people whole in the coarse levels, need {min_people}"
+    h = b[:, 3] - b[:, 1]
+    design = np.stack([b[:, 3], 0.5 * (b[:, 0] + b[:, 2]), np.ones(len(b))], axis=1)
+    use = np.ones(len(b), dtype=bool)
+    for _ in range(3):
+        w = 1.0 / h[use]
+        coef = np.linalg.lstsq(design[use] * w[:, None], h[use] * w, rcond=None)[0]
+        pred = design @ coef
+        if (pred[use] <= 0).any():
+            return None, "the fitted heights are not positive where people stand"
+        log_r = np.log(h / np.maximum(pred, 1e-9))
+        med = np.median(log_r[use])
+        sigma = 1.4826 * np.median(np.abs(log_r[use] - med)) + 1e-6
+        use = np.abs(log_r - med) <= 3 * sigma
+        if use.sum() < min_people:
+            return None, "too few people agree on one ground plane"
+    a, bx, c = (float(v) for v in coef)
+    if a <= 0:
+        return None, f"heights do not grow towards the bottom of the frame (slope {a:.3g})"
+    tolerance = max(min_tolerance, 1.25 * float(np.exp(np.quantile(np.abs(log_r[use]), 0.98))))
+    if tolerance > max_tolerance:
+        why = f"heights scatter by a factor {tolerance:.1f} about a ground plane (limit {max_tolerance})"
+        return None, why
+    return HeightPrior(a, bx, c, tolerance, int(use.sum())), ""
+
+
+def prune_tiles(tiles: list[Tile], prior: HeightPrior, margin: float = 1.25) -> list[Tile]:
+    """The tiles where someone standing on the prior's plane could be whole and in the level's band.
+
+    A person whole in a tile of level k has feet (box bottom centre) inside the tile's full-res
+    rectangle; the prediction is linear, so its extremes over the tile lie at the corners.
+    """
+    kept = []
+    for t in tiles:
+        s = 2.0**t.level
+        xs = np.array([t.x0, t.x1, t.x0, t.x1]) * s
+        ys = np.array([t.y0, t.y0, t.y1, t.y1]) * s
+        pred = prior.height(xs, ys)
+        if pred.max() <= 0:
+            continue  # the tile lies above the horizon: nobody stands there
+        lo, hi = max(pred.min(), 0.0) / prior.tolerance, pred.max() * prior.tolerance
+        if lo < t.band[1] * margin and hi >= t.band[0] / margin:
+            kept.append(t)
+    return kept
 
 
 def read_tile(levels: list[Any], tile: Tile) -> np.ndarray:
@@ -230,10 +329,39 @@ def merge(
     return kept
 
 
+def coarse_prior(
+    raw: np.ndarray, coarse: list[Tile], frame: tuple[int, int], margin: float = 1.25, **fit: Any
+) -> tuple[HeightPrior | None, str]:
+    """The height prior from the coarse tiles' raw detections (N, 8), columns DET_COLUMNS.
+
+    They are merged as if the coarse levels were the whole plan (the finest of them also keeps everyone
+    smaller than its band), so the fit gets the small far people that reach the extrapolated rows.
+    `fit` goes to `fit_height_prior`.
+    """
+    lowest = min(t.level for t in coarse)
+    opened = [replace(t, band=(0.0, t.band[1])) if t.level == lowest else t for t in coarse]
+    people = merge(raw, opened, margin=margin)
+    return fit_height_prior(people[:, :4], frame, **fit)
+
+
 def detect_image(
-    image: np.ndarray, detector: Detector, input_size: tuple[int, int] = (416, 416)
+    image: np.ndarray,
+    detector: Detector,
+    input_size: tuple[int, int] = (416, 416),
+    prune: bool = False,
 ) -> np.ndarray:
     """The whole detect stage on one in-memory frame (H, W, 3) uint8 RGB: default tile plan, per-tile
-    detection, merge. Returns kept rows (N, 8), columns DET_COLUMNS, best first."""
+    detection (coarse levels first and fine tiles pruned by their height prior when `prune`), merge.
+    Returns kept rows (N, 8), columns DET_COLUMNS, best first."""
     tiles = tile_plan(image.shape[0], image.shape[1], input_size)
-    return merge(detect_tiles(tiles, lambda t: read_tile([image], t), detector), tiles)
+    coarse, fine = split_plan(tiles) if prune else (tiles, [])
+
+    def run(ts: list[Tile]) -> np.ndarray:
+        return detect_tiles(ts, lambda t: read_tile([image], t), detector)
+
+    raw = run(coarse)
+    if fine:
+        prior, _ = coarse_prior(raw, coarse, image.shape[:2])
+        fine = fine if prior is None else prune_tiles(fine, prior)
+        raw = np.concatenate([raw, run(fine)])
+    return merge(raw, coarse + fine)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -130,3 +131,149 @@ def test_merge_drops_body_parts_seen_at_a_finer_level() -> None:
     kept = merge(np.array([whole, head, legs, neighbour]), tiles)
     assert {tuple(r[:4]) for r in kept} == {(100, 100, 180, 400), (185, 120, 215, 190)}
     assert len(merge(np.array([whole, head, legs]), tiles, part_ratio=0)) == 3
+
+
+def _standing_people(
+    n: int, seed: int, roll_deg: float = 0.0, size: tuple[int, int] = (8192, 16384)
+) -> np.ndarray:
+    """(n, 4) boxes of people 1.5-1.9 m tall standing on a plane, seen by a pinhole camera 8 m up,
+    pitched 12 degrees down (f = 12000 px, principal point at the centre, optional roll); only those
+    whole in the frame."""
+    rng = np.random.default_rng(seed)
+    fh, fw = size
+    f, pitch, roll = 12000.0, math.radians(12), math.radians(roll_deg)
+    cp, sp, cr, sr = math.cos(pitch), math.sin(pitch), math.cos(roll), math.sin(roll)
+
+    def project(p: np.ndarray) -> np.ndarray:  # world (x right, y up, z forward) -> pixels
+        rel = p - [0.0, 8.0, 0.0]
+        yc = -(rel[:, 1] * cp + rel[:, 2] * sp)  # camera y down
+        zc = -rel[:, 1] * sp + rel[:, 2] * cp
+        xc = rel[:, 0]
+        xr, yr = cr * xc - sr * yc, sr * xc + cr * yc
+        return np.stack([f * xr / zc + fw / 2, f * yr / zc + fh / 2], axis=1)
+
+    out = []
+    while len(out) < n:
+        z = rng.uniform(15, 400)
+        x = rng.uniform(-0.7, 0.7) * z
+        h = rng.uniform(1.5, 1.9)
+        foot = project(np.array([[x, 0.0, z]]))[0]
+        head = project(np.array([[x, h, z]]))[0]
+        ph = foot[1] - head[1]
+        box = [foot[0] - 0.2 * ph, head[1], foot[0] + 0.2 * ph, foot[1]]
+        if min(box[0], box[1]) > 2 and box[2] < fw - 2 and box[3] < fh - 2:
+            out.append(box)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("roll", [0.0, 4.0])
+def test_height_prior_fitted_on_near_people_predicts_the_far_ones(roll: float) -> None:
+    from tasks.detect import fit_height_prior
+
+    boxes = _standing_people(400, seed=1, roll_deg=roll)
+    h = boxes[:, 3] - boxes[:, 1]
+    near, far = boxes[h >= 150], boxes[h < 80]
+    assert len(near) >= 10 and len(far) >= 10
+    prior, why = fit_height_prior(near, (8192, 16384))
+    assert prior is not None, why
+    assert prior.a > 0 and prior.tolerance >= 2.0
+    pred = prior.height(0.5 * (far[:, 0] + far[:, 2]), far[:, 3])
+    ratio = (far[:, 3] - far[:, 1]) / pred
+    # A line is exact only for a level camera; pitched 12 degrees down, extrapolated to people 2-10x
+    # smaller than those fitted, it overestimates them by up to ~1.4x: well inside the tolerance.
+    assert ratio.min() > 0.65 and ratio.max() < 1.2, (ratio.min(), ratio.max())
+    assert (np.abs(np.log(ratio)) < math.log(prior.tolerance)).all()
+    # The horizon (h = 0) at the centre column: 4096 - 12000 tan(12 deg) = row 1545 (roll moves it
+    # little at the centre); nobody stands above it.
+    horizon = -(prior.b * 8192 + prior.c) / prior.a
+    assert abs(horizon - 1545) < 150, horizon
+    if roll:
+        # Roll tilts the horizon: heights then change along x at a fixed row.
+        assert abs(prior.b) > 1e-4
+
+
+def test_height_prior_refuses_a_frame_that_is_not_one_ground_plane() -> None:
+    from tasks.detect import fit_height_prior
+
+    boxes = _standing_people(200, seed=2)
+    frame = (8192, 16384)
+    assert fit_height_prior(boxes[:5], frame)[0] is None
+    flipped = boxes.copy()
+    flipped[:, [1, 3]] = frame[0] - boxes[:, [3, 1]]  # upside down: heights shrink towards the bottom
+    prior, why = fit_height_prior(flipped, frame)
+    assert prior is None and "grow towards the bottom" in why
+    rng = np.random.default_rng(0)
+    scattered = boxes.copy()
+    scattered[:, 1] = scattered[:, 3] - (scattered[:, 3] - scattered[:, 1]) * rng.uniform(
+        0.2, 5.0, len(boxes)
+    )
+    scattered = scattered[scattered[:, 1] > 2]
+    prior, why = fit_height_prior(scattered, frame)
+    assert prior is None, prior
+    # Boxes at the frame border are cut people: they do not count.
+    edge = boxes.copy()
+    edge[:, 3] = frame[0]
+    assert "0 people whole" in fit_height_prior(edge, frame)[1]
+
+
+def test_pruning_drops_tiles_above_the_horizon_and_outside_the_predicted_heights() -> None:
+    from tasks.detect import HeightPrior, prune_tiles
+
+    # h = 0.1 (y - 2000): horizon at row 2000, 100 px people at row 3000, 600 px at row 8000
+    prior = HeightPrior(a=0.1, b=0.0, c=-200.0, tolerance=2.0, people=50)
+    sky = _tile(0, 0, 0, 0, 416, 416, (0, 160))  # rows 0-416
+    far = _tile(1, 0, 0, 2800, 416, 3216, (0, 160))  # 80-122 px people
+    near = _tile(2, 0, 0, 7584, 416, 8000, (0, 160))  # 558-600 px people: a factor 2 still > 200
+    far_l3 = _tile(3, 3, 0, 100, 416, 516, (640, 1280))  # rows 800-4128: up to 213 px, x2 < 512
+    near_l3 = _tile(4, 3, 0, 584, 416, 1000, (640, 1280))  # rows 4672-8000: 267-600 px, x2 >= 512
+    kept = {t.tile_id for t in prune_tiles([sky, far, near, far_l3, near_l3], prior)}
+    assert kept == {1, 4}
+
+
+def test_pruned_detection_finds_the_same_people_with_fewer_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tasks.detect as det
+    from tasks.boxes import greedy_recall_match
+
+    frame = (8192, 16384)
+    people = _standing_people(600, seed=3)
+    image = np.zeros((*frame, 3), np.uint8)
+    # A stand-in detector that knows the truth: it finds the people whole inside the tile it is given
+    # and 12-400 input px tall. Tiles are recognised by the array that read_tile handed out.
+    handed: dict[int, tuple[Tile, np.ndarray]] = {}
+    real_read = det.read_tile
+
+    def read(levels: list[Any], tile: Tile) -> np.ndarray:
+        pixels = real_read(levels, tile)
+        handed[id(pixels)] = (tile, pixels)
+        return pixels
+
+    def detector(images: list[np.ndarray]) -> list[np.ndarray]:
+        out = []
+        for im in images:
+            t, _ = handed.pop(id(im))
+            b = people / 2.0**t.level - [t.x0, t.y0, t.x0, t.y0]
+            h = b[:, 3] - b[:, 1]
+            inside = (b[:, 0] >= 0) & (b[:, 1] >= 0) & (b[:, 2] <= t.x1 - t.x0) & (b[:, 3] <= t.y1 - t.y0)
+            found = b[inside & (h >= 12) & (h <= 400)]
+            out.append(np.c_[found, np.full(len(found), 0.9)])
+        return out
+
+    monkeypatch.setattr(det, "read_tile", read)
+    tiles, found = {}, {}
+    calls = [0]
+
+    def counted(images: list[np.ndarray]) -> list[np.ndarray]:
+        calls[0] += len(images)
+        return detector(images)
+
+    for prune in (False, True):
+        calls[0] = 0
+        dets = det.detect_image(image, counted, prune=prune)
+        tiles[prune] = calls[0]
+        found[prune] = set(np.flatnonzero(greedy_recall_match(dets[:, :4], people) >= 0).tolist())
+    assert tiles[False] == len(tile_plan(*frame, (416, 416)))
+    assert tiles[True] < 0.6 * tiles[False], tiles
+    # Greedy matching may pair two overlapping people the other way round; nobody is lost.
+    assert len(found[True]) >= len(found[False])
+    assert len(found[True] & found[False]) >= len(found[False]) - 2
+    assert len(found[False]) >= 0.95 * len(people)
