@@ -59,7 +59,7 @@ def real(root: Path) -> dict[str, object]:
                     for a in anns
                 ]
             )
-            dets = detect_image(image, detector)
+            dets = detect_image(image, detector, prune=True)
             m = greedy_recall_match(dets[:, :4], gt)
             n_gt, n_det, n_hit = n_gt + len(gt), n_det + len(dets), n_hit + int((m >= 0).sum())
             if not coco17:
@@ -79,10 +79,10 @@ def real(root: Path) -> dict[str, object]:
             "oks_gt_boxes": float(np.mean(oks_gt)) if oks_gt else None, "posed_gt": len(oks_gt),
             "oks_detected_boxes": float(np.mean(oks_det)) if oks_det else None, "posed_det": len(oks_det),
         }  # fmt: skip
-    found = {
-        p.name: len(detect_image(_rgb(p), detector)) for p in sorted((root / "publicdomain").glob("*.jpg"))
-    }
-    out["publicdomain_people_found"] = found
+    photos = sorted((root / "publicdomain").glob("*.jpg"))
+    for prune in (True, False):
+        found = {p.name: len(detect_image(_rgb(p), detector, prune=prune)) for p in photos}
+        out[f"publicdomain_people_found{'' if prune else '_unpruned'}"] = found
     return out
 
 

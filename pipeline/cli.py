@@ -432,7 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
         "gigacrowd",
         help="predict.json for the GigaCrowd challenge",
         description="Write the GigaCrowd predict.json of a run's persons dataset (K from the run's camera, "
-        "72 pose, 10 betas, trans_cam added to the raw SMPL output, scale 1, neutral).",
+        "72 pose, 10 betas, trans_cam added to the scaled SMPL output, scale_smpl from the snap to the "
+        "ground plane, neutral).",
     )
     p.add_argument("run", help="the run's scene directory: <output>/<scene>")
     p.add_argument("--out", required=True, help="predict.json to write")

@@ -213,6 +213,11 @@ class DetectConfig(_Section):
         default=10, description="fewer people whole in the coarse levels: no pruning"
     )
 
+    @field_validator("prune", mode="before")
+    @classmethod
+    def _yaml_off(cls, v: object) -> object:
+        return "off" if v is False else v  # YAML 1.1 reads a bare `off` as false
+
     @model_validator(mode="after")
     def _file_given(self) -> DetectConfig:
         if (self.backend == "file") != (self.file is not None):

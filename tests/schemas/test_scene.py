@@ -140,3 +140,13 @@ def test_address_kind_needs_an_address() -> None:
     assert ClusterConfig(kind="address", address="tcp://h:8786").address == "tcp://h:8786"
     with pytest.raises(ValidationError, match="only used with kind 'address'"):
         ClusterConfig(kind="local", address="tcp://h:8786")
+
+
+def test_a_bare_yaml_off_turns_pruning_off() -> None:
+    import yaml
+
+    scene = Scene.model_validate(yaml.safe_load("input: {frames: a.jpg}\ndetect: {prune: off}\n"))
+    assert scene.detect.prune == "off"
+    assert Scene.model_validate({"input": {"frames": "a.jpg"}}).detect.prune == "ground"
+    with pytest.raises(ValidationError, match="prune"):
+        Scene.model_validate({"input": {"frames": "a.jpg"}, "detect": {"prune": True}})
