@@ -86,7 +86,9 @@ def real(root: Path) -> dict[str, object]:
     return out
 
 
-def synthetic(size: str, people: int, seed: int) -> dict[str, object]:
+def synthetic(
+    size: str, people: int, seed: int, min_person: float | None = None, camera: dict[str, float] | None = None
+) -> dict[str, object]:
     from schemas.truth import read_truth
     from tasks.boxes import greedy_recall_match
     from tasks.detect import detect_image
@@ -99,7 +101,7 @@ def synthetic(size: str, people: int, seed: int) -> dict[str, object]:
     w, h = (int(v) for v in size.lower().split("x"))
     detector = YoloxOnnx.load()
     with tempfile.TemporaryDirectory() as wd:
-        cfg = SynthConfig(people=people, width=w, height=h, seed=seed)
+        cfg = SynthConfig(people=people, width=w, height=h, seed=seed, **(camera or {}))
         image_path, truth_path = synthesize(cfg, Path(wd), BodyModel.load(BUILTIN_NEUTRAL), load_bank())
         image, a = _rgb(image_path), read_truth(truth_path).arrays()
     calls = [0]
@@ -109,10 +111,14 @@ def synthetic(size: str, people: int, seed: int) -> dict[str, object]:
         return detector(images)
 
     runs = {}
-    for name, prune in (("multi-scale tiles", False), ("multi-scale, ground-pruned", True)):
+    variants = [("multi-scale tiles", False, None), ("multi-scale, ground-pruned", True, None)]
+    if min_person is not None:
+        variants += [(f"{name}, min_person {min_person:g}", prune, min_person) for name, prune, _ in variants]
+    for name, prune, smallest in variants:
         calls[0] = 0
         t = time.perf_counter()
-        runs[name] = (detect_image(image, counted, prune=prune), time.perf_counter() - t, calls[0])
+        dets = detect_image(image, counted, prune=prune, min_person=smallest)
+        runs[name] = (dets, time.perf_counter() - t, calls[0])
     t = time.perf_counter()
     whole = detector([image])[0]  # letterboxed to 416 once
     runs["whole frame at 416"] = (whole, time.perf_counter() - t, 1)
@@ -195,6 +201,11 @@ def main() -> int:
     ap.add_argument("--people", type=int, default=300)
     ap.add_argument("--seed", type=int, default=2)
     ap.add_argument(
+        "--min-person", type=float, default=None, help="--synthetic: also run with this min_person"
+    )
+    ap.add_argument("--focal-factor", type=float, default=None, help="--synthetic: focal / diagonal")
+    ap.add_argument("--camera-height", type=float, default=None, help="--synthetic: camera height, metres")
+    ap.add_argument(
         "--speed", default=None, help="WxH: stage vs bare-model time on an ingested synthetic frame"
     )
     args = ap.parse_args()
@@ -204,7 +215,9 @@ def main() -> int:
         for name, v in r.items():
             print(f"{name}: {v}")
     if args.synthetic:
-        res["synthetic"] = s = synthetic(args.synthetic, args.people, args.seed)
+        given = (("focal_factor", args.focal_factor), ("camera_height", args.camera_height))
+        camera = {k: v for k, v in given if v is not None}
+        res["synthetic"] = s = synthetic(args.synthetic, args.people, args.seed, args.min_person, camera)
         for row in s["rows"]:  # type: ignore[index]
             bands = ", ".join(
                 f"{k} px: {n} @ {r:.2f}" if r is not None else f"{k} px: 0"

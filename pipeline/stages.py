@@ -95,7 +95,10 @@ def detect_plan_unit(store: str, cfg: DetectConfig) -> list[Tile]:
 
     h, w = open_levels(Path(store))[0].shape[:2]
     size = load_detector(cfg.backend, cfg.model, cfg.input_size, cfg.device).size
-    return tile_plan(h, w, size, person_px=cfg.person_px, margin=cfg.margin, max_person=cfg.max_person)
+    return tile_plan(
+        h, w, size, person_px=cfg.person_px, margin=cfg.margin, max_person=cfg.max_person,
+        min_person=cfg.min_person,
+    )  # fmt: skip
 
 
 def detect_batch_unit(store: str, tiles: list[Tile], cfg: DetectConfig) -> np.ndarray:

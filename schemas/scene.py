@@ -200,6 +200,11 @@ class DetectConfig(_Section):
     max_person: Annotated[float, Field(gt=0)] | None = Field(
         default=None, description="tallest person to expect, full-res pixels (default: frame height)"
     )
+    min_person: Annotated[float, Field(ge=4)] | None = Field(
+        default=None,
+        description="smallest person to expect, full-res pixels; below 32 px the frame is also tiled "
+        "enlarged 2x (4x below 16 px), so that they reach the detector at >= 32 px (default: none)",
+    )
     tiles_per_task: Annotated[int, Field(ge=1, le=4096)] = 64
     prune: Literal["ground", "off"] = Field(
         default="ground",

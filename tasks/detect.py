@@ -4,9 +4,11 @@ A frame holds people from ~20 px to ~7000 px tall; a detector sees a fixed input
 YOLOX-Nano) and finds people well only within a band of sizes. So the frame is cut into input-sized
 tiles at several pyramid levels (level k = downsampled 2^k), and level k is responsible for people
 whose height at that level lies in [person_px / 2, person_px) input pixels, i.e. full-resolution heights
-[person_px 2^(k-1), person_px 2^k). These bands tile the whole range: level 0 also takes everyone
-smaller and the top level everyone larger. Tiles of a level overlap by `margin * person_px` pixels, so
-every person that level is responsible for lies whole inside at least one tile.
+[person_px 2^(k-1), person_px 2^k). These bands tile the whole range: the bottom level also takes
+everyone smaller and the top level everyone larger. The bottom level is 0 unless people smaller than
+MIN_INPUT_PX are expected (`min_person`): then the frame is also tiled enlarged (level -1 = 2x, ...).
+Tiles of a level overlap by `margin * person_px` pixels, so every person that level is responsible
+for lies whole inside at least one tile.
 
 Merge (all in full-resolution pixels):
 1. a box touching an interior edge of its tile is "cut"; it is dropped when an uncut box of the same
@@ -46,6 +48,9 @@ Detector = Callable[[list[np.ndarray]], list[np.ndarray]]
 # Columns of the detection array: x1, y1, x2, y2 (full-res px), score, level, tile_id, cut (0/1).
 DET_COLUMNS = ("x1", "y1", "x2", "y2", "score", "level", "tile_id", "cut")
 CUT_TOLERANCE = 2.0  # level pixels: a box this close to an interior tile edge counts as cut
+# Smallest person (input px) the detector is relied on to see: people below it at level 0 need an
+# upsampled level (level -m: enlarged 2^m), planned when the scene says how small people get.
+MIN_INPUT_PX = 32.0
 
 
 @dataclass(frozen=True)
@@ -82,14 +87,18 @@ def tile_plan(
     person_px: float = 160.0,
     margin: float = 1.25,
     max_person: float | None = None,
+    min_person: float | None = None,
 ) -> list[Tile]:
     """Tiles over every pyramid level needed for a (height, width) frame.
 
     input_size (h, w) detector input pixels; person_px: the tallest person (input pixels) a level is
     responsible for, where the detector still sees people well (YOLOX-Nano at 416: up to ~200 px);
     margin >= 1 widens the overlap to margin * person_px; max_person: tallest person to expect,
-    full-res pixels (default: frame height).
-    The top level is the first whose band reaches `max_person` or whose image fits one tile.
+    full-res pixels (default: frame height); min_person: smallest person to expect, full-res pixels
+    (default: no smaller than MIN_INPUT_PX, so level 0 sees everyone).
+    The bottom level is the first at which min_person is at least MIN_INPUT_PX tall: negative levels
+    are the frame enlarged 2^-k (each costs 4x the tiles of the level above it). The top level is the
+    first whose band reaches `max_person` or whose image fits one tile.
     """
     hi = float(person_px)
     ih, iw = input_size
@@ -100,13 +109,16 @@ def tile_plan(
             f"overlap margin * person_px = {margin * hi:.0f} px must be below the input size {input_size}"
         )
     tallest = float(max_person if max_person is not None else height)
+    if min_person is not None and not min_person > 0:
+        raise ValueError(f"min_person must be > 0, got {min_person}")
+    bottom = 0 if min_person is None else min(0, math.floor(math.log2(min_person / MIN_INPUT_PX)))
     overlap = math.ceil(margin * hi)
     tiles: list[Tile] = []
-    level = 0
+    level = bottom
     while True:
         lh, lw = math.ceil(height / 2**level), math.ceil(width / 2**level)
         top = hi * 2**level >= tallest or (lh <= ih and lw <= iw)
-        band = (0.0 if level == 0 else hi * 2 ** (level - 1), math.inf if top else hi * 2**level)
+        band = (0.0 if level == bottom else hi * 2 ** (level - 1), math.inf if top else hi * 2**level)
         ys, xs = _starts(lh, ih, overlap), _starts(lw, iw, overlap)
         for y0 in ys:
             for x0 in xs:
@@ -211,9 +223,12 @@ def prune_tiles(tiles: list[Tile], prior: HeightPrior, margin: float = 1.25) -> 
 def read_tile(levels: list[Any], tile: Tile) -> np.ndarray:
     """A tile's (h, w, 3) uint8 pixels from a stored pyramid (level k downsampled 2^k; arrays indexable
     [y0:y1, x0:x1], e.g. Zarr). Levels coarser than the pyramid stores are made from its coarsest level
-    with the same 2x2 means the ingest uses, so the pixels equal those of a deeper pyramid."""
+    with the same 2x2 means the ingest uses, so the pixels equal those of a deeper pyramid; enlarged
+    levels (< 0) from level 0 (`_upsampled`)."""
     from tasks.pyramid import downsample2x
 
+    if tile.level < 0:
+        return _upsampled(levels[0], tile)
     top = len(levels) - 1
     if tile.level <= top:
         return np.asarray(levels[tile.level][tile.y0 : tile.y1, tile.x0 : tile.x1])
@@ -222,6 +237,20 @@ def read_tile(levels: list[Any], tile: Tile) -> np.ndarray:
     for _ in range(tile.level - top):
         region = downsample2x(region)
     return region[: tile.y1 - tile.y0, : tile.x1 - tile.x0]
+
+
+def _upsampled(level0: Any, tile: Tile) -> np.ndarray:
+    """A tile of an enlarged level (tile.level < 0): bilinear, pixel centres aligned, as cv2.resize of
+    the whole frame by 2^-level would give (one source pixel of context on each side)."""
+    import cv2
+
+    f = 2**-tile.level
+    h0, w0 = level0.shape[:2]
+    r0, c0 = max(tile.y0 // f - 1, 0), max(tile.x0 // f - 1, 0)
+    r1, c1 = min(-(-tile.y1 // f) + 1, h0), min(-(-tile.x1 // f) + 1, w0)
+    region = np.ascontiguousarray(level0[r0:r1, c0:c1])
+    up = cv2.resize(region, ((c1 - c0) * f, (r1 - r0) * f), interpolation=cv2.INTER_LINEAR)
+    return up[tile.y0 - r0 * f : tile.y1 - r0 * f, tile.x0 - c0 * f : tile.x1 - c0 * f]
 
 
 def cut_flags(boxes: np.ndarray, tile: Tile) -> np.ndarray:
@@ -349,11 +378,12 @@ def detect_image(
     detector: Detector,
     input_size: tuple[int, int] = (416, 416),
     prune: bool = False,
+    min_person: float | None = None,
 ) -> np.ndarray:
-    """The whole detect stage on one in-memory frame (H, W, 3) uint8 RGB: default tile plan, per-tile
-    detection (coarse levels first and fine tiles pruned by their height prior when `prune`), merge.
-    Returns kept rows (N, 8), columns DET_COLUMNS, best first."""
-    tiles = tile_plan(image.shape[0], image.shape[1], input_size)
+    """The whole detect stage on one in-memory frame (H, W, 3) uint8 RGB: default tile plan (down to
+    `min_person`), per-tile detection (coarse levels first and fine tiles pruned by their height prior
+    when `prune`), merge. Returns kept rows (N, 8), columns DET_COLUMNS, best first."""
+    tiles = tile_plan(image.shape[0], image.shape[1], input_size, min_person=min_person)
     coarse, fine = split_plan(tiles) if prune else (tiles, [])
 
     def run(ts: list[Tile]) -> np.ndarray:

@@ -10,27 +10,29 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.detect import DET_COLUMNS, Tile, detect_tiles, merge, tile_plan
+from tasks.detect import DET_COLUMNS, MIN_INPUT_PX, Tile, detect_tiles, merge, tile_plan
 
 
 @settings(max_examples=40, deadline=None)
 @given(
     height=st.integers(300, 20000),
     aspect=st.floats(0.5, 3.0),
+    min_person=st.sampled_from([None, 40.0, 20.0, 9.0]),
     data=st.data(),
 )
 def test_every_person_is_whole_in_a_tile_of_a_level_responsible_for_it(
-    height: int, aspect: float, data: st.DataObject
+    height: int, aspect: float, min_person: float | None, data: st.DataObject
 ) -> None:
     width = int(height * aspect)
-    tiles = tile_plan(height, width)
+    tiles = tile_plan(height, width, min_person=min_person)
     for t in tiles:
         lh, lw = math.ceil(height / 2**t.level), math.ceil(width / 2**t.level)
         assert 0 <= t.x0 < t.x1 <= lw and 0 <= t.y0 < t.y1 <= lh
         assert t.x1 - t.x0 <= 416 and t.y1 - t.y0 <= 416
         assert t.interior == (t.x0 > 0, t.y0 > 0, t.x1 < lw, t.y1 < lh)
+    smallest = 20.0 if min_person is None else min_person
     for _ in range(20):
-        h = data.draw(st.floats(20, height))
+        h = data.draw(st.floats(smallest, height))
         w = min(0.45 * h, width)
         x0 = data.draw(st.floats(0, width - w))
         y0 = data.draw(st.floats(0, height - h))
@@ -42,6 +44,9 @@ def test_every_person_is_whole_in_a_tile_of_a_level_responsible_for_it(
             if t.x0 <= x0 / s and (x0 + w) / s <= t.x1 and t.y0 <= y0 / s and (y0 + h) / s <= t.y1
         ]  # fmt: skip
         assert whole, f"a {h:.0f} px person at ({x0:.0f}, {y0:.0f}) is cut in every tile of its level"
+        if min_person is not None:
+            # ... and reaches the detector at least MIN_INPUT_PX tall
+            assert h / s >= min(MIN_INPUT_PX, 160.0 / 2), (h, owners[0].level)
 
 
 def test_levels_and_bands_follow_the_pyramid() -> None:
@@ -120,6 +125,28 @@ def test_tiles_above_the_stored_pyramid_equal_a_deeper_pyramid() -> None:
     stored = deep[:2]  # the ingest stopped at level 1
     for t in tile_plan(1001, 1503, input_size=(96, 96), person_px=40, max_person=1001):
         np.testing.assert_array_equal(read_tile(stored, t), deep[t.level][t.y0 : t.y1, t.x0 : t.x1])
+
+
+def test_small_people_get_enlarged_levels_whose_tiles_equal_the_enlarged_frame() -> None:
+    import cv2
+
+    from tasks.detect import read_tile
+
+    assert min(t.level for t in tile_plan(4096, 8192)) == 0
+    assert min(t.level for t in tile_plan(4096, 8192, min_person=32)) == 0
+    plan = tile_plan(4096, 8192, min_person=20)
+    bands = {t.level: t.band for t in plan}
+    assert min(bands) == -1 and bands[-1] == (0.0, 80.0) and bands[0] == (80.0, 160.0)
+    assert min(t.level for t in tile_plan(4096, 8192, min_person=10)) == -2
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (301, 403, 3), dtype=np.uint8)  # odd sizes
+    for k, smallest in ((-1, 20.0), (-2, 10.0)):
+        f = 2**-k
+        big = cv2.resize(image, (403 * f, 301 * f), interpolation=cv2.INTER_LINEAR)
+        tiles = [t for t in tile_plan(301, 403, (96, 96), person_px=40, min_person=smallest) if t.level == k]
+        assert tiles
+        for t in tiles:
+            np.testing.assert_array_equal(read_tile([image], t), big[t.y0 : t.y1, t.x0 : t.x1])
 
 
 def test_merge_drops_body_parts_seen_at_a_finer_level() -> None:
