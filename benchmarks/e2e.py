@@ -4,6 +4,7 @@ with workers, and a cost model that predicts a dataset's time on N workers (or G
     python benchmarks/e2e.py                               # 0.1 GP with 400 people, 1 and 2 workers
     python benchmarks/e2e.py --frames 16384x6144:400 25600x9728:1000 32768x15360:2000 --workers 1 2
     python benchmarks/e2e.py --model-only benchmarks/results/e2e.json --gpus 8 --dataset 100x0.6:1000
+    python benchmarks/e2e.py --driver-rss 1 4 16 --frames 4096x2048:80   # driver RSS against frames
 
 Per configuration (frame size x people, workers): a fresh scene directory (the synthetic frame itself is
 rendered once into a cache and reused), `pipeline.run.run_scene` on a local cluster of that many
@@ -213,6 +214,67 @@ def cost_model(
     }  # fmt: skip
 
 
+# VmHWM, not ru_maxrss: Linux carries the parent's RSS at fork into a child's ru_maxrss across exec.
+_DRIVER = """
+import runpy, sys
+sys.argv = ["pipeline", "run", sys.argv[1]]
+try:
+    runpy.run_module("pipeline", run_name="__main__")
+finally:
+    hwm = next(ln.split()[1] for ln in open("/proc/self/status") if ln.startswith("VmHWM"))
+    print("DRIVER_PEAK_KB", hwm, flush=True)
+"""
+
+
+def driver_rss(counts: list[int], size: str, workers: int, seed: int) -> list[dict[str, Any]]:
+    """Peak RSS of the driver process (`python -m pipeline run`, its own process each time) for runs
+    of N frames: N names for one synthetic frame's JPEG (hard links), each a frame of its own."""
+    import os
+    import subprocess
+
+    import yaml
+
+    from tasks.models.body import BUILTIN_NEUTRAL, BodyModel
+    from tasks.poses import load_bank
+    from tasks.synth import SynthConfig, synthesize
+
+    w, h, people = _frames(size)
+    src_dir = CACHE / f"driver-{w}x{h}-{people}-{seed}"
+    if not src_dir.is_dir():
+        with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+            synthesize(SynthConfig(people=people, width=w, height=h, seed=seed), Path(tmp),
+                       BodyModel.load(BUILTIN_NEUTRAL), load_bank())  # fmt: skip
+            Path(tmp).rename(src_dir)
+            Path(tmp).mkdir()  # for the context manager to remove
+    image = next(src_dir.glob("*.jpg"))
+    rows = []
+    for n in counts:
+        with tempfile.TemporaryDirectory() as tmp:
+            frames = []
+            for i in range(n):
+                link = Path(tmp) / "frames" / f"f{i:04d}.jpg"
+                link.parent.mkdir(exist_ok=True)
+                os.link(image, link)
+                frames.append(str(link))
+            doc = {"name": "rss", "input": {"frames": frames}, "output": f"{tmp}/out",
+                   "cluster": {"n_workers": workers}, "pose2d": {"overlay": False},
+                   "regress": {"meshes": False}}  # fmt: skip
+            scene = Path(tmp) / "rss.yaml"
+            scene.write_text(yaml.safe_dump(doc))
+            t = time.perf_counter()
+            out = subprocess.run([sys.executable, "-c", _DRIVER, str(scene)], capture_output=True, text=True,
+                                 env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+            seconds = time.perf_counter() - t
+            if out.returncode != 0:
+                raise SystemExit(f"run of {n} frames failed: {out.stderr[-2000:]}")
+            kb = int(next(ln.split()[1] for ln in out.stdout.splitlines() if ln.startswith("DRIVER_PEAK_KB")))
+        row = {"frames": n, "size": size, "workers": workers, "seconds": round(seconds, 1),
+               "driver_peak_rss_mb": round(kb / 1024, 1)}  # fmt: skip
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
 def _frames(text: str) -> tuple[int, int, int]:
     size, people = text.split(":")
     w, h = size.split("x")
@@ -228,7 +290,16 @@ def main() -> int:
     ap.add_argument("--dataset", default="100x0.6:1000", help="FRAMESxGIGAPIXELS:PEOPLE for the prediction")
     ap.add_argument("--gpu-speedup", type=float, default=1.0, dest="gpu_speedup")
     ap.add_argument("--model-only", type=Path, dest="model_only", help="a previous e2e.json: model only")
+    ap.add_argument(
+        "--driver-rss", nargs="+", type=int, dest="driver_rss", metavar="N",
+        help="instead: the driver's peak RSS for runs of N frames each (--frames' first size)",
+    )  # fmt: skip
     args = ap.parse_args()
+    if args.driver_rss:
+        rows = driver_rss(args.driver_rss, args.frames[0], max(args.workers), args.seed)
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "e2e_driver_rss.json").write_text(json.dumps(rows, indent=2) + "\n")
+        return 0
     if args.model_only:
         rows = json.loads(args.model_only.read_text())["rows"]
     else:

@@ -62,8 +62,10 @@ dt = time.perf_counter() - t0
 time.sleep(0.05)
 ru = resource.getrusage(resource.RUSAGE_SELF)
 cpu = ru.ru_utime + ru.ru_stime - ru0.ru_utime - ru0.ru_stime
+# VmHWM, not ru_maxrss: Linux carries the parent's RSS at fork into a child's ru_maxrss across exec.
+hwm = next(int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith("VmHWM"))
 print(json.dumps({"seconds": dt, "megapixels": w * h / 1e6, "cpu_s": cpu,
-                  "peak_rss_mb": ru.ru_maxrss / 1024,
+                  "peak_rss_mb": hwm / 1024,
                   "peak_anon_mb": peak["RssAnon"], "peak_file_mb": peak["RssFile"]}))
 """
 
