@@ -269,7 +269,12 @@ def _detect(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[s
             manifests[f.name].record(rec)
             summary.done.setdefault("detect", []).append(f.name)
             made.add(f.name)
-            bar.advance(f"{f.name} {rec.info['people']} people, {rec.info['tiles']} tiles")
+            tiles = f"{rec.info['tiles']} tiles"
+            if rec.info.get("why"):
+                tiles += f" (not pruned: {rec.info['why']})"
+            elif rec.info.get("prior"):
+                tiles = f"{rec.info['tiles']} of {rec.info['planned_tiles']} tiles (ground-plane pruning)"
+            bar.advance(f"{f.name} {rec.info['people']} people, {tiles}")
     return made
 
 

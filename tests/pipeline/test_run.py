@@ -479,3 +479,32 @@ def test_another_scene_file_cannot_take_over_a_runs_directory(tmp_path: Path, tw
     with pytest.raises(ConfigError, match=r"holds the run of .*scene\.yaml"):
         _run(other)
     assert _run(scene).ok  # its own scene file resumes as before
+
+
+def test_ground_plane_pruning_skips_tiles_and_finds_the_same_people(tmp_path: Path) -> None:
+    from schemas.tables import DETECTIONS, detections_array, read_table
+    from tasks.boxes import greedy_recall_match
+
+    doc = {
+        "name": "prune",
+        "input": {"synthetic": {"people": 300, "width": 8192, "height": 4096, "seed": 2}},
+        "output": "out",
+        "cluster": {"n_workers": 2},
+        "pose2d": {"enabled": False},
+    }
+    scene = tmp_path / "prune.yaml"
+    found = {}
+    for prune in ("ground", "off"):
+        scene.write_text(yaml.safe_dump({**doc, "detect": {"prune": prune}}))
+        assert _run(scene).ok
+        frame = tmp_path / "out" / "prune" / "synth-seed2_000000"
+        info = json.loads((frame / "manifest.json").read_text())["units"]["detect/frame"]["info"]
+        found[prune] = (info, detections_array(read_table(frame / "detections.parquet", DETECTIONS)))
+    pruned, every = found["ground"][0], found["off"][0]
+    # Near people (up to ~540 px) stand low in the frame: finer tiles there are skipped.
+    assert pruned["prior"] is not None and pruned["prior"]["a"] > 0 and pruned["why"] == ""
+    assert every["tiles"] == every["planned_tiles"] == pruned["planned_tiles"]
+    assert pruned["tiles"] < 0.8 * pruned["planned_tiles"], pruned
+    a, b = found["ground"][1], found["off"][1]
+    assert abs(len(a) - len(b)) <= 2
+    assert (greedy_recall_match(a[:, :4], b[:, :4]) >= 0).mean() >= 0.98
