@@ -2,6 +2,7 @@
 
     python benchmarks/crowd.py [--people 100 500 2000] [--model builtin:embedded-kp] [--focal estimate]
     python benchmarks/crowd.py --people --photos ../shared/data/real/publicdomain   # photos only
+    python benchmarks/crowd.py --pipeline --people 100 500 2000   # the whole pipeline, detected boxes
 
 Per frame (tasks/synth.layout: people on one ground plane seen by one camera, no rendering needed):
 ground-truth boxes (the mesh's), COCO-17 keypoints with detector-like noise (Gaussian jitter of 2% of
@@ -138,6 +139,62 @@ def photos(folder: Path) -> dict[str, object]:
     return out
 
 
+def full_pipeline(people: int, seed: int, cache: Path) -> dict[str, object]:
+    """The whole pipeline (detected boxes, MoveNet keypoints, the embedded regressor) on a rendered
+    synthetic frame of `people` (SIZES), once without the crowd step, then with `crowdrec`, then with
+    `global`, in one run directory (the stages before the crowd step run once); each scored with the
+    GigaCrowd evaluator against the frame's truth."""
+    import tempfile
+
+    import pyarrow.parquet as pq
+    import yaml
+
+    from pipeline.config import load_scene, resolve
+    from pipeline.run import run_scene
+    from schemas.truth import read_truth
+    from tasks.evaluate import evaluate
+    from tasks.export import frame_file, gigacrowd_frame
+    from tasks.models.body import BUILTIN_NEUTRAL, BodyModel, body_fn
+    from tasks.poses import load_bank
+    from tasks.synth import SynthConfig, synthesize
+
+    w, h = SIZES.get(people, (16384, 8192))
+    src = cache / f"crowd-{w}x{h}-{people}-{seed}"
+    if not src.is_dir():
+        cache.mkdir(parents=True, exist_ok=True)
+        part = Path(tempfile.mkdtemp(dir=cache))
+        synthesize(SynthConfig(people=people, width=w, height=h, seed=seed), part,
+                   BodyModel.load(BUILTIN_NEUTRAL), load_bank())  # fmt: skip
+        part.rename(src)
+    image, truth = next(src.glob("*.jpg")), read_truth(src / "truth.json")
+    out: dict[str, object] = {"people": people, "size": f"{w}x{h}"}
+    with tempfile.TemporaryDirectory() as tmp:
+        scene = Path(tmp) / "crowd.yaml"
+        for label, crowd in (("before", {"enabled": False}), ("crowdrec", {"method": "crowdrec"}),
+                             ("global", {"method": "global"})):  # fmt: skip
+            doc = {"name": "crowd", "input": {"frames": str(image)}, "output": tmp, "seed": seed,
+                   "crowd": crowd, "pose2d": {"overlay": False}, "regress": {"meshes": False}}  # fmt: skip
+            scene.write_text(yaml.safe_dump(doc))
+            t = time.perf_counter()
+            summary = run_scene(resolve(load_scene(scene), scene))
+            if not summary.ok:
+                raise SystemExit(f"{label}: {summary.failed}")
+            seconds = round(time.perf_counter() - t, 1)
+            rows = pq.read_table(frame_file(Path(tmp) / "crowd" / "persons", "crowd", image.stem))
+            report = evaluate(
+                {image.name: gigacrowd_frame(rows)}, {image.name: truth}, body_fn(BUILTIN_NEUTRAL)
+            )
+            res: dict[str, object] = {k: round(float(v), 4) for k, v in report.overall.means.items()}
+            res["seconds"] = seconds
+            if label != "before":
+                cj = json.loads((Path(tmp) / "crowd" / image.stem / "crowd.json").read_text())
+                res |= {"evaluations": cj["evaluations"], "iterations": cj["iterations"],
+                        "crowd_seconds": cj["seconds"], "detected": cj["people"]}  # fmt: skip
+            out[label] = res
+            print(json.dumps({label: res}), flush=True)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--people", type=int, nargs="*", default=[100, 500, 2000])
@@ -149,8 +206,19 @@ def main() -> int:
         help="the focal the people are reconstructed with: the image diagonal (camera.focal auto), "
         "estimated from the keypoints (camera.focal estimate), or the truth's",
     )  # fmt: skip
+    ap.add_argument(
+        "--pipeline", action="store_true",
+        help="instead: the whole pipeline (detected boxes) on rendered frames of --people, before / "
+        "crowdrec / global (frames cached in ~/.cache/gigacrowd-bench/crowd)",
+    )  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(2)
+    if args.pipeline:
+        cache = Path.home() / ".cache" / "gigacrowd-bench" / "crowd"
+        result = [full_pipeline(n, args.seed, cache) for n in args.people]
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "crowd_pipeline.json").write_text(json.dumps(result, indent=2) + "\n")
+        return 0
     if args.photos:
         result = photos(args.photos)
         print(json.dumps(result, indent=1))

@@ -13,6 +13,8 @@ from distributed import Client, LocalCluster
 
 from schemas.scene import ClusterConfig
 
+log = logging.getLogger(__name__)
+
 
 class ClusterError(RuntimeError):
     """The configured cluster cannot be reached or created. The message is one line."""
@@ -39,6 +41,28 @@ def local_cluster_kwargs(
         # Task failures are reported once, by the driver, in one line; not as worker tracebacks.
         "silence_logs": logging.CRITICAL,
     }
+
+
+def visible_gpus() -> int:
+    """CUDA devices this machine shows dask-cuda (0 without the gpu extra, a driver or a device)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+        return 0  # dask-cuda would count the empty string as one device
+    try:
+        from dask_cuda.utils import get_n_gpus
+    except ImportError:
+        return 0
+    try:
+        return int(get_n_gpus())
+    except Exception:  # no NVML, no driver: no GPU to use
+        return 0
+
+
+def local_cuda_kwargs(cfg: ClusterConfig, gpus: int) -> dict[str, Any]:
+    """LocalCUDACluster arguments: one worker per GPU (or `n_workers` of them), each pinned to its
+    device by dask-cuda and advertising GPU=1, so that tasks asking for a GPU go one per device."""
+    kw = local_cluster_kwargs(cfg, cpus=gpus)
+    kw.pop("processes")
+    return kw | {"resources": {"GPU": 1}}
 
 
 def slurm_cluster(cfg: ClusterConfig) -> Any:
@@ -84,6 +108,13 @@ def kubernetes_cluster(cfg: ClusterConfig) -> Any:
     return KubeCluster(name=k.name, image=k.image, n_workers=k.n_workers, namespace=k.namespace)
 
 
+def gpu_resources(client: Client) -> dict[str, int] | None:
+    """{"GPU": 1} when some worker of the client's cluster advertises a GPU resource (SLURM GPU jobs,
+    a LocalCUDACluster, workers started with --resources GPU=n), else None."""
+    workers = client.scheduler_info().get("workers", {})
+    return {"GPU": 1} if any(w.get("resources", {}).get("GPU") for w in workers.values()) else None
+
+
 @contextlib.contextmanager
 def open_client(cfg: ClusterConfig) -> Iterator[Client]:
     """A Client on the configured cluster, closed (and a cluster we started, shut down) on exit."""
@@ -95,7 +126,13 @@ def open_client(cfg: ClusterConfig) -> Iterator[Client]:
             except (OSError, TimeoutError) as e:
                 raise ClusterError(f"cannot reach the Dask scheduler at {cfg.address}: {e}") from e
         else:
-            if cfg.kind == "local":
+            gpus = visible_gpus() if cfg.kind == "local" and cfg.gpus == "auto" else 0
+            if gpus:
+                from dask_cuda import LocalCUDACluster
+
+                log.info("%d GPU(s): a LocalCUDACluster, one worker per GPU", gpus)
+                cluster = LocalCUDACluster(**local_cuda_kwargs(cfg, gpus))
+            elif cfg.kind == "local":
                 cluster = LocalCluster(**local_cluster_kwargs(cfg))
             elif cfg.kind == "slurm":
                 cluster = slurm_cluster(cfg)

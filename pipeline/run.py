@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from distributed import as_completed
 
-from pipeline.cluster import open_client
+from pipeline.cluster import gpu_resources, open_client
 from pipeline.config import Frame, ResolvedScene, config_hash
 from pipeline.progress import stage_bar
 from pipeline.rundir import (
@@ -351,8 +351,7 @@ def _regress(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[
 def _crowd(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[str, FrameManifest],
            h: str, summary: RunSummary) -> set[str]:  # fmt: skip
     """One reduce task per frame (on a GPU worker when the cluster has them), frames side by side."""
-    cluster = rs.scene.cluster
-    gpu = {"GPU": 1} if cluster.kind == "slurm" and cluster.slurm.gpus_per_job else None
+    gpu = gpu_resources(client)
     with stage_bar("crowd", len(todo)) as bar:
         futures = {
             client.submit(crowd_unit, str(manifests[f.name].dir), f.name, rs.scene.crowd, rs.scene.regress,

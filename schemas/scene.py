@@ -123,6 +123,11 @@ class ClusterConfig(_Section):
     threads_per_worker: Annotated[int, Field(ge=1)] = 1
     memory_limit: str = Field(default="auto", description="per local worker, e.g. '4GB'; auto = share")
     dashboard_address: str = ":0"
+    gpus: Literal["auto", "none"] = Field(
+        default="auto",
+        description="local: auto = with dask-cuda installed (the gpu extra) and GPUs visible, a "
+        "LocalCUDACluster of one worker per GPU, each advertising the resource GPU=1; none = CPU workers",
+    )
     slurm: SlurmConfig = SlurmConfig()
     kubernetes: KubernetesConfig = KubernetesConfig()
 

@@ -114,3 +114,88 @@ def test_slurm_cpu_job_has_no_gpu_directives(make_slurm: Any) -> None:
     assert "module load cuda" in lines
     assert "#SBATCH --mem=30G" in lines  # default 32 GB
     assert "#SBATCH --cpus-per-task=8" in lines  # default 8 cores
+
+
+def test_local_cuda_cluster_one_worker_per_gpu_each_advertising_one() -> None:
+    from pipeline.cluster import local_cuda_kwargs
+
+    kw = local_cuda_kwargs(ClusterConfig(), 4)
+    assert kw["n_workers"] == 4 and kw["resources"] == {"GPU": 1} and "processes" not in kw
+    assert local_cuda_kwargs(ClusterConfig(n_workers=2), 4)["n_workers"] == 2
+
+
+def test_visible_gpus_without_dask_cuda_or_devices_is_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    from pipeline.cluster import visible_gpus
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setitem(sys.modules, "dask_cuda.utils", None)  # not installed
+    assert visible_gpus() == 0
+    fake = types.ModuleType("dask_cuda.utils")
+    fake.get_n_gpus = lambda: 3  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "dask_cuda.utils", fake)
+    assert visible_gpus() == 3
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # dask-cuda itself would count one
+    assert visible_gpus() == 0
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+
+    def no_driver() -> int:
+        raise RuntimeError("NVML Shared Library Not Found")
+
+    fake.get_n_gpus = no_driver  # type: ignore[attr-defined]
+    assert visible_gpus() == 0
+
+
+def test_gpus_seen_make_a_cuda_cluster_whose_workers_take_gpu_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    from distributed import LocalCluster
+
+    import pipeline.cluster as cl
+
+    made: dict[str, Any] = {}
+
+    def fake_cuda_cluster(**kw: Any) -> LocalCluster:  # what dask-cuda adds is pinning to devices
+        made.update(kw)
+        return LocalCluster(n_workers=kw["n_workers"], processes=False, resources=kw["resources"],
+                            dashboard_address=":0")  # fmt: skip
+
+    module = types.ModuleType("dask_cuda")
+    module.LocalCUDACluster = fake_cuda_cluster  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "dask_cuda", module)
+    monkeypatch.setattr(cl, "visible_gpus", lambda: 2)
+    with cl.open_client(ClusterConfig()) as client:
+        assert made["n_workers"] == 2 and made["resources"] == {"GPU": 1}
+        assert cl.gpu_resources(client) == {"GPU": 1}
+        assert client.submit(lambda: 7, resources={"GPU": 1}).result(timeout=30) == 7
+    made.clear()
+    with cl.open_client(ClusterConfig(gpus="none", n_workers=1)) as client:
+        assert not made and cl.gpu_resources(client) is None
+
+
+def test_kubernetes_manifest_gpu_workers_advertise_what_the_crowd_step_asks_for() -> None:
+    import yaml
+
+    from tests.conftest import REPO
+
+    docs = list(yaml.safe_load_all((REPO / "deploy" / "kubernetes" / "gigacrowd-cluster.yaml").read_text()))
+    cluster = next(d for d in docs if d["kind"] == "DaskCluster")
+    gpu = next(d for d in docs if d["kind"] == "DaskWorkerGroup")
+    assert gpu["spec"]["cluster"] == cluster["metadata"]["name"]
+    args = gpu["spec"]["worker"]["spec"]["containers"][0]["args"]
+    resource = args[args.index("--resources") + 1]
+    assert resource == "GPU=1"
+    # ... the resource gpu_resources() requests for the crowd step when such a worker exists
+    assert gpu["spec"]["worker"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    mounts = {
+        m["mountPath"]
+        for spec in (cluster["spec"]["worker"]["spec"], gpu["spec"]["worker"]["spec"])
+        for c in spec["containers"]
+        for m in c["volumeMounts"]
+    }
+    assert mounts == {"/data"}  # every worker sees the run directory at one path
+    ports = {p["port"] for p in cluster["spec"]["scheduler"]["service"]["ports"]}
+    assert 8786 in ports
