@@ -108,3 +108,76 @@ def test_a_killed_run_resumes_and_ends_identical(tmp_path: Path, reference: list
     assert again.returncode == 0, again.stderr
     assert "already complete" in again.stdout  # ingest, detect and pose2d were not redone
     assert _persons(frame) == reference
+
+
+_NO_NETWORK = """
+import ipaddress, os, socket
+
+_LOG = os.environ["NO_NETWORK_LOG"]
+
+
+def _local(host):
+    if host in ("localhost", "", None) or str(host).startswith("/"):
+        return True
+    try:
+        ip = ipaddress.ip_address(str(host).split("%")[0])
+    except ValueError:
+        return False  # a name: resolving it is a lookup
+    return ip.is_loopback or ip.is_unspecified  # 0.0.0.0: binding a listening socket, this machine
+
+
+def _refuse(what):
+    with open(_LOG, "a") as f:
+        f.write(f"{os.getpid()} {what}\\n")
+    raise OSError(f"network access blocked by the test: {what}")
+
+
+_connect, _sendto, _getaddrinfo = socket.socket.connect, socket.socket.sendto, socket.getaddrinfo
+
+
+def connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _local(address[0]):
+        _refuse(f"connect {address}")
+    return _connect(self, address)
+
+
+def sendto(self, data, *args):
+    address = args[-1]
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _local(address[0]):
+        _refuse(f"sendto {address}")
+    return _sendto(self, data, *args)
+
+
+def getaddrinfo(host, *args, **kwargs):
+    if not _local(host):
+        _refuse(f"getaddrinfo {host}")
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+socket.socket.connect, socket.socket.sendto, socket.getaddrinfo = connect, sendto, getaddrinfo
+with open(_LOG + ".armed", "a") as f:
+    f.write(f"{os.getpid()}\\n")
+"""
+
+
+def test_a_run_never_touches_the_network(tmp_path: Path, reference: list[dict[str, object]]) -> None:
+    """Driver and every worker process refuse (and log) any connection or name lookup that is not
+    loopback; the whole run still completes with the reference persons, and nothing was attempted."""
+    guard = tmp_path / "guard"
+    guard.mkdir()
+    (guard / "sitecustomize.py").write_text(_NO_NETWORK)
+    log = tmp_path / "attempts.log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(guard), str(REPO)]), "NO_NETWORK_LOG": str(log)}
+    scene = _scene(tmp_path, "offline", {"n_workers": 2})
+    probe = subprocess.run([sys.executable, "-c", "import socket; socket.getaddrinfo('pypi.org', 443)"],
+                           env=env, capture_output=True, text=True)  # fmt: skip
+    assert probe.returncode != 0 and "blocked by the test" in probe.stderr  # the guard is active
+    log.unlink()
+    Path(f"{log}.armed").unlink()
+    run = subprocess.run([sys.executable, "-m", "pipeline", "run", str(scene)], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert not log.exists(), log.read_text()
+    # The guard was armed in the driver and in every worker process (and their nannies), not just here.
+    assert len(set(Path(f"{log}.armed").read_text().split())) >= 3
+    assert _persons(tmp_path / "offline" / "f") == reference
