@@ -10,7 +10,9 @@ Per configuration (frame size x people, workers): a fresh scene directory (the s
 rendered once into a cache and reused), `pipeline.run.run_scene` on a local cluster of that many
 single-threaded worker processes; each stage's wall time is taken around the stage's function; the
 driver's peak RSS (getrusage), the peak summed RSS of the worker processes (psutil, sampled every
-0.2 s), tiles/s (detect), boxes/s (pose2d, regress), finetune iterations/s (crowd). The stage
+0.2 s), tiles/s (detect), boxes/s (pose2d, regress), finetune iterations/s (crowd), and per stage the
+CPU seconds of the driver and the workers per wall second (cores busy: on 2 cores, a stage whose one
+worker already keeps 1.4 cores busy cannot speed up more than 2 / 1.4 with two). The stage
 times with one worker, divided by the work each did, are the per-unit costs of the cost model.
 
 Cost model (printed, and in the JSON): a frame's time on one worker is
@@ -74,6 +76,18 @@ class _WorkerMemory:
         self.thread.join()
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its live child processes (the local workers)."""
+    import psutil
+
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for p in me.children(recursive=True):
+        with contextlib.suppress(Exception):  # a process that just exited
+            total += sum(p.cpu_times()[:2])
+    return total
+
+
 def run_one(width: int, height: int, people: int, workers: int, seed: int) -> dict[str, Any]:
     import yaml
 
@@ -81,15 +95,17 @@ def run_one(width: int, height: int, people: int, workers: int, seed: int) -> di
     from pipeline.config import load_scene, resolve
 
     times: dict[str, float] = {}
+    cores: dict[str, float] = {}  # CPU seconds of driver + workers per wall second, per stage
     originals = {s: getattr(run_module, f"_{s}") for s in (*STAGES, "generate")}
 
     def timed(stage: str) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), _cpu_seconds()
             try:
                 return originals[stage](*args, **kwargs)
             finally:
                 times[stage] = round(time.perf_counter() - t, 2)
+                cores[stage] = round((_cpu_seconds() - c) / max(times[stage], 1e-3), 2)
 
         return wrapper
 
@@ -137,6 +153,7 @@ def run_one(width: int, height: int, people: int, workers: int, seed: int) -> di
             "width": width, "height": height, "gigapixels": round(gp, 3), "people": people,
             "workers": workers, "boxes": boxes, "tiles": tiles, "crowd_iterations": crowd["iterations"],
             "stage_seconds": {k: v for k, v in times.items() if k != "generate"},
+            "stage_cores_busy": {k: v for k, v in cores.items() if k != "generate"},
             "render_seconds": times.get("generate", 0.0),  # the synthetic frame, once; not counted
             "total_seconds": round(total - times.get("generate", 0.0), 2),
             "rates": {
