@@ -88,8 +88,14 @@ def real(root: Path, model_spec: str) -> dict[str, object]:
     return out
 
 
-def speed(model_spec: str, n: int = 4096, batch: int = 32, repeats: int = 3) -> dict[str, float]:
+def speed(
+    model_spec: str, n: int = 4096, batch: int = 32, repeats: int = 5, threads: int = 1
+) -> dict[str, float]:
+    """The stage against the bare network with `threads` torch threads. 1 is what a Dask worker runs
+    with (distributed's nanny sets OMP_NUM_THREADS=1): the stage's crop thread then has the other core."""
     from tasks.models.embedded import load_embedded
+
+    torch.set_num_threads(threads)
     from tasks.regress import box_inputs, cut_crops, normalise_crops, regress
 
     model = load_embedded(model_spec)
@@ -121,8 +127,8 @@ def speed(model_spec: str, n: int = 4096, batch: int = 32, repeats: int = 3) -> 
         regress(frame, boxes, kp, model, wh, batch=batch)
         stage.append(time.perf_counter() - t)
     return {
-        "people": n, "batch": batch, "bare_people_per_s": n / min(bare), "stage_people_per_s": n / min(stage),
-        "ratio": min(bare) / min(stage),
+        "people": n, "batch": batch, "torch_threads": threads, "bare_people_per_s": n / min(bare),
+        "stage_people_per_s": n / min(stage), "ratio": min(bare) / min(stage),
     }  # fmt: skip
 
 
@@ -142,7 +148,7 @@ def main() -> int:
     if args.real:
         result["real"] = real(args.real, args.model)
     if args.speed:
-        result["speed"] = speed(args.model)
+        result["speed"] = [speed(args.model, threads=t) for t in (1, 2)]
     if not result:
         ap.error("choose at least one of --held-out, --real, --speed")
     print(json.dumps(result, indent=2))
