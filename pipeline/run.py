@@ -384,13 +384,15 @@ def _write(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[st
 
 def _frame_metrics(rs: ResolvedScene, scene_dir: Path, frame: Frame, source: str) -> dict[str, float]:
     """GigaCrowd metrics of a frame's persons against its truth (synthetic frames), else {}."""
+    if frame.truth is None or not frame.truth.is_file():
+        return {}  # before the imports: the body model pulls in torch (~1.4 s, 180 MB in the driver)
     from schemas.truth import read_truth
     from tasks.evaluate import evaluate
-    from tasks.export import frame_file, gigacrowd_frame
+    from tasks.export import gigacrowd_frame
     from tasks.models.body import body_fn
 
     rows_file = frame_file(scene_dir / "persons", rs.name, frame.name)
-    if frame.truth is None or not frame.truth.is_file() or not rows_file.is_file():
+    if not rows_file.is_file():
         return {}
     import pyarrow.parquet as pq
 
