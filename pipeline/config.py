@@ -247,11 +247,16 @@ def resolve(scene: Scene, source: Path | None, output: Path | None = None) -> Re
             if v
         }
         scene = scene.model_copy(update={"detect": det.model_copy(update=paths)})
-    reg = scene.regress
-    paths = {k: str(base / Path(v).expanduser()) for k, v in (("model", reg.model), ("body", reg.body))
-             if v and not v.startswith("builtin:")}  # fmt: skip
-    if paths:
-        scene = scene.model_copy(update={"regress": reg.model_copy(update=paths)})
+    # Model files too; builtin: names stay, and mmpose's CONFIG.py::CHECKPOINT.pth is two paths.
+    for section, keys in (("detect", ("model",)), ("pose2d", ("model",)), ("regress", ("model", "body"))):
+        cfg = getattr(scene, section)
+        paths = {
+            k: "::".join(str(base / Path(part).expanduser()) for part in v.split("::"))
+            for k in keys
+            if (v := getattr(cfg, k)) and not v.startswith("builtin:")
+        }
+        if paths:
+            scene = scene.model_copy(update={section: cfg.model_copy(update=paths)})
     if scene.input.synthetic is not None:
         frames = synthetic_frames(scene.input.synthetic, base, out)
     else:

@@ -264,6 +264,23 @@ def test_relative_paths_resolve_against_the_scene_file_not_cwd(
     assert [(f.name, f.path) for f in rs.frames] == [("a", real)]
 
 
+def test_model_files_resolve_against_the_scene_file_and_builtins_stay(tmp_path: Path) -> None:
+    touch(tmp_path / "a.jpg")
+    text = (
+        "input:\n  frames: a.jpg\n"
+        "detect: {model: models/det.onnx}\n"
+        "pose2d: {backend: mmpose, model: cfg/rtm.py::ckpt/rtm.pth}\n"
+        "regress: {model: /abs/embedded.pt, body: builtin:neutral}\n"
+    )
+    path = write_scene(tmp_path / "s.yaml", text)
+    scene = resolve(load_scene(path), path).scene
+    assert scene.detect.model == str(tmp_path / "models" / "det.onnx")
+    assert scene.pose2d.model == f"{tmp_path / 'cfg' / 'rtm.py'}::{tmp_path / 'ckpt' / 'rtm.pth'}"
+    assert scene.regress.model == "/abs/embedded.pt" and scene.regress.body == "builtin:neutral"
+    default = resolve(load_scene(write_scene(tmp_path / "d.yaml", "input:\n  frames: a.jpg\n")), path)
+    assert default.scene.detect.model == "builtin:yolox-nano-dynamic" and default.scene.pose2d.model is None
+
+
 def test_relative_scene_path_gives_absolute_frame_paths(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
