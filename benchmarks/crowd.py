@@ -62,9 +62,8 @@ def score(fit: object, f: dict[str, object], focal: float) -> dict[str, float]:
 
     body = BodyModel.load("builtin:neutral")
     aa = roma.rotmat_to_rotvec(fit.rotmat).reshape(-1, 72).numpy()  # type: ignore[attr-defined]
-    _, joints, coco = body.numpy_forward(aa, fit.betas.numpy())  # type: ignore[attr-defined]
-    scale = np.ones(len(aa)) if fit.scale is None else fit.scale.numpy()  # type: ignore[attr-defined]
-    joints, coco = (scale[:, None, None] * x + fit.transl.numpy()[:, None] for x in (joints, coco))  # type: ignore[attr-defined]
+    scale = None if fit.scale is None else fit.scale.numpy()  # type: ignore[attr-defined]
+    _, joints, coco = body.numpy_forward(aa, fit.betas.numpy(), fit.transl.numpy(), scale=scale)  # type: ignore[attr-defined]
     w, h = f["size"]  # type: ignore[misc]
     K = np.array([[focal, 0, w / 2], [0, focal, h / 2], [0, 0, 1.0]])
     s = evaluate_frame(coco, joints[:, [1, 2, 16, 17]].mean(1), K, f["gt_kp2d"], f["boxes"], f["gt_torso"],

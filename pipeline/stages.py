@@ -447,8 +447,7 @@ def crowd_unit(
         "cam": fit.cam.cpu().numpy(), "joints": fit.joints.cpu().numpy(), "focal": np.full(n, focal),
         "pp": np.asarray(pp), "b": b, "centre": centre, "finetuned": True,
     }  # fmt: skip
-    _, _, coco = body.numpy_forward(pose, r["betas"])
-    coco = scale[:, None, None] * coco + r["transl"][:, None, :]
+    _, _, coco = body.numpy_forward(pose, r["betas"], r["transl"], scale=scale)
     q = quality(r["joints"], coco, people)  # the tables this unit read, not read again
     r |= {"keypoint_error": q.keypoint_error, "ground_distance": q.ground_distance}
     plane = [float(v) for v in fit.plane] if fit.plane is not None else None

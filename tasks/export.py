@@ -91,9 +91,10 @@ def person_meshes(rows: pa.Table, body: object) -> tuple[np.ndarray, np.ndarray]
     """Vertices (N, V, 3) m, camera frame, of the people in `rows` (persons contract) posed by `body`
     (tasks/models/body.py BodyModel), and the body's faces (F, 3)."""
     pose = np.concatenate([fixed_array(rows, "global_orient", 3), fixed_array(rows, "body_pose", 69)], 1)
-    raw, _, _ = body.numpy_forward(pose, fixed_array(rows, "betas", 10))  # type: ignore[attr-defined]
-    scale = rows.column("scale").to_numpy().astype(np.float32)
-    verts = scale[:, None, None] * raw + fixed_array(rows, "transl", 3)[:, None, :]
+    scale = rows.column("scale").to_numpy()
+    verts, _, _ = body.numpy_forward(  # type: ignore[attr-defined]
+        pose, fixed_array(rows, "betas", 10), fixed_array(rows, "transl", 3), scale=scale
+    )
     return verts, np.asarray(body.faces)  # type: ignore[attr-defined]
 
 

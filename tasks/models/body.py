@@ -151,10 +151,21 @@ class BodyModel(torch.nn.Module):
 
     @torch.no_grad()
     def numpy_forward(
-        self, pose: np.ndarray, shape: np.ndarray, transl: np.ndarray | None = None, batch: int = 512
+        self,
+        pose: np.ndarray,
+        shape: np.ndarray,
+        transl: np.ndarray | None = None,
+        batch: int = 512,
+        scale: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """pose (N, 72) axis-angle, shape (N, 10), transl (N, 3) m -> vertices (N, V, 3) float32,
-        joints (N, 24, 3) and coco17 (N, 17, 3), metres, in batches."""
+        """pose (N, 72) axis-angle, shape (N, 10), transl (N, 3) m, scale (N,) -> vertices (N, V, 3)
+        float32, joints (N, 24, 3) and coco17 (N, 17, 3), metres, in batches: scale * body + transl
+        (GigaCrowd's scale_smpl; the crowd step's snap to the ground plane)."""
+        if scale is not None:
+            verts, joints, coco = self.numpy_forward(pose, shape, None, batch)
+            s = np.asarray(scale, np.float32).reshape(-1, 1, 1)
+            t = np.zeros((len(s), 1, 3)) if transl is None else np.asarray(transl).reshape(-1, 1, 3)
+            return (s * verts + t).astype(np.float32), s * joints + t, s * coco + t
         # Copies: arrays read from Arrow are read-only, which torch tensors must not alias.
         pose = np.array(pose, np.float32).reshape(-1, 72)
         shape = np.array(shape, np.float32).reshape(-1, 10)

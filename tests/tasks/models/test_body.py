@@ -119,6 +119,21 @@ def test_joints_numpy_applies_translation(neutral: BodyModel) -> None:
     np.testing.assert_allclose(c1 - c0, np.broadcast_to([1.0, -2.0, 10.0], c0.shape), atol=1e-5)
 
 
+def test_numpy_forward_scales_the_body_before_translating_it(neutral: BodyModel) -> None:
+    rng = np.random.default_rng(0)
+    pose, shape = rng.normal(0, 0.2, (2, 72)), rng.normal(0, 1, (2, 10))
+    transl, scale = np.array([[0.5, 1.0, 20.0], [-1.0, 0.0, 40.0]]), np.array([0.8, 1.5])
+    raw = neutral.numpy_forward(pose, shape)
+    got = neutral.numpy_forward(pose, shape, transl, scale=scale)
+    for r, g in zip(raw, got, strict=True):  # vertices, joints, coco17
+        np.testing.assert_allclose(g, scale[:, None, None] * r + transl[:, None, :], atol=1e-4)
+    # scale 1 is the plain translated body
+    np.testing.assert_allclose(
+        neutral.numpy_forward(pose, shape, transl, scale=np.ones(2))[1],
+        neutral.numpy_forward(pose, shape, transl)[1], atol=1e-5,
+    )  # fmt: skip
+
+
 def _smpl_like_file(tmp_path: Path, suffix: str) -> Path:
     """An SMPL-format model with SMPL's 6890 vertices (the shipped mesh's vertices repeated)."""
     with open(NEUTRAL_PATH, "rb") as f:
