@@ -72,22 +72,22 @@ def score(fit: object, f: dict[str, object], focal: float) -> dict[str, float]:
 
 
 def run(
-    people: int, seed: int, model_spec: str, focal_mode: str = "diagonal"
+    people: int, seed: int, model_spec: str, focal_mode: str = "diagonal", normals: bool = False
 ) -> tuple[dict[str, object], dict[str, list[float]]]:
     from schemas.scene import CrowdConfig
     from tasks.camera import estimate_camera
-    from tasks.crowd import finetune, keypoint_people, predict_all
+    from tasks.crowd import finetune, ground_normal, keypoint_people, predict_all
     from tasks.models.body import BodyModel
     from tasks.models.embedded import load_embedded
 
     f = frame(people, seed)
     w, h = f["size"]  # type: ignore[misc]
-    focal = float(np.hypot(w, h))
+    focal, focal_known = float(np.hypot(w, h)), focal_mode == "true"
     if focal_mode == "true":
         focal = float(f["true_focal"])  # type: ignore[arg-type]
     elif focal_mode == "estimate":
         est = estimate_camera(f["kp"], (w, h))  # type: ignore[arg-type]
-        focal = est.focal if est is not None else focal
+        focal, focal_known = (est.focal, True) if est is not None else (focal, False)
     body = BodyModel.load("builtin:neutral")
     model = load_embedded(model_spec)
     ppl = keypoint_people(f["boxes"], f["kp"], focal, (w / 2, h / 2))  # type: ignore[arg-type]
@@ -100,13 +100,20 @@ def run(
     before = predict_all(model, ppl, body)
     out["before"] = {**score(before, f, focal), "evaluations": before.evaluations,
                      "seconds": round(time.perf_counter() - t, 2)}  # fmt: skip
-    for method in ("crowdrec", "global"):
+    variants = [("crowdrec", "crowdrec", "auto"), ("global", "global", "auto")]
+    if normals:
+        variants += [("global:people", "global", "people"), ("global:camera", "global", "camera")]
+    for label, method, normal in variants:
+        cfg = CrowdConfig.model_validate({"method": method, "global": {"normal": normal}})
         t = time.perf_counter()
-        fit = finetune(model, ppl, body, CrowdConfig(method=method), seed=seed)  # type: ignore[arg-type]
+        up, source = (
+            ground_normal(cfg.global_, ppl, (w, h), focal_known) if method == "global" else (None, None)
+        )
+        fit = finetune(model, ppl, body, cfg, seed=seed, normal=up)
         seconds = round(time.perf_counter() - t, 2)
-        out[method] = {**score(fit, f, focal), "evaluations": fit.evaluations, "seconds": seconds,
-                       "iterations": len(fit.curve)}  # fmt: skip
-        curves[f"{people}/{method}"] = fit.curve
+        out[label] = {**score(fit, f, focal), "evaluations": fit.evaluations, "seconds": seconds,
+                      "iterations": len(fit.curve)} | ({"normal": source} if source else {})  # fmt: skip
+        curves[f"{people}/{label}"] = fit.curve
     return out, curves
 
 
@@ -138,11 +145,12 @@ def photos(folder: Path) -> dict[str, object]:
     return out
 
 
-def full_pipeline(people: int, seed: int, cache: Path) -> dict[str, object]:
+def full_pipeline(people: int, seed: int, cache: Path, focal_mode: str = "diagonal") -> dict[str, object]:
     """The whole pipeline (detected boxes, MoveNet keypoints, the embedded regressor) on a rendered
     synthetic frame of `people` (SIZES), once without the crowd step, then with `crowdrec`, then with
     `global`, in one run directory (the stages before the crowd step run once); each scored with the
-    GigaCrowd evaluator against the frame's truth."""
+    GigaCrowd evaluator against the frame's truth. focal_mode: camera.focal auto (diagonal), estimate,
+    or the truth's focal given (true)."""
     import tempfile
 
     import pyarrow.parquet as pq
@@ -166,12 +174,16 @@ def full_pipeline(people: int, seed: int, cache: Path) -> dict[str, object]:
                    BodyModel.load(BUILTIN_NEUTRAL), load_bank())  # fmt: skip
         part.rename(src)
     image, truth = next(src.glob("*.jpg")), read_truth(src / "truth.json")
-    out: dict[str, object] = {"people": people, "size": f"{w}x{h}"}
+    out: dict[str, object] = {"people": people, "size": f"{w}x{h}", "focal_mode": focal_mode}
+    focal: object = {"diagonal": "auto", "estimate": "estimate"}.get(focal_mode)
+    if focal is None:
+        focal = float(truth.arrays().K[0, 0])
     with tempfile.TemporaryDirectory() as tmp:
         scene = Path(tmp) / "crowd.yaml"
         for label, crowd in (("before", {"enabled": False}), ("crowdrec", {"method": "crowdrec"}),
                              ("global", {"method": "global"})):  # fmt: skip
             doc = {"name": "crowd", "input": {"frames": str(image)}, "output": tmp, "seed": seed,
+                   "camera": {"focal": focal},
                    "crowd": crowd, "pose2d": {"overlay": False}, "regress": {"meshes": False}}  # fmt: skip
             scene.write_text(yaml.safe_dump(doc))
             t = time.perf_counter()
@@ -188,7 +200,9 @@ def full_pipeline(people: int, seed: int, cache: Path) -> dict[str, object]:
             if label != "before":
                 cj = json.loads((Path(tmp) / "crowd" / image.stem / "crowd.json").read_text())
                 res |= {"evaluations": cj["evaluations"], "iterations": cj["iterations"],
-                        "crowd_seconds": cj["seconds"], "detected": cj["people"]}  # fmt: skip
+                        "crowd_seconds": cj["seconds"], "detected": cj["people"],
+                        "focal_source": cj["camera"].get("focal_source"),
+                        "normal": cj.get("ground_normal")}  # fmt: skip
             out[label] = res
             print(json.dumps({label: res}), flush=True)
     return out
@@ -206,6 +220,10 @@ def main() -> int:
         "estimated from the keypoints (camera.focal estimate), or the truth's",
     )  # fmt: skip
     ap.add_argument(
+        "--normals", action="store_true",
+        help="also `global` with each source of the ground's direction (crowd.global.normal people, camera)",
+    )  # fmt: skip
+    ap.add_argument(
         "--pipeline", action="store_true",
         help="instead: the whole pipeline (detected boxes) on rendered frames of --people, before / "
         "crowdrec / global (frames cached in ~/.cache/gigacrowd-bench/crowd)",
@@ -214,9 +232,10 @@ def main() -> int:
     torch.set_num_threads(2)
     if args.pipeline:
         cache = Path.home() / ".cache" / "gigacrowd-bench" / "crowd"
-        result = [full_pipeline(n, args.seed, cache) for n in args.people]
+        result = [full_pipeline(n, args.seed, cache, args.focal) for n in args.people]
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "crowd_pipeline.json").write_text(json.dumps(result, indent=2) + "\n")
+        tag = "" if args.focal == "diagonal" else f"_{args.focal}"
+        (RESULTS / f"crowd_pipeline{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
         return 0
     if args.photos:
         result = photos(args.photos)
@@ -227,7 +246,7 @@ def main() -> int:
             return 0
     rows, curves = [], {}
     for n in args.people:
-        row, c = run(n, args.seed, args.model, args.focal)
+        row, c = run(n, args.seed, args.model, args.focal, args.normals)
         rows.append(row)
         curves.update(c)
         print(json.dumps(row), flush=True)

@@ -413,7 +413,7 @@ def crowd_unit(
         smpl_table,
         write_parquet,
     )  # fmt: skip
-    from tasks.crowd import crowd_inputs, finetune, quality
+    from tasks.crowd import crowd_inputs, finetune, ground_normal, quality
     from tasks.models.body import BodyModel
     from tasks.models.embedded import load_regressor
     from tasks.regress import crop_params
@@ -435,7 +435,14 @@ def crowd_unit(
     device = _device(cfg.device)
     if device != "cpu":  # the cached body model stays on the CPU for the other units of this worker
         body = copy.deepcopy(body).to(device)
-    fit = finetune(model, people.to(device), body, cfg, seed=seed)
+    # A plane from the image is only as right as the focal: see GlobalConfig.normal.
+    focal_known = camera.get("focal_source") in ("given", "estimated")
+    normal, normal_source = (
+        ground_normal(cfg.global_, people, (width, height), focal_known)
+        if cfg.method == "global"
+        else (None, None)
+    )
+    fit = finetune(model, people.to(device), body, cfg, seed=seed, normal=normal)
     n = len(boxes)
     if not all(bool(torch.isfinite(t).all()) for t in (fit.rotmat, fit.betas, fit.transl)):
         raise ValueError(f"finetuning ({cfg.method}) diverged: non-finite people; smpl.parquet is kept")
@@ -466,7 +473,7 @@ def crowd_unit(
         return float(1.4826 * np.median(np.abs(d - np.median(d)))) if len(d) >= 3 else None
 
     report = {
-        "method": cfg.method, "people": n, "ground_plane": plane,
+        "method": cfg.method, "people": n, "ground_plane": plane, "ground_normal": normal_source,
         "camera": camera | {"focal": focal, "cx": pp[0], "cy": pp[1], "width": width, "height": height},
         "evaluations": fit.evaluations, "iterations": len(fit.curve), "loss_curve": fit.curve,
         "seed": seed, "device": device, "seconds": round(time.perf_counter() - t0, 2),

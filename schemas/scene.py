@@ -334,6 +334,16 @@ class GlobalConfig(_LossWeights):
     max_angle_deg: Annotated[float, Field(gt=0, le=90)] = Field(
         default=30.0, description="people leaning further from the crowd's up do not orient the plane"
     )
+    normal: Literal["auto", "people", "camera"] = Field(
+        default="auto",
+        description="where the ground plane's direction comes from. people: a plane fitted to the "
+        "network's feet; camera: the image, through the head-over-feet geometry of the people's "
+        "keypoints at the frame's focal (tasks/camera.py), the people's plane where they do not "
+        "determine it; auto: camera when the focal is given or estimated, people when it is the "
+        "diagonal guess (a plane from the image is only as right as the focal). camera takes the "
+        "people's vertical for the ground's normal, as CrowdRec's eq. 7 does: level ground; on a "
+        "slope use people",
+    )
     snap: bool = Field(
         default=True,
         description="finally scale each person about the camera centre so that its feet are on the "

@@ -14,7 +14,8 @@ observed heads, in units of each person's image height, so that far and near peo
 
 The estimate is refused (None) when fewer than `min_people` people show a head and an ankle, or when
 its own uncertainty says the people do not determine f: a level camera (pitch near 0) puts the
-vanishing point at infinity and the horizon through the centre, whatever f is.
+vanishing point at infinity and the horizon through the centre, whatever f is. With the focal held
+(given), only pitch, roll and height are estimated: the ground of a camera whose focal is chosen.
 """
 
 from __future__ import annotations
@@ -96,10 +97,15 @@ def estimate_camera(
     min_people: int = 20,
     max_rel_std: float = 0.15,
     scale: float = 0.15,
+    focal: float | None = None,
 ) -> CameraEstimate | None:
     """The camera from the people's keypoints (N, 17, 3) px + confidence in an image of image_wh px with
     principal point pp (default the centre); None when they do not determine it (see the module
-    docstring). scale: the Cauchy loss's scale, person heights (a person's lean and pose)."""
+    docstring). scale: the Cauchy loss's scale, person heights (a person's lean and pose).
+
+    focal (px), if given, is held fixed and only pitch, roll and height are estimated: the ground plane
+    of a camera whose focal is already chosen (a level camera is then no reason to refuse, and
+    focal_rel_std is 0)."""
     head, feet, ok = head_and_feet(keypoints)
     if ok.sum() < min_people:
         return None
@@ -109,8 +115,15 @@ def estimate_camera(
     hd = torch.from_numpy(head[ok])
     ft = torch.from_numpy(feet[ok])
     # Coarse grid (log f, pitch, log rho), roll 0, then Levenberg-Marquardt on the Cauchy-weighted problem.
+    log_f = (
+        torch.linspace(np.log(0.3 * diag), np.log(5.0 * diag), 25, dtype=torch.float64)
+        if focal is None
+        else torch.tensor([np.log(focal)], dtype=torch.float64)
+    )
+    # Fixed focal: its column of the Jacobian is zeroed, so Levenberg-Marquardt never moves it.
+    free = torch.tensor([focal is None, True, True, True], dtype=torch.float64)
     grid = torch.cartesian_prod(
-        torch.linspace(np.log(0.3 * diag), np.log(5.0 * diag), 25, dtype=torch.float64),
+        log_f,
         torch.deg2rad(torch.linspace(-20.0, 75.0, 39, dtype=torch.float64)),
         torch.zeros(1, dtype=torch.float64),
         torch.linspace(np.log(0.3), np.log(200.0), 25, dtype=torch.float64),
@@ -122,11 +135,11 @@ def estimate_camera(
     cost = float(_cauchy(_residuals(x, hd, ft, pp_t), scale))
     for _ in range(100):
         r = _residuals(x, hd, ft, pp_t).reshape(-1)
-        jac = torch.func.jacfwd(lambda p: _residuals(p, hd, ft, pp_t).reshape(-1))(x)
+        jac = torch.func.jacfwd(lambda p: _residuals(p, hd, ft, pp_t).reshape(-1))(x) * free
         wgt = 1.0 / (1.0 + (r / scale) ** 2)  # IRLS weights of the Cauchy loss
         jtw = jac.T * wgt
         a, g = jtw @ jac, jtw @ r
-        step = torch.linalg.solve(a + lam * torch.diag(torch.diag(a) + 1e-12), -g)
+        step = torch.linalg.solve(a + lam * torch.diag(torch.diag(a) + 1e-12) + torch.diag(1 - free), -g)
         new = float(_cauchy(_residuals(x + step, hd, ft, pp_t), scale))
         if new < cost:
             x, cost, lam = x + step, new, max(lam / 3, 1e-9)
@@ -137,18 +150,19 @@ def estimate_camera(
             if lam > 1e8:
                 break
     r = _residuals(x, hd, ft, pp_t).reshape(-1)
-    jac = torch.func.jacfwd(lambda p: _residuals(p, hd, ft, pp_t).reshape(-1))(x)
+    jac = torch.func.jacfwd(lambda p: _residuals(p, hd, ft, pp_t).reshape(-1))(x) * free
     wgt = 1.0 / (1.0 + (r / scale) ** 2)
     inliers = wgt > 0.5
-    sigma2 = float((wgt * r**2).sum() / max(float(wgt.sum()) - 4, 1.0))
+    sigma2 = float((wgt * r**2).sum() / max(float(wgt.sum()) - float(free.sum()), 1.0))
     cov = torch.linalg.pinv((jac.T * wgt) @ jac) * sigma2
-    rel_std = float(cov[0, 0].clamp(min=0).sqrt())  # std of log f
+    rel_std = float(cov[0, 0].clamp(min=0).sqrt())  # std of log f (0 when it is fixed)
     n = int(inliers.reshape(-1, 2).all(1).sum())
     if not np.isfinite(rel_std) or rel_std > max_rel_std or n < min_people:
         return None
     up = _up(x[1], x[2]).numpy()
     return CameraEstimate(
-        focal=float(x[0].exp()), pitch_deg=math.degrees(float(x[1])), roll_deg=math.degrees(float(x[2])),
+        focal=float(x[0].exp()) if focal is None else float(focal),
+        pitch_deg=math.degrees(float(x[1])), roll_deg=math.degrees(float(x[2])),
         height=float(x[3].exp()), focal_rel_std=rel_std, people=n,
         plane=(float(up[0]), float(up[1]), float(up[2]), float(x[3].exp())),
     )  # fmt: skip

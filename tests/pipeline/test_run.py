@@ -254,6 +254,7 @@ def _check_crowd(frame: Path, people: int) -> None:
 
     report = json.loads((frame / "crowd.json").read_text())
     assert report["method"] == "global" and report["people"] == people
+    assert report["ground_normal"] == "people (fitted to the finetuned feet)"  # the diagonal focal
     normal = np.array(report["ground_plane"][:3])
     assert abs(np.linalg.norm(normal) - 1) < 1e-5 and normal[1] < -0.7  # y down: up is -y
     curve = report["loss_curve"]
@@ -288,10 +289,15 @@ def test_cliff_backend_runs_an_official_layout_checkpoint(tmp_path: Path) -> Non
     regress = {"backend": "cliff", "model": "cliff.pt", "device": "cpu", "meshes": False}
     # the reduce step finetunes CLIFF itself (a few global steps: a ResNet-50 is slow on 2 cores)
     crowd = {"global": {"steps": 2, "refresh": 1}}
-    scene = _scene(tmp_path, ["p.jpg"], regress=regress, pose2d={"overlay": False}, crowd=crowd)
+    camera = {"focal": 1300}  # given: the plane's direction would come from the image, if enough people
+    scene = _scene(
+        tmp_path, ["p.jpg"], regress=regress, pose2d={"overlay": False}, crowd=crowd, camera=camera
+    )
     assert _run(scene).ok
     report = json.loads((tmp_path / "out" / "t" / "p" / "crowd.json").read_text())
     assert report["iterations"] == 2 and len(report["ground_plane"]) == 4
+    assert report["camera"]["focal"] == 1300 and report["camera"]["focal_source"] == "given"
+    assert report["ground_normal"] == "people (the keypoints do not determine the camera)"
     after = read_table(tmp_path / "out" / "t" / "p" / "crowd.parquet", SMPL)
     assert after.schema.metadata[b"regressor"] == f"cliff:{tmp_path / 'cliff.pt'}".encode()
     table = read_table(tmp_path / "out" / "t" / "p" / "smpl.parquet", SMPL)
@@ -356,6 +362,7 @@ def test_image_mode_embedded_regressor_reads_each_persons_crop(tmp_path: Path) -
     report = json.loads((frame / "crowd.json").read_text())
     assert report["iterations"] == 2
     assert report["camera"]["focal_source"] == "diagonal (not determined by the people)"
+    assert report["ground_normal"] == "people (fitted to the finetuned feet)"
     assert report["camera"]["estimate"] is None and report["camera"]["focal"] == pytest.approx(
         np.hypot(1116, 600)
     )

@@ -54,6 +54,30 @@ def test_a_level_camera_does_not_determine_the_focal() -> None:
     assert estimate_camera(kp, wh) is None
 
 
+def test_a_held_focal_gives_the_ground_of_that_camera() -> None:
+    wh = (8192, 4096)
+    f = 1.3 * math.hypot(*wh)
+    kp = _people(200, f, 12.0, wh, seed=1)
+    est = estimate_camera(kp, wh, focal=f)
+    assert est is not None and est.focal == f and est.focal_rel_std == 0.0
+    assert est.pitch_deg == pytest.approx(12.0, abs=0.05) and abs(est.roll_deg) < 0.05
+    assert est.height == pytest.approx(12.0 / 1.6, rel=0.01)
+    # a held focal that is wrong (the diagonal, 1/1.3 of it) still fits these people, at another pitch
+    wrong = estimate_camera(kp, wh, focal=math.hypot(*wh))
+    assert wrong is not None and wrong.focal == math.hypot(*wh)
+    assert abs(wrong.pitch_deg - 12.0) > 1.0
+
+
+def test_a_held_focal_is_no_reason_to_refuse_a_level_camera() -> None:
+    wh = (8192, 4096)
+    f = 1.3 * math.hypot(*wh)
+    kp = _people(300, f, 0.0, wh, lean=0.05)
+    est = estimate_camera(kp, wh, focal=f)
+    assert est is not None
+    assert abs(est.pitch_deg) < 0.3 and abs(est.roll_deg) < 0.3
+    assert est.plane[1] == pytest.approx(-1.0, abs=1e-4)
+
+
 def test_too_few_people_are_refused() -> None:
     wh = (8192, 4096)
     assert estimate_camera(_people(10, 1.3 * math.hypot(*wh), 12.0, wh), wh) is None

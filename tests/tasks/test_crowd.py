@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from tasks.crowd import (
     finetune,
     global_steps,
     ground_direction,
+    ground_normal,
     keypoint_errors,
     keypoint_people,
     plane_of,
@@ -125,19 +127,26 @@ def test_stop_rule() -> None:
     assert [capped.done(10.0 + i, i, planned=3) for i in range(5)] == [False, False, False, False, True]
 
 
-@pytest.fixture(scope="module")
-def crowd() -> tuple[People, BodyModel]:
+def _synthetic(people: int, seed: int) -> tuple[Any, BodyModel, np.ndarray, np.ndarray]:
+    """A synthetic crowd (tasks/synth.layout, 4096x2048): its scene, the body model, the people's
+    mesh boxes (N, 4) px and exact COCO keypoints (N, 17, 3) px + confidence 1."""
     from tasks.poses import load_bank
     from tasks.synth import SynthConfig, layout
 
     body = BodyModel.load("builtin:neutral")
-    scene = layout(SynthConfig(people=60, width=4096, height=2048, seed=2), load_bank(), body)
+    scene = layout(SynthConfig(people=people, width=4096, height=2048, seed=seed), load_bank(), body)
     verts, _, coco = body.numpy_forward(scene.pose, scene.shape, scene.transl)
-    cam = scene.camera
-    uv = cam.project(verts.astype(np.float64))
+    uv = scene.camera.project(verts.astype(np.float64))
     boxes = np.concatenate([uv.min(1), uv.max(1)], 1)
+    kp = np.concatenate([scene.camera.project(coco), np.ones((len(coco), 17, 1))], -1)
+    return scene, body, boxes, kp
+
+
+@pytest.fixture(scope="module")
+def crowd() -> tuple[People, BodyModel]:
+    scene, body, boxes, kp = _synthetic(60, seed=2)
+    cam = scene.camera
     rng = np.random.default_rng(0)
-    kp = np.concatenate([cam.project(coco), np.ones((len(coco), 17, 1))], -1)
     kp[..., :2] += rng.normal(0, 0.02, (len(kp), 17, 2)) * (boxes[:, 3:4] - boxes[:, 1:2])[:, :, None]
     people = keypoint_people(boxes, kp, cam.f, (cam.width / 2, cam.height / 2))
     return people, body
@@ -231,3 +240,36 @@ def test_snap_to_plane_scales_each_person_about_the_camera_onto_the_ground() -> 
     scaled = lam[:, None, None] * shown
     assert torch.allclose(scaled[..., :2] / scaled[..., 2:], shown[..., :2] / shown[..., 2:], atol=1e-6)
     assert snap_to_plane(joints, plane, limits=(0.95, 1.05)).tolist() == pytest.approx([0.95, 1.05, 1.0])
+
+
+def test_the_ground_direction_comes_from_the_image_when_the_focal_is_known() -> None:
+    scene, _, boxes, kp = _synthetic(80, seed=4)
+    cam = scene.camera
+    truth = scene.plane[:3] / np.linalg.norm(scene.plane[:3])
+    people = keypoint_people(boxes, kp, cam.f, (cam.width / 2, cam.height / 2))
+    cfg = CrowdConfig().global_
+    assert ground_normal(cfg, people, (cam.width, cam.height), focal_known=False)[0] is None
+    normal, source = ground_normal(cfg, people, (cam.width, cam.height), focal_known=True)
+    assert normal is not None and source.startswith("camera")
+    assert math.degrees(math.acos(min(1.0, float(normal @ truth)))) < 0.5  # same side: up, not down
+    forced = cfg.model_copy(update={"normal": "camera"})
+    assert ground_normal(forced, people, (cam.width, cam.height), focal_known=False)[0] is not None
+    people_cfg = cfg.model_copy(update={"normal": "people"})
+    assert ground_normal(people_cfg, people, (cam.width, cam.height), focal_known=True)[0] is None
+    few = keypoint_people(boxes[:10], kp[:10], cam.f, (cam.width / 2, cam.height / 2))
+    normal, source = ground_normal(cfg, few, (cam.width, cam.height), focal_known=True)
+    assert normal is None and "do not determine" in source
+
+
+def test_global_with_a_fixed_normal_fits_only_the_offset(crowd: tuple[People, BodyModel]) -> None:
+    people, body = crowd
+    up = np.array([0.0, -0.96, -0.28])
+    up /= np.linalg.norm(up)
+    cfg = CrowdConfig.model_validate({"method": "global", "global": {"steps": 4, "refresh": 2, "snap": True}})
+    fit = finetune(KeypointRegressor(width=32).eval(), people, body, cfg, normal=up)
+    assert fit.plane is not None and np.allclose(fit.plane[:3], up, atol=1e-6)
+    feet = ((fit.joints[:, L_ANKLE] + fit.joints[:, R_ANKLE]) / 2).double().numpy()
+    on = np.abs(feet @ up + fit.plane[3])
+    # snapped onto it: everyone whose scale was not clipped stands on the plane
+    free = ((fit.scale > 0.5) & (fit.scale < 2.0)).numpy()
+    assert free.sum() > len(free) // 2 and on[free].max() < 1e-3
