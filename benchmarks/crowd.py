@@ -72,8 +72,9 @@ def score(fit: object, f: dict[str, object], focal: float) -> dict[str, float]:
 
 
 def run(
-    people: int, seed: int, model_spec: str, focal_mode: str = "diagonal", normals: bool = False
-) -> tuple[dict[str, object], dict[str, list[float]]]:
+    people: int, seed: int, model_spec: str, focal_mode: str = "diagonal", normals: bool = False,
+    methods: tuple[str, ...] = ("crowdrec", "global"),
+) -> tuple[dict[str, object], dict[str, list[float]]]:  # fmt: skip
     from schemas.scene import CrowdConfig
     from tasks.camera import estimate_camera
     from tasks.crowd import finetune, ground_normal, keypoint_people, predict_all
@@ -100,8 +101,8 @@ def run(
     before = predict_all(model, ppl, body)
     out["before"] = {**score(before, f, focal), "evaluations": before.evaluations,
                      "seconds": round(time.perf_counter() - t, 2)}  # fmt: skip
-    variants = [("crowdrec", "crowdrec", "auto"), ("global", "global", "auto")]
-    if normals:
+    variants = [(m, m, "auto") for m in methods]
+    if normals and "global" in methods:
         variants += [("global:people", "global", "people"), ("global:camera", "global", "camera")]
     for label, method, normal in variants:
         cfg = CrowdConfig.model_validate({"method": method, "global": {"normal": normal}})
@@ -145,7 +146,10 @@ def photos(folder: Path) -> dict[str, object]:
     return out
 
 
-def full_pipeline(people: int, seed: int, cache: Path, focal_mode: str = "diagonal") -> dict[str, object]:
+def full_pipeline(
+    people: int, seed: int, cache: Path, focal_mode: str = "diagonal",
+    methods: tuple[str, ...] = ("crowdrec", "global"),
+) -> dict[str, object]:  # fmt: skip
     """The whole pipeline (detected boxes, MoveNet keypoints, the embedded regressor) on a rendered
     synthetic frame of `people` (SIZES), once without the crowd step, then with `crowdrec`, then with
     `global`, in one run directory (the stages before the crowd step run once); each scored with the
@@ -180,8 +184,7 @@ def full_pipeline(people: int, seed: int, cache: Path, focal_mode: str = "diagon
         focal = float(truth.arrays().K[0, 0])
     with tempfile.TemporaryDirectory() as tmp:
         scene = Path(tmp) / "crowd.yaml"
-        for label, crowd in (("before", {"enabled": False}), ("crowdrec", {"method": "crowdrec"}),
-                             ("global", {"method": "global"})):  # fmt: skip
+        for label, crowd in [("before", {"enabled": False})] + [(m, {"method": m}) for m in methods]:
             doc = {"name": "crowd", "input": {"frames": str(image)}, "output": tmp, "seed": seed,
                    "camera": {"focal": focal},
                    "crowd": crowd, "pose2d": {"overlay": False}, "regress": {"meshes": False}}  # fmt: skip
@@ -220,6 +223,10 @@ def main() -> int:
         "estimated from the keypoints (camera.focal estimate), or the truth's",
     )  # fmt: skip
     ap.add_argument(
+        "--methods", nargs="+", choices=("crowdrec", "global"), default=["crowdrec", "global"],
+        help="the procedures to run after `before` (crowdrec is the slow one)",
+    )  # fmt: skip
+    ap.add_argument(
         "--normals", action="store_true",
         help="also `global` with each source of the ground's direction (crowd.global.normal people, camera)",
     )  # fmt: skip
@@ -232,7 +239,7 @@ def main() -> int:
     torch.set_num_threads(2)
     if args.pipeline:
         cache = Path.home() / ".cache" / "gigacrowd-bench" / "crowd"
-        result = [full_pipeline(n, args.seed, cache, args.focal) for n in args.people]
+        result = [full_pipeline(n, args.seed, cache, args.focal, tuple(args.methods)) for n in args.people]
         RESULTS.mkdir(exist_ok=True)
         tag = "" if args.focal == "diagonal" else f"_{args.focal}"
         (RESULTS / f"crowd_pipeline{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -246,7 +253,7 @@ def main() -> int:
             return 0
     rows, curves = [], {}
     for n in args.people:
-        row, c = run(n, args.seed, args.model, args.focal, args.normals)
+        row, c = run(n, args.seed, args.model, args.focal, args.normals, tuple(args.methods))
         rows.append(row)
         curves.update(c)
         print(json.dumps(row), flush=True)
