@@ -12,9 +12,9 @@ Two procedures over the same loss terms:
   (Huber) spread of the feet about the plane; a final pass predicts everyone with the final weights.
   When the focal is known (given or estimated), the plane's direction comes from the image instead
   (ground_normal): the network's depths err by a few percent more at the back of a crowd than at the
-  front, a plane fitted to its feet tilts by about a degree with them, and at the grazing angles of a
-  crowd photograph that tilt moves the far people by 5%; the people's head-over-feet lines in the
-  image do not depend on the network.
+  front, a plane fitted to its feet tilts by 0.4-0.8 degrees with them, and at the grazing angles of
+  a crowd photograph that tilt leaves the farthest people 6% too far (benchmarks/crowd.py, README);
+  the people's head-over-feet lines in the image do not depend on the network.
 
 Conventions: camera frame x right, y down, z forward, metres; keypoints in full-resolution pixels,
 compared in box units (x - c) / b; SMPL joints 0 pelvis, 7/8 ankles, 15 head.
