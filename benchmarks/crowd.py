@@ -159,25 +159,18 @@ def full_pipeline(
 
     import pyarrow.parquet as pq
     import yaml
+    from common import cached_frame
 
     from pipeline.config import load_scene, resolve
     from pipeline.run import run_scene
     from schemas.truth import read_truth
     from tasks.evaluate import evaluate
     from tasks.export import frame_file, gigacrowd_frame
-    from tasks.models.body import BUILTIN_NEUTRAL, BodyModel, body_fn
-    from tasks.poses import load_bank
-    from tasks.synth import SynthConfig, synthesize
+    from tasks.models.body import BUILTIN_NEUTRAL, body_fn
 
     w, h = SIZES.get(people, (16384, 8192))
-    src = cache / f"crowd-{w}x{h}-{people}-{seed}"
-    if not src.is_dir():
-        cache.mkdir(parents=True, exist_ok=True)
-        part = Path(tempfile.mkdtemp(dir=cache))
-        synthesize(SynthConfig(people=people, width=w, height=h, seed=seed), part,
-                   BodyModel.load(BUILTIN_NEUTRAL), load_bank())  # fmt: skip
-        part.rename(src)
-    image, truth = next(src.glob("*.jpg")), read_truth(src / "truth.json")
+    image, truth_file = cached_frame(cache / f"crowd-{w}x{h}-{people}-{seed}", people, w, h, seed)
+    truth = read_truth(truth_file)
     out: dict[str, object] = {"people": people, "size": f"{w}x{h}", "focal_mode": focal_mode}
     focal: object = {"diagonal": "auto", "estimate": "estimate"}.get(focal_mode)
     if focal is None:

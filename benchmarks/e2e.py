@@ -250,20 +250,10 @@ def driver_rss(counts: list[int], size: str, workers: int, seed: int) -> list[di
     import subprocess
 
     import yaml
-
-    from tasks.models.body import BUILTIN_NEUTRAL, BodyModel
-    from tasks.poses import load_bank
-    from tasks.synth import SynthConfig, synthesize
+    from common import cached_frame
 
     w, h, people = _frames(size)
-    src_dir = CACHE / f"driver-{w}x{h}-{people}-{seed}"
-    if not src_dir.is_dir():
-        with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
-            synthesize(SynthConfig(people=people, width=w, height=h, seed=seed), Path(tmp),
-                       BodyModel.load(BUILTIN_NEUTRAL), load_bank())  # fmt: skip
-            Path(tmp).rename(src_dir)
-            Path(tmp).mkdir()  # for the context manager to remove
-    image = next(src_dir.glob("*.jpg"))
+    image, _ = cached_frame(CACHE / f"driver-{w}x{h}-{people}-{seed}", people, w, h, seed)
     rows = []
     for n in counts:
         with tempfile.TemporaryDirectory() as tmp:

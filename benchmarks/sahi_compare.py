@@ -135,20 +135,10 @@ def main() -> int:
     from schemas.truth import read_truth
 
     w, h = (int(v) for v in args.size.split("x"))
-    frame_dir = args.cache / f"synth_{args.size}_{args.people}"
-    if not (frame_dir / "truth.json").is_file():
-        from tasks.models.body import BUILTIN_NEUTRAL, BodyModel
-        from tasks.poses import load_bank
-        from tasks.synth import SynthConfig, synthesize
+    from common import cached_frame
 
-        synthesize(
-            SynthConfig(people=args.people, width=w, height=h, seed=0),
-            frame_dir,
-            BodyModel.load(BUILTIN_NEUTRAL),
-            load_bank(),
-        )
-    image = next(frame_dir.glob("*.jpg"))
-    gt = read_truth(frame_dir / "truth.json").arrays().bbox
+    image, truth = cached_frame(args.cache / f"synth_{args.size}_{args.people}", args.people, w, h, seed=0)
+    gt = read_truth(truth).arrays().bbox
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     res: dict[str, object] = {"size": args.size, "people": args.people}
     for prune in args.prune:

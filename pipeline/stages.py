@@ -294,6 +294,10 @@ def _device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+# focal_source values of a focal that is known, not guessed (frame_camera; the crowd step's plane).
+KNOWN_FOCAL = ("given", "estimated")
+
+
 def frame_camera(store: str, camera: CameraConfig, keypoints: np.ndarray) -> dict[str, Any]:
     """The scene's camera for a frame: focal, cx, cy (px) and how the focal was chosen (focal_source:
     given, diagonal, estimated, or diagonal because the people do not determine it; estimate: what
@@ -314,14 +318,14 @@ def frame_camera(store: str, camera: CameraConfig, keypoints: np.ndarray) -> dic
         est = estimate_camera(keypoints, (width, height), pp)
         out["estimate"] = None if est is None else asdict(est)
         if est is not None:
-            return out | {"focal": est.focal, "focal_source": "estimated"}
+            return out | {"focal": est.focal, "focal_source": KNOWN_FOCAL[1]}
         return out | {
             "focal": default_focal(width, height),
             "focal_source": "diagonal (not determined by the people)",
         }
     if camera.focal == "auto":
         return out | {"focal": default_focal(width, height), "focal_source": "diagonal"}
-    return out | {"focal": float(camera.focal), "focal_source": "given"}
+    return out | {"focal": float(camera.focal), "focal_source": KNOWN_FOCAL[0]}
 
 
 def regress_write_unit(
@@ -436,7 +440,7 @@ def crowd_unit(
     if device != "cpu":  # the cached body model stays on the CPU for the other units of this worker
         body = copy.deepcopy(body).to(device)
     # A plane from the image is only as right as the focal: see GlobalConfig.normal.
-    focal_known = camera.get("focal_source") in ("given", "estimated")
+    focal_known = camera.get("focal_source") in KNOWN_FOCAL
     normal, normal_source = (
         ground_normal(cfg.global_, people, (width, height), focal_known)
         if cfg.method == "global"
