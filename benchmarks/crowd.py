@@ -93,7 +93,7 @@ def run(
     model = load_embedded(model_spec)
     ppl = keypoint_people(f["boxes"], f["kp"], focal, (w / 2, h / 2))  # type: ignore[arg-type]
     out: dict[str, object] = {
-        "people": people, "size": f"{w}x{h}", "focal_mode": focal_mode,
+        "people": people, "seed": seed, "model": model_spec, "size": f"{w}x{h}", "focal_mode": focal_mode,
         "focal_over_true": round(focal / float(f["true_focal"]), 4),  # type: ignore[arg-type]
     }  # fmt: skip
     curves: dict[str, list[float]] = {}
@@ -171,7 +171,7 @@ def full_pipeline(
     w, h = SIZES.get(people, (16384, 8192))
     image, truth_file = cached_frame(cache / f"crowd-{w}x{h}-{people}-{seed}", people, w, h, seed)
     truth = read_truth(truth_file)
-    out: dict[str, object] = {"people": people, "size": f"{w}x{h}", "focal_mode": focal_mode}
+    out: dict[str, object] = {"people": people, "seed": seed, "size": f"{w}x{h}", "focal_mode": focal_mode}
     focal: object = {"diagonal": "auto", "estimate": "estimate"}.get(focal_mode)
     if focal is None:
         focal = float(truth.arrays().K[0, 0])

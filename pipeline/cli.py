@@ -137,14 +137,16 @@ def _cmd_train_regressor(args: argparse.Namespace) -> int:
     from tasks.models.embedded import manifest_path
     from tasks.train_regressor import TrainConfig, evaluate, held_out_poses, train, write_manifest
 
-    if args.steps < 1 or args.batch < 1 or args.threads < 1:
-        raise ConfigError("train regressor: --steps, --batch and --threads must be positive")
+    if args.steps < 1 or args.batch < 1 or args.threads < 1 or args.blocks < 0:
+        raise ConfigError("train regressor: --steps, --batch and --threads must be positive, --blocks >= 0")
+    if not 0 <= args.dropout < 1:
+        raise ConfigError(f"train regressor: --dropout must be in [0, 1), got {args.dropout}")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     cfg = TrainConfig(
         steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, width=args.width, mode=args.mode,
-        init=args.init,
+        init=args.init, blocks=args.blocks, dropout=args.dropout,
     )  # fmt: skip
     try:
         model, record = train(cfg, log=lambda line: print(line, flush=True))
@@ -169,7 +171,8 @@ def _cmd_train_regressor(args: argparse.Namespace) -> int:
     record["sha256"] = file_sha256(out)
     record["command"] = (
         f"python -m pipeline train regressor --out {args.out} --steps {args.steps} --batch {args.batch} "
-        f"--lr {args.lr} --width {args.width} --seed {args.seed} --threads {args.threads} "
+        f"--lr {args.lr} --width {args.width} --blocks {args.blocks} --dropout {args.dropout} "
+        f"--seed {args.seed} --threads {args.threads} "
         f"--eval-seed {args.eval_seed} --eval-people {args.eval_people}"
         + (f" --mode {args.mode}" if args.mode != "keypoints" else "")
         + (f" --init {args.init}" if args.init else "")
@@ -473,10 +476,12 @@ def build_parser() -> argparse.ArgumentParser:
         "clips with a seed training never uses; writes the weights and a JSON manifest beside them.",
     )
     p.add_argument("--out", required=True, help="weights file to write (.pt); the manifest goes beside it")
-    p.add_argument("--steps", type=int, default=12000)
+    p.add_argument("--steps", type=int, default=30000)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--width", type=int, default=512)
+    p.add_argument("--blocks", type=int, default=2, help="residual blocks in the keypoint encoder")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout in the iterative regressor")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (results depend on it)")
     p.add_argument("--eval-seed", type=int, default=12345, dest="eval_seed")

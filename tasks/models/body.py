@@ -143,11 +143,13 @@ class BodyModel(torch.nn.Module):
         """global_orient (N, 3) and body_pose (N, 69) axis-angle radians, betas (N, 10), transl (N, 3) m."""
         out = self.smpl(global_orient=global_orient, body_pose=body_pose, betas=betas, transl=transl)
         verts, joints = out.vertices, out.joints[:, :24]
+        return BodyOutput(vertices=verts, joints=joints, coco17=self.coco17(verts, joints))
+
+    def coco17(self, verts: torch.Tensor, joints: torch.Tensor) -> torch.Tensor:
+        """verts (N, V, 3), joints (N, 24, 3) m -> COCO-17 keypoints (N, 17, 3) m."""
         if self.builtin:
-            coco = torch.einsum("kv,nvc->nkc", self.coco_regressor, verts)
-        else:
-            coco = torch.cat([verts[:, SMPL_FACE_VERTICES], joints[:, SMPL_COCO_BODY_JOINTS]], dim=1)
-        return BodyOutput(vertices=verts, joints=joints, coco17=coco)
+            return torch.einsum("kv,nvc->nkc", self.coco_regressor, verts)
+        return torch.cat([verts[:, SMPL_FACE_VERTICES], joints[:, SMPL_COCO_BODY_JOINTS]], dim=1)
 
     @torch.no_grad()
     def numpy_forward(

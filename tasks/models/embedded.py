@@ -40,7 +40,7 @@ BUILTIN_IMG = "builtin:embedded-img"
 BUILTINS: dict[str, tuple[Path, str]] = {
     BUILTIN_KP: (
         WEIGHTS / "embedded_kp.pt",
-        "608af15257a7a336c74fb6c1ab9cbbe2905f820ed9f543e96af8cc4129aa7a03",
+        "890191ac31999e4607f3bce0cf3a954cac37475155a298f5fb002a08471c79eb",
     ),
     BUILTIN_IMG: (
         WEIGHTS / "embedded_img.pt",
@@ -54,19 +54,46 @@ IMAGENET_FEATURES = (
 )
 
 
+class _Residual(nn.Module):
+    """x (N, W) -> x + MLP(x): two pre-activation (LayerNorm, ReLU) linear layers."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.LayerNorm(width), nn.ReLU(), nn.Linear(width, width),
+            nn.LayerNorm(width), nn.ReLU(), nn.Linear(width, width),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
 class KeypointRegressor(IterativeRegressor):
     """keypoints (N, 17, 3) box-normalised x, y and confidence + bbox info (N, 3) -> rotmat
-    (N, 24, 3, 3), betas (N, 10), crop cam (N, 3)."""
+    (N, 24, 3, 3), betas (N, 10), crop cam (N, 3).
+
+    CLIFF's iterative regressor is linear in its feature (no activation between fc1 and fc2), so the
+    encoder carries all the depth there is: `blocks` residual blocks (0: the first weights' plain
+    three-layer MLP)."""
 
     uses_image = False
 
-    def __init__(self, width: int = 512, min_conf: float = 0.2, dropout: float = 0.1) -> None:
+    def __init__(
+        self, width: int = 512, min_conf: float = 0.2, dropout: float = 0.1, blocks: int = 0
+    ) -> None:
         super().__init__(feat_num=width, hidden=width)
         self.drop1.p = self.drop2.p = dropout
-        self.min_conf = min_conf
-        self.encoder = nn.Sequential(
-            nn.Linear(N_KP * 3, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width)
-        )
+        self.min_conf, self.dropout, self.blocks = min_conf, dropout, blocks
+        if blocks:
+            self.encoder = nn.Sequential(
+                nn.Linear(N_KP * 3, width), *(_Residual(width) for _ in range(blocks)), nn.LayerNorm(width)
+            )
+        else:
+            self.encoder = nn.Sequential(
+                nn.Linear(N_KP * 3, width), nn.ReLU(),
+                nn.Linear(width, width), nn.ReLU(),
+                nn.Linear(width, width),
+            )  # fmt: skip
         self.name, self.sha256 = "untrained", ""
 
     def features(self, keypoints: torch.Tensor) -> torch.Tensor:
@@ -103,9 +130,10 @@ class ImageRegressor(KeypointRegressor):
     HEAT_HW = (IMAGE_HW[0] // 4, IMAGE_HW[1] // 4)
 
     def __init__(
-        self, width: int = 512, min_conf: float = 0.2, dropout: float = 0.1, heat_sigma: float = 1.0
-    ) -> None:
-        super().__init__(width, min_conf, dropout)
+        self, width: int = 512, min_conf: float = 0.2, dropout: float = 0.1, blocks: int = 0,
+        heat_sigma: float = 1.0,
+    ) -> None:  # fmt: skip
+        super().__init__(width, min_conf, dropout, blocks)
         self.heat_sigma = heat_sigma  # heatmap cells
         self.backbone = ResolutionAwareMobileNet(last=13)
         self.fuse = nn.Conv2d(24 + N_KP, 24, 1, bias=False)
@@ -190,6 +218,10 @@ def load_embedded(spec: str) -> KeypointRegressor:
         config = dict(json.loads(manifest.read_text()).get("model", {}))
     config.pop("mode", None)
     state = {k: v.float() for k, v in torch_state(path, "regressor weights").items()}
+    # The encoder's shape is in the state itself: weights saved without a manifest load too.
+    if "encoder.0.weight" in state:
+        config["width"] = state["encoder.0.weight"].shape[0]
+    config["blocks"] = len({k.split(".")[1] for k in state if k.startswith("encoder.") and ".body." in k})
     image = any(k.startswith("backbone.") for k in state)
     model = (ImageRegressor if image else KeypointRegressor)(**config)
     missing, unexpected = model.load_state_dict(state, strict=False)

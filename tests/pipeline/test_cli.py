@@ -390,16 +390,18 @@ def test_train_regressor_writes_weights_and_a_manifest_that_reproduces_them(tmp_
     from tasks.models.embedded import load_embedded
 
     out = tmp_path / "w" / "kp.pt"
-    args = ("--steps", "3", "--batch", "8", "--width", "32", "--eval-people", "40", "--threads", "1")
+    args = ("--steps", "3", "--batch", "8", "--width", "32", "--blocks", "1", "--eval-people", "40")
+    args = (*args, "--threads", "1")
     r = cli("train", "regressor", "--out", out, *args)
     assert r.returncode == EXIT_OK, r.stderr
     manifest = json.loads(out.with_suffix(".json").read_text())
     assert manifest["sha256"] == file_sha256(out)
     assert manifest["command"].startswith(f"python -m pipeline train regressor --out {out} --steps 3")
-    assert manifest["model"]["width"] == 32 and manifest["config"]["seed"] == 0
+    assert manifest["model"]["width"] == 32 and manifest["model"]["blocks"] == 1
+    assert manifest["config"]["seed"] == 0 and "--blocks 1 --dropout 0.0" in manifest["command"]
     assert set(manifest["eval"]["bands"]) == {"24-39", "40-63", "64-127", "128-223", "224-1000"}
     model = load_embedded(str(out))
-    assert model.sha256 == manifest["sha256"] and model.encoder[0].out_features == 32
+    assert model.sha256 == manifest["sha256"] and model.encoder[0].out_features == 32 and model.blocks == 1
     # The same command and seed give the same weights.
     again = tmp_path / "again.pt"
     assert cli("train", "regressor", "--out", again, *args).returncode == EXIT_OK
@@ -410,6 +412,8 @@ def test_train_regressor_bad_options(tmp_path: Path) -> None:
     r = cli("train", "regressor", "--out", tmp_path / "x.pt", "--steps", "0")
     assert r.returncode == EXIT_USAGE
     assert "--steps" in one_line(r.stderr)
+    r = cli("train", "regressor", "--out", tmp_path / "x.pt", "--dropout", "1.5")
+    assert r.returncode == EXIT_USAGE and "--dropout must be in [0, 1), got 1.5" in one_line(r.stderr)
     assert not (tmp_path / "x.pt").exists()
 
 

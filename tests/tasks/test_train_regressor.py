@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import roma
 import torch
 
 from tasks.models.body import BodyModel
@@ -59,6 +60,13 @@ def test_a_clean_sample_is_geometrically_consistent(body: BodyModel, poses: np.n
     cam = true_cam(batch, x)
     assert torch.allclose(cam_crop_to_full(cam, x.centre, x.b, batch.focal, pp), batch.transl, rtol=1e-4)
     assert (cam[:, 0] > 0.5).all() and (cam[:, 0] < 2.0).all()  # the person fills the crop's height
+    # The moved mesh, joints and COCO-17 (one forward pass plus transl) are exactly a forward pass
+    # with transl: the training data do not depend on that shortcut.
+    pose = roma.rotmat_to_rotvec(batch.rotmat).reshape(-1, 72).numpy()
+    verts, joints, coco = body.numpy_forward(pose, batch.betas.numpy(), batch.transl.numpy())
+    tol = 1e-5 * float(batch.transl.abs().max())  # float32 rounding at the people's distance
+    for got, want in ((batch.verts, verts), (batch.joints, joints), (batch.coco, coco)):
+        np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=tol)
 
 
 def test_noise_drops_and_jitters_keypoints(body: BodyModel, poses: np.ndarray) -> None:

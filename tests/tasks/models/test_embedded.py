@@ -18,10 +18,11 @@ from tests.conftest import one_line_error
 
 REPO = Path(__file__).resolve().parents[3]
 
-# Bounds about 1.3x what the shipped weights measured on 4000 held-out people (their manifests), loose
-# for the 400 people drawn here: keypoints mode 77.7 mm PA-MPJPE, 122 mm MPJPE, 7.4% median root-depth
-# error; image mode 77.5 mm, 119 mm, 5.8%.
-BOUNDS = {BUILTIN_KP: (100.0, 160.0, 10.0), BUILTIN_IMG: (100.0, 155.0, 7.5)}
+# The shipped weights measured on 4000 held-out people (their manifests): keypoints mode 70.0 mm
+# PA-MPJPE, 109 mm MPJPE, 7.1% median root-depth error; image mode 77.5 mm, 119 mm, 5.8%. On the 400
+# people drawn here (fixed seed, so no run-to-run noise beyond float rounding) keypoints mode gives
+# 71.8 mm, 110 mm, 7.1%; its PA-MPJPE bound also fails the first keypoints weights (78.8 mm).
+BOUNDS = {BUILTIN_KP: (76.0, 125.0, 8.5), BUILTIN_IMG: (100.0, 155.0, 7.5)}
 
 
 @pytest.mark.parametrize("spec", [BUILTIN_KP, BUILTIN_IMG])
