@@ -295,7 +295,8 @@ def _device(device: str) -> str:
 
 
 # focal_source values of a focal that is known, not guessed (frame_camera; the crowd step's plane).
-KNOWN_FOCAL = ("given", "estimated")
+FOCAL_GIVEN, FOCAL_ESTIMATED = "given", "estimated"
+KNOWN_FOCAL = (FOCAL_GIVEN, FOCAL_ESTIMATED)
 
 
 def frame_camera(store: str, camera: CameraConfig, keypoints: np.ndarray) -> dict[str, Any]:
@@ -318,14 +319,14 @@ def frame_camera(store: str, camera: CameraConfig, keypoints: np.ndarray) -> dic
         est = estimate_camera(keypoints, (width, height), pp)
         out["estimate"] = None if est is None else asdict(est)
         if est is not None:
-            return out | {"focal": est.focal, "focal_source": KNOWN_FOCAL[1]}
+            return out | {"focal": est.focal, "focal_source": FOCAL_ESTIMATED}
         return out | {
             "focal": default_focal(width, height),
             "focal_source": "diagonal (not determined by the people)",
         }
     if camera.focal == "auto":
         return out | {"focal": default_focal(width, height), "focal_source": "diagonal"}
-    return out | {"focal": float(camera.focal), "focal_source": KNOWN_FOCAL[0]}
+    return out | {"focal": float(camera.focal), "focal_source": FOCAL_GIVEN}
 
 
 def regress_write_unit(

@@ -83,7 +83,7 @@ class KeypointRegressor(IterativeRegressor):
     ) -> None:
         super().__init__(feat_num=width, hidden=width)
         self.drop1.p = self.drop2.p = dropout
-        self.min_conf, self.dropout, self.blocks = min_conf, dropout, blocks
+        self.min_conf, self.blocks = min_conf, blocks
         if blocks:
             self.encoder = nn.Sequential(
                 nn.Linear(N_KP * 3, width), *(_Residual(width) for _ in range(blocks)), nn.LayerNorm(width)
