@@ -44,7 +44,7 @@ BUILTINS: dict[str, tuple[Path, str]] = {
     ),
     BUILTIN_IMG: (
         WEIGHTS / "embedded_img.pt",
-        "7fd6821a6317af1d9dc0a76b1f56ad76cbece63a61b05e38ebab5aa19b04474e",
+        "d139ec44df55bcf3e9aa76d2c08090599ec041cd5124f1861d822de722d7792c",
     ),
 }
 # ImageNet MobileNetV2 features[0..13] (torchvision layout), the image branch's starting weights.

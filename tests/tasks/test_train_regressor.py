@@ -14,8 +14,10 @@ from tasks.poses import load_bank
 from tasks.regress import cam_crop_to_full, crop_params, project
 from tasks.train_regressor import (
     LOSS_WEIGHTS,
+    LSP14,
     inputs,
     losses,
+    pa_mpjpe_mm,
     predict,
     sample,
     split_of,
@@ -39,6 +41,19 @@ def test_held_out_split_is_by_clip() -> None:
     held = split_of(bank.clip)
     assert 0.03 < held.mean() < 0.3
     assert not set(bank.clip[held]) & set(bank.clip[~held])
+
+
+def test_pa_mpjpe_ignores_a_similarity_and_lsp14_leaves_hands_and_feet_out(body: BodyModel) -> None:
+    _, joints, _ = body.numpy_forward(np.zeros((1, 72)), np.zeros((1, 10)))
+    true = joints[0]
+    r = roma.rotvec_to_rotmat(torch.tensor([0.3, -1.0, 0.2], dtype=torch.float64)).numpy()
+    moved = 1.3 * true @ r.T + np.array([0.5, -2.0, 10.0])  # metres
+    assert pa_mpjpe_mm(moved, true) == pytest.approx(0.0, abs=1e-6)
+    bent = true.copy()
+    bent[[10, 11, 22, 23]] += [0.0, 0.0, 0.05]  # toes and hands 5 cm forward
+    assert pa_mpjpe_mm(bent, true) > 5.0
+    assert set(LSP14).isdisjoint({0, 3, 6, 9, 10, 11, 13, 14, 22, 23}) and len(set(LSP14)) == 14
+    assert pa_mpjpe_mm(bent[list(LSP14)], true[list(LSP14)]) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_a_clean_sample_is_geometrically_consistent(body: BodyModel, poses: np.ndarray) -> None:
