@@ -319,7 +319,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     width: int = 512
-    blocks: int = 2  # residual blocks in the keypoint encoder (0: the plain MLP of embedded_kp_v1)
+    blocks: int = 2  # residual blocks in the keypoint encoder (0: the first weights' plain MLP, 7b06e53)
     dropout: float = 0.0  # in the iterative regressor; the data are endless, nothing to overfit
     body: str = "builtin:neutral"
     log_every: int = 500
