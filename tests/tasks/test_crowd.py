@@ -27,6 +27,7 @@ from tasks.crowd import (
     planned_evaluations,
     predict_all,
     robust_ground,
+    warmup_cosine,
 )
 from tasks.models.body import BodyModel
 from tasks.models.embedded import KeypointRegressor
@@ -112,6 +113,37 @@ def test_warm_restart_schedule_follows_its_definition() -> None:
 
     assert lrs == pytest.approx([expected(t) for t in range(140)], rel=1e-9, abs=1e-15)
     assert lrs[20] == pytest.approx(1e-5) and lrs[60] == pytest.approx(1e-5)
+
+
+def _lrs(steps: int, warmup: int, lr: float = 5e-4, min_lr: float = 1e-7) -> list[float]:
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([p], lr=lr)
+    sched = warmup_cosine(opt, steps, warmup, min_lr)
+    out = []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_global_schedule_warms_up_linearly_then_anneals_to_min_lr() -> None:
+    lrs = _lrs(110, 10)
+    assert lrs[:10] == pytest.approx([5e-4 * (s + 1) / 10 for s in range(10)], rel=1e-9)
+    cosine = [1e-7 + (5e-4 - 1e-7) * (1 + math.cos(math.pi * t / 100)) / 2 for t in range(100)]
+    assert lrs[10:] == pytest.approx(cosine, rel=1e-9)
+    assert lrs[0] == pytest.approx(5e-5) and lrs[9] == pytest.approx(5e-4) and lrs[-1] < 1e-6
+    # no warm-up: torch's own cosine annealing; a warm-up longer than half the steps is cut to half
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([p], lr=5e-4)
+    ref = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=40, eta_min=1e-7)
+    want = []
+    for _ in range(40):
+        want.append(opt.param_groups[0]["lr"])
+        opt.step()
+        ref.step()
+    assert _lrs(40, 0) == pytest.approx(want, rel=1e-9)
+    assert _lrs(8, 10)[:4] == pytest.approx([1.25e-4, 2.5e-4, 3.75e-4, 5e-4], rel=1e-9)
 
 
 def test_stop_rule() -> None:
