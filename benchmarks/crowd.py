@@ -34,23 +34,17 @@ SIZES = {100: (4096, 2048), 500: (8192, 4096), 2000: (16384, 8192)}
 def frame(people: int, seed: int) -> dict[str, object]:
     from tasks.models.body import BodyModel
     from tasks.poses import load_bank
-    from tasks.synth import SynthConfig, layout
+    from tasks.synth import SynthConfig, keypoint_frame
 
-    body = BodyModel.load("builtin:neutral")
     w, h = SIZES.get(people, (16384, 8192))
-    scene = layout(SynthConfig(people=people, width=w, height=h, seed=seed), load_bank(), body)
-    verts, joints, coco = body.numpy_forward(scene.pose, scene.shape, scene.transl)
-    cam = scene.camera
-    uv = cam.project(verts.astype(np.float64))
-    boxes = np.concatenate([uv.min(1), uv.max(1)], 1)
-    rng = np.random.default_rng(seed)
-    kp2d = cam.project(coco)
-    kp = np.concatenate([kp2d, np.ones((people, 17, 1))], -1)
-    kp[..., :2] += rng.normal(0, 0.02, (people, 17, 2)) * (boxes[:, 3:4] - boxes[:, 1:2])[:, :, None]
-    kp[rng.uniform(size=(people, 17)) < 0.05] = 0.0
+    f = keypoint_frame(
+        SynthConfig(people=people, width=w, height=h, seed=seed),
+        load_bank(),
+        BodyModel.load("builtin:neutral"),
+    )
     return {
-        "boxes": boxes, "kp": kp, "size": (w, h), "gt_kp2d": kp2d,
-        "gt_torso": joints[:, [1, 2, 16, 17]].mean(1), "gt_plane": scene.plane, "true_focal": cam.f,
+        "boxes": f.boxes, "kp": f.kp, "size": (w, h), "gt_kp2d": f.gt_kp2d,
+        "gt_torso": f.gt_torso, "gt_plane": f.gt_plane, "true_focal": f.camera.f,
     }  # fmt: skip
 
 

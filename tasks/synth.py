@@ -217,6 +217,40 @@ def layout(cfg: SynthConfig, bank: PoseBank, body: BodyModel) -> Scene:
 
 
 @dataclass(frozen=True)
+class KeypointFrame:
+    """A laid-out frame as the crowd step sees it, without rendering (N people): boxes (N, 4) px, the
+    meshes' extents; kp (N, 17, 3) COCO-17 keypoints px + confidence (1, or 0 where dropped) with
+    detector-like noise; and the truth the evaluator takes: gt_kp2d (N, 17, 2) noiseless px, gt_torso
+    (N, 3) m (mean of SMPL joints 1, 2, 16, 17), gt_plane (4,) the ground, camera."""
+
+    camera: Camera
+    boxes: np.ndarray
+    kp: np.ndarray
+    gt_kp2d: np.ndarray
+    gt_torso: np.ndarray
+    gt_plane: np.ndarray
+
+
+def keypoint_frame(
+    cfg: SynthConfig, bank: PoseBank, body: BodyModel, jitter: float = 0.02, dropped: float = 0.05
+) -> KeypointFrame:
+    """layout(cfg) with ground-truth boxes and keypoints jittered by Gaussian noise of `jitter` x the
+    box height, a `dropped` fraction of joints set to 0 (a detector's missing joints); deterministic
+    given cfg.seed."""
+    scene = layout(cfg, bank, body)
+    verts, joints, coco = body.numpy_forward(scene.pose, scene.shape, scene.transl)
+    cam = scene.camera
+    uv = cam.project(verts.astype(np.float64))
+    boxes = np.concatenate([uv.min(1), uv.max(1)], 1)
+    rng = np.random.default_rng(cfg.seed)
+    kp2d = cam.project(coco)
+    kp = np.concatenate([kp2d, np.ones((cfg.people, 17, 1))], -1)
+    kp[..., :2] += rng.normal(0, jitter, (cfg.people, 17, 2)) * (boxes[:, 3:4] - boxes[:, 1:2])[:, :, None]
+    kp[rng.uniform(size=(cfg.people, 17)) < dropped] = 0.0
+    return KeypointFrame(cam, boxes, kp, kp2d, joints[:, [1, 2, 16, 17]].mean(1), scene.plane)
+
+
+@dataclass(frozen=True)
 class Rendered:
     """Per person: visibility (N,) fraction of the silhouette inside the image and unoccluded;
     keypoint_occluded (N, 17) bool: a nearer person is drawn over the keypoint's pixel."""

@@ -13,7 +13,7 @@ import pyvips
 from schemas.truth import read_truth
 from tasks.models.body import BodyModel
 from tasks.poses import load_bank
-from tasks.synth import SynthConfig, layout, synthesize
+from tasks.synth import SynthConfig, keypoint_frame, layout, synthesize
 
 CFG = SynthConfig(people=40, width=1600, height=800, seed=7)
 
@@ -41,6 +41,20 @@ def test_layout_puts_everyone_on_the_ground_apart_in_a_gigacrowd_camera(body: Bo
     gaps = np.linalg.norm(feet[:, None] - feet[None], axis=-1) + np.eye(len(feet)) * 99
     assert gaps.min() >= CFG.min_gap * 0.99
     assert (verts[..., 2] > 5).all()
+
+
+def test_keypoint_frame_noise_is_what_it_says(body: BodyModel) -> None:
+    cfg = SynthConfig(people=300, width=4096, height=2048, seed=5)
+    exact = keypoint_frame(cfg, load_bank(), body, jitter=0.0, dropped=0.0)
+    assert np.array_equal(exact.kp[..., :2], exact.gt_kp2d) and (exact.kp[..., 2] == 1).all()
+    lo, hi = exact.boxes[:, None, :2], exact.boxes[:, None, 2:]
+    assert ((exact.gt_kp2d >= lo - 1) & (exact.gt_kp2d <= hi + 1)).all()  # joints inside the mesh's box
+    noisy = keypoint_frame(cfg, load_bank(), body)
+    kept = noisy.kp[..., 2] > 0
+    assert 0.04 < 1 - kept.mean() < 0.06 and (noisy.kp[~kept] == 0).all()
+    err = (noisy.kp[..., :2] - noisy.gt_kp2d) / (noisy.boxes[:, 3:4] - noisy.boxes[:, 1:2])[:, :, None]
+    assert float(err[kept].std()) == pytest.approx(0.02, rel=0.05)  # 2% of the box height, per axis
+    assert np.allclose(noisy.gt_torso, exact.gt_torso) and np.allclose(noisy.gt_plane, exact.gt_plane)
 
 
 def test_same_seed_same_bytes(made: tuple[Path, Path], tmp_path: Path, body: BodyModel) -> None:
