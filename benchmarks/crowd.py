@@ -51,7 +51,7 @@ def frame(people: int, seed: int) -> dict[str, object]:
 def score(fit: object, f: dict[str, object], focal: float) -> dict[str, float]:
     import roma
 
-    from tasks.evaluate import evaluate_frame
+    from tasks.evaluate import TORSO_JOINTS, evaluate_frame
     from tasks.models.body import BodyModel
 
     body = BodyModel.load("builtin:neutral")
@@ -60,7 +60,7 @@ def score(fit: object, f: dict[str, object], focal: float) -> dict[str, float]:
     _, joints, coco = body.numpy_forward(aa, fit.betas.numpy(), fit.transl.numpy(), scale=scale)  # type: ignore[attr-defined]
     w, h = f["size"]  # type: ignore[misc]
     K = np.array([[focal, 0, w / 2], [0, focal, h / 2], [0, 0, 1.0]])
-    s = evaluate_frame(coco, joints[:, [1, 2, 16, 17]].mean(1), K, f["gt_kp2d"], f["boxes"], f["gt_torso"],
+    s = evaluate_frame(coco, joints[:, TORSO_JOINTS].mean(1), K, f["gt_kp2d"], f["boxes"], f["gt_torso"],
                        f["gt_plane"])  # type: ignore[arg-type]  # fmt: skip
     return {k: round(float(v), 4) for k, v in s.metrics().items()}
 

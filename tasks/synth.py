@@ -32,6 +32,7 @@ import numpy as np
 
 from schemas.io import TMP_PREFIX, atomic_output
 from schemas.truth import BodyModelInfo, ImageShape, PersonTruth, SmplParams, Truth, write_truth
+from tasks.evaluate import TORSO_JOINTS
 from tasks.models.body import BodyModel
 from tasks.poses import PoseBank, aa_to_matrix, matrix_to_aa
 
@@ -221,7 +222,7 @@ class KeypointFrame:
     """A laid-out frame as the crowd step sees it, without rendering (N people): boxes (N, 4) px, the
     meshes' extents; kp (N, 17, 3) COCO-17 keypoints px + confidence (1, or 0 where dropped) with
     detector-like noise; and the truth the evaluator takes: gt_kp2d (N, 17, 2) noiseless px, gt_torso
-    (N, 3) m (mean of SMPL joints 1, 2, 16, 17), gt_plane (4,) the ground, camera."""
+    (N, 3) m (mean of the SMPL joints TORSO_JOINTS), gt_plane (4,) the ground, camera."""
 
     camera: Camera
     boxes: np.ndarray
@@ -247,7 +248,7 @@ def keypoint_frame(
     kp = np.concatenate([kp2d, np.ones((cfg.people, 17, 1))], -1)
     kp[..., :2] += rng.normal(0, jitter, (cfg.people, 17, 2)) * (boxes[:, 3:4] - boxes[:, 1:2])[:, :, None]
     kp[rng.uniform(size=(cfg.people, 17)) < dropped] = 0.0
-    return KeypointFrame(cam, boxes, kp, kp2d, joints[:, [1, 2, 16, 17]].mean(1), scene.plane)
+    return KeypointFrame(cam, boxes, kp, kp2d, joints[:, TORSO_JOINTS].mean(1), scene.plane)
 
 
 @dataclass(frozen=True)
@@ -500,7 +501,7 @@ def truth(
     verts, joints, coco = geometry
     uv = cam.project(verts)
     kp = cam.project(coco)
-    torso = joints[:, [1, 2, 16, 17]].mean(1)
+    torso = joints[:, TORSO_JOINTS].mean(1)
     p = scene.plane
     hvip3d = torso - (torso @ p[:3] + p[3])[:, None] * p[:3]
     hvip2d = cam.project(hvip3d)

@@ -310,7 +310,7 @@ def test_global_beats_crowdrec_and_the_network_on_a_synthetic_crowd() -> None:
     true); PA-PPDS / SS / PCOD / OKS measured here before 0.802 / 0.945 / 0.915 / 0.891, crowdrec 0.852
     / 0.958 / 0.935 / 0.937, global 0.984 / 0.982 / 0.996 / 0.950 (0.933 OKS without the warm-up). SS
     is held loosely: the crowd's overall scale wanders by +-0.03 with the optimiser's path (README)."""
-    from tasks.evaluate import evaluate_frame
+    from tasks.evaluate import TORSO_JOINTS, evaluate_frame
 
     f, body = _synthetic(100, seed=11)
     people = _people(f)
@@ -322,7 +322,7 @@ def test_global_beats_crowdrec_and_the_network_on_a_synthetic_crowd() -> None:
         aa = roma.rotmat_to_rotvec(fit.rotmat).reshape(-1, 72).numpy()
         scale = None if fit.scale is None else fit.scale.numpy()
         _, joints, coco = body.numpy_forward(aa, fit.betas.numpy(), fit.transl.numpy(), scale=scale)
-        torso = joints[:, [1, 2, 16, 17]].mean(1)
+        torso = joints[:, TORSO_JOINTS].mean(1)
         s = evaluate_frame(coco, torso, f.camera.K, f.gt_kp2d, f.boxes, f.gt_torso, f.gt_plane)
         return {k: float(v) for k, v in s.metrics().items()}
 
