@@ -321,7 +321,8 @@ class GlobalConfig(_LossWeights):
     crowds of seed 11 (benchmarks/crowd.py), checked on seed 12; then w_keypoints 8 -> 16 and w_crowd
     0.005 -> 0.01 (the pose and shape priors halved against the data terms) on seeds 11-13 (100, 500
     and 2000 people), the pipeline's frames of seed 11 and the public-domain photos, checked on seeds
-    14 and 15; then a 10-step warm-up (OKS up on 22 of 23 frames of seeds 11-15, README)."""
+    14 and 15; then a 10-step warm-up (OKS up on 22 of 23 frames of seeds 11-15, README); then the
+    ground's offset held at the network's first prediction (`height`; README)."""
 
     w_crowd: Annotated[float, Field(ge=0)] = 0.01
     w_keypoints: Annotated[float, Field(ge=0)] = 16.0
@@ -351,6 +352,13 @@ class GlobalConfig(_LossWeights):
         "diagonal guess (a plane from the image is only as right as the focal). camera takes the "
         "people's vertical for the ground's normal, as CrowdRec's eq. 7 does: level ground; on a "
         "slope use people",
+    )
+    height: Literal["first", "refit"] = Field(
+        default="first",
+        description="the ground's offset, the camera's height above it, which sets the crowd's scale. "
+        "first: from the network's first prediction, held through the finetune (its depths are "
+        "unbiased for the frame's focal, and a crowd scaled about the camera reprojects the same, so "
+        "the finetune cannot observe the scale); refit: refitted with the plane to the finetuned feet",
     )
     snap: bool = Field(
         default=True,

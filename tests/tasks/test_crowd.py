@@ -304,12 +304,39 @@ def test_global_with_a_fixed_normal_fits_only_the_offset(crowd: tuple[People, Bo
     assert free.sum() > len(free) // 2 and on[free].max() < 1e-3
 
 
+def test_global_holds_the_camera_height_of_the_first_prediction(crowd: tuple[People, BodyModel]) -> None:
+    people, body = crowd
+    up = np.array([0.0, -0.96, -0.28])
+    up /= np.linalg.norm(up)
+    torch.manual_seed(3)
+    model = KeypointRegressor(width=32).eval()
+
+    def feet_height(joints: torch.Tensor) -> float:
+        feet = (joints[:, L_ANKLE] + joints[:, R_ANKLE]) / 2
+        return float((feet @ torch.as_tensor(up, dtype=feet.dtype)).median())  # torch's: the lower middle
+
+    first = feet_height(predict_all(model, people, body).joints)
+    fits = {}
+    for height in ("first", "refit"):
+        g = {"steps": 6, "refresh": 2, "lr": 1e-3, "warmup": 0, "snap": False, "height": height}
+        cfg = CrowdConfig.model_validate({"method": "global", "global": g})
+        fits[height] = finetune(model, people, body, cfg, normal=up)
+    held, refit = fits["first"], fits["refit"]
+    assert held.plane is not None and refit.plane is not None
+    # first: the plane's offset (the camera's height above it) is the first prediction's median feet
+    assert held.plane[3] == pytest.approx(-first, abs=1e-5)
+    # refit: the finetuned feet's, which have moved (else this test could not tell the two apart)
+    assert refit.plane[3] == pytest.approx(-feet_height(refit.joints), abs=1e-5)
+    assert abs(refit.plane[3] + first) > 1e-3
+
+
 def test_global_beats_crowdrec_and_the_network_on_a_synthetic_crowd() -> None:
     """The shipped regressor on 100 people with ground-truth boxes, keypoints jittered by 2% of the
     box and 5% dropped, the true focal (the frame of benchmarks/crowd.py --people 100 --seed 11 --focal
     true); PA-PPDS / SS / PCOD / OKS measured here before 0.802 / 0.945 / 0.915 / 0.891, crowdrec 0.852
-    / 0.958 / 0.935 / 0.937, global 0.984 / 0.982 / 0.996 / 0.950 (0.933 OKS without the warm-up). SS
-    is held loosely: the crowd's overall scale wanders by +-0.03 with the optimiser's path (README)."""
+    / 0.958 / 0.935 / 0.937, global 0.984 / 0.988 / 0.996 / 0.949 (SS 0.982 with the ground's offset
+    refitted, OKS 0.933 without the warm-up). SS is held loosely: with 100 people the Procrustes scale
+    shrinks with the noise of the points (README)."""
     from tasks.evaluate import TORSO_JOINTS, evaluate_frame
 
     f, body = _synthetic(100, seed=11)
@@ -338,4 +365,4 @@ def test_global_beats_crowdrec_and_the_network_on_a_synthetic_crowd() -> None:
     assert cr["oks"] > before["oks"] + 0.03 and gl["oks"] > cr["oks"] + 0.005
     assert gl["pa_ppds"] > cr["pa_ppds"] + 0.1 > before["pa_ppds"] + 0.1
     assert gl["pcod"] > 0.98 > cr["pcod"] > before["pcod"]
-    assert gl["ss"] > 0.95 and gl["score"] > cr["score"] + 0.04 > before["score"] + 0.04
+    assert gl["ss"] > max(cr["ss"], 0.97) and gl["score"] > cr["score"] + 0.04 > before["score"] + 0.04
