@@ -226,6 +226,16 @@ def predict_all(model: nn.Module, people: People, body: BodyModel) -> Fit:
     return fit
 
 
+def crowdrec_schedule(
+    opt: torch.optim.Optimizer, cfg: CrowdrecConfig, first: bool
+) -> torch.optim.lr_scheduler.CosineAnnealingWarmRestarts:
+    """CrowdRec's learning rate for one batch: cosine annealing from the optimiser's lr to cfg.min_lr
+    with warm restarts, the first period cfg.first_period (first batch) or cfg.later_period, each
+    next period twice the last."""
+    period = cfg.first_period if first else cfg.later_period
+    return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=period, T_mult=2, eta_min=cfg.min_lr)
+
+
 def finetune_crowdrec(
     model: nn.Module, people: People, body: BodyModel, cfg: CrowdrecConfig, seed: int = 0,
     log: Callable[[str], None] | None = None,
@@ -240,11 +250,8 @@ def finetune_crowdrec(
     for k, rows in enumerate(batches(n, cfg.batch, cfg.min_last)):
         idx = torch.from_numpy(rows)
         planned = cfg.first_iterations if k == 0 else cfg.later_iterations
-        period = cfg.first_period if k == 0 else cfg.later_period
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-            opt, T_0=period, T_mult=2, eta_min=cfg.min_lr
-        )
+        sched = crowdrec_schedule(opt, cfg, first=k == 0)
         stop = StopRule(cfg.stop_k, cfg.max_extra)
         it = 0
         while True:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from tasks.crowd import (
     StopRule,
     batches,
     crowd_loss,
+    crowdrec_schedule,
     finetune,
     global_steps,
     ground_direction,
@@ -98,34 +100,39 @@ def test_batching_rule(n: int, sizes: list[int]) -> None:
     assert np.array_equal(np.concatenate(got) if got else np.zeros(0), np.arange(n))
 
 
-def test_warm_restart_schedule_follows_its_definition() -> None:
-    p = torch.nn.Parameter(torch.zeros(1))
-    opt = torch.optim.AdamW([p], lr=1e-5)
-    sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=20, T_mult=2, eta_min=1e-7)
-    lrs = []
-    for _ in range(140):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-
-    def expected(t: int) -> float:  # periods 20, 40, 80: restart at 0, 20, 60
-        start, period = (0, 20) if t < 20 else (20, 40) if t < 60 else (60, 80)
-        return 1e-7 + (1e-5 - 1e-7) * (1 + math.cos(math.pi * (t - start) / period)) / 2
-
-    assert lrs == pytest.approx([expected(t) for t in range(140)], rel=1e-9, abs=1e-15)
-    assert lrs[20] == pytest.approx(1e-5) and lrs[60] == pytest.approx(1e-5)
-
-
-def _lrs(steps: int, warmup: int, lr: float = 5e-4, min_lr: float = 1e-7) -> list[float]:
-    p = torch.nn.Parameter(torch.zeros(1))
-    opt = torch.optim.AdamW([p], lr=lr)
-    sched = warmup_cosine(opt, steps, warmup, min_lr)
+def _lr_sequence(make: Callable[[torch.optim.Optimizer], Any], lr: float, steps: int) -> list[float]:
+    """The learning rate at each of `steps` steps of the scheduler `make` builds on an AdamW of lr."""
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    sched = make(opt)
     out = []
     for _ in range(steps):
         out.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
     return out
+
+
+def test_crowdrec_schedule_follows_its_definition() -> None:
+    """The scheduler finetune_crowdrec builds, with the default config (lr 1e-5, min 1e-7; periods 20,
+    x2 for the first batch, 140 for later ones)."""
+    cfg = CrowdConfig().crowdrec
+
+    def expected(t: int, restarts: list[int]) -> float:
+        start = max(r for r in restarts if r <= t)
+        period = restarts[restarts.index(start) + 1] - start
+        return 1e-7 + (1e-5 - 1e-7) * (1 + math.cos(math.pi * (t - start) / period)) / 2
+
+    first = _lr_sequence(lambda o: crowdrec_schedule(o, cfg, first=True), cfg.lr, 260)
+    want = [expected(t, [0, 20, 60, 140, 300]) for t in range(260)]  # periods 20, 40, 80, 160
+    assert first == pytest.approx(want, rel=1e-9, abs=1e-15)
+    assert [first[t] for t in (0, 20, 60, 140)] == pytest.approx([1e-5] * 4) and first[59] < 2e-7
+    later = _lr_sequence(lambda o: crowdrec_schedule(o, cfg, first=False), cfg.lr, 300)
+    assert later == pytest.approx([expected(t, [0, 140, 420]) for t in range(300)], rel=1e-9, abs=1e-15)
+    assert later[139] < 2e-7 and later[140] == pytest.approx(1e-5)
+
+
+def _lrs(steps: int, warmup: int, lr: float = 5e-4, min_lr: float = 1e-7) -> list[float]:
+    return _lr_sequence(lambda o: warmup_cosine(o, steps, warmup, min_lr), lr, steps)
 
 
 def test_global_schedule_warms_up_linearly_then_anneals_to_min_lr() -> None:
@@ -135,14 +142,9 @@ def test_global_schedule_warms_up_linearly_then_anneals_to_min_lr() -> None:
     assert lrs[10:] == pytest.approx(cosine, rel=1e-9)
     assert lrs[0] == pytest.approx(5e-5) and lrs[9] == pytest.approx(5e-4) and lrs[-1] < 1e-6
     # no warm-up: torch's own cosine annealing; a warm-up longer than half the steps is cut to half
-    p = torch.nn.Parameter(torch.zeros(1))
-    opt = torch.optim.AdamW([p], lr=5e-4)
-    ref = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=40, eta_min=1e-7)
-    want = []
-    for _ in range(40):
-        want.append(opt.param_groups[0]["lr"])
-        opt.step()
-        ref.step()
+    want = _lr_sequence(
+        lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=40, eta_min=1e-7), 5e-4, 40
+    )
     assert _lrs(40, 0) == pytest.approx(want, rel=1e-9)
     assert _lrs(8, 10)[:4] == pytest.approx([1.25e-4, 2.5e-4, 3.75e-4, 5e-4], rel=1e-9)
 
