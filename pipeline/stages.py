@@ -479,6 +479,7 @@ def crowd_unit(
 
     report = {
         "method": cfg.method, "people": n, "ground_plane": plane, "ground_normal": normal_source,
+        "ground_offset": cfg.global_.height if cfg.method == "global" else None,  # first: held
         "camera": camera | {"focal": focal, "cx": pp[0], "cy": pp[1], "width": width, "height": height},
         "evaluations": fit.evaluations, "iterations": len(fit.curve), "loss_curve": fit.curve,
         "seed": seed, "device": device, "seconds": round(time.perf_counter() - t0, 2),

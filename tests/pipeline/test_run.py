@@ -255,6 +255,7 @@ def _check_crowd(frame: Path, people: int) -> None:
     report = json.loads((frame / "crowd.json").read_text())
     assert report["method"] == "global" and report["people"] == people
     assert report["ground_normal"] == "people (fitted to the finetuned feet)"  # the diagonal focal
+    assert report["ground_offset"] == "first"  # the camera's height from the network's first prediction
     normal = np.array(report["ground_plane"][:3])
     assert abs(np.linalg.norm(normal) - 1) < 1e-5 and normal[1] < -0.7  # y down: up is -y
     curve = report["loss_curve"]
