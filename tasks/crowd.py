@@ -387,7 +387,8 @@ def finetune_global(
 ) -> Fit:  # fmt: skip
     """The globally consistent procedure (module docstring) for `steps` steps; `model` is finetuned
     in place. normal (3,), the unit up in the camera frame, fixes the plane's direction (ground_normal);
-    then only its offset is fitted to the feet (their median height along it)."""
+    then only its offset is fitted to the feet (their median height along it): with cfg.height
+    'first' once, to the network's first prediction, and held; with 'refit' at every refresh."""
     gen = torch.Generator().manual_seed(seed)
     net, current = _begin(model, people, body, seed)
     rotmat0 = current[0]
