@@ -232,6 +232,12 @@ class KeypointFrame:
     gt_plane: np.ndarray
 
 
+def mesh_boxes(uv: np.ndarray) -> np.ndarray:
+    """(N, V, 2) projected mesh vertices px -> (N, 4) x0, y0, x1, y1 px: each person's ground-truth box,
+    the extent of its whole mesh (occluded parts included)."""
+    return np.concatenate([uv.min(1), uv.max(1)], axis=1)
+
+
 def keypoint_frame(
     cfg: SynthConfig, bank: PoseBank, body: BodyModel, jitter: float = 0.02, dropped: float = 0.05
 ) -> KeypointFrame:
@@ -242,7 +248,7 @@ def keypoint_frame(
     verts, joints, coco = body.numpy_forward(scene.pose, scene.shape, scene.transl)
     cam = scene.camera
     uv = cam.project(verts.astype(np.float64))
-    boxes = np.concatenate([uv.min(1), uv.max(1)], 1)
+    boxes = mesh_boxes(uv)
     rng = np.random.default_rng(cfg.seed)
     kp2d = cam.project(coco)
     kp = np.concatenate([kp2d, np.ones((cfg.people, 17, 1))], -1)
@@ -408,7 +414,7 @@ def render(
     uv = cam.project(verts)  # (N, V, 2)
     depth = verts[..., 2]
     order = np.argsort(-depth.mean(1), kind="stable")  # far to near
-    boxes = np.concatenate([uv.min(1), uv.max(1)], axis=1)
+    boxes = mesh_boxes(uv)
     area = np.zeros(n)
     shown = np.zeros(n)
     owner = np.full(keypoints.shape[:2], -1, np.int64)  # who is drawn at each keypoint's pixel
