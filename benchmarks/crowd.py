@@ -32,13 +32,14 @@ SIZES = {100: (4096, 2048), 500: (8192, 4096), 2000: (16384, 8192)}
 
 
 def frame(people: int, seed: int) -> dict[str, object]:
+    from schemas.scene import SyntheticConfig
     from tasks.models.body import BodyModel
     from tasks.poses import load_bank
-    from tasks.synth import SynthConfig, keypoint_frame
+    from tasks.synth import keypoint_frame
 
     w, h = SIZES.get(people, (16384, 8192))
     f = keypoint_frame(
-        SynthConfig(people=people, width=w, height=h, seed=seed),
+        SyntheticConfig(people=people, width=w, height=h, seed=seed),
         load_bank(),
         BodyModel.load("builtin:neutral"),
     )
@@ -71,7 +72,7 @@ def run(
 ) -> tuple[dict[str, object], dict[str, list[float]]]:  # fmt: skip
     from schemas.scene import CrowdConfig
     from tasks.camera import estimate_camera
-    from tasks.crowd import finetune, ground_normal, keypoint_people, predict_all
+    from tasks.crowd import crowd_method, finetune, keypoint_people, predict_all
     from tasks.models.body import BodyModel
     from tasks.models.embedded import load_embedded
 
@@ -101,10 +102,9 @@ def run(
     for label, method, normal in variants:
         cfg = CrowdConfig.model_validate({"method": method, "global": {"normal": normal}})
         t = time.perf_counter()
-        up, source = (
-            ground_normal(cfg.global_, ppl, (w, h), focal_known) if method == "global" else (None, None)
-        )
-        fit = finetune(model, ppl, body, cfg, seed=seed, normal=up)
+        chosen = crowd_method(cfg)
+        source = chosen.prepare(ppl, (w, h), focal_known).get("ground_normal")  # the pipeline's preparation
+        fit = finetune(model, ppl, body, chosen, seed=seed)
         seconds = round(time.perf_counter() - t, 2)
         out[label] = {**score(fit, f, focal), "evaluations": fit.evaluations, "seconds": seconds,
                       "iterations": len(fit.curve)} | ({"normal": source} if source else {})  # fmt: skip
@@ -157,9 +157,10 @@ def full_pipeline(
 
     from pipeline.config import load_scene, resolve
     from pipeline.run import run_scene
+    from schemas.layout import CROWD_REPORT, PERSONS_DIR, persons_file
     from schemas.truth import read_truth
     from tasks.evaluate import evaluate
-    from tasks.export import frame_file, gigacrowd_frame
+    from tasks.export import gigacrowd_frame
     from tasks.models.body import BUILTIN_NEUTRAL, body_fn
 
     w, h = SIZES.get(people, (16384, 8192))
@@ -181,14 +182,14 @@ def full_pipeline(
             if not summary.ok:
                 raise SystemExit(f"{label}: {summary.failed}")
             seconds = round(time.perf_counter() - t, 1)
-            rows = pq.read_table(frame_file(Path(tmp) / "crowd" / "persons", "crowd", image.stem))
+            rows = pq.read_table(persons_file(Path(tmp) / "crowd" / PERSONS_DIR, "crowd", image.stem))
             report = evaluate(
                 {image.name: gigacrowd_frame(rows)}, {image.name: truth}, body_fn(BUILTIN_NEUTRAL)
             )
             res: dict[str, object] = {k: round(float(v), 4) for k, v in report.overall.means.items()}
             res["seconds"] = seconds
             if label != "before":
-                cj = json.loads((Path(tmp) / "crowd" / image.stem / "crowd.json").read_text())
+                cj = json.loads((Path(tmp) / "crowd" / image.stem / CROWD_REPORT).read_text())
                 res |= {"evaluations": cj["evaluations"], "iterations": cj["iterations"],
                         "crowd_seconds": cj["seconds"], "detected": cj["people"],
                         "focal_source": cj["camera"].get("focal_source"),

@@ -26,6 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from schemas.layout import STORE_NAME
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 BANDS = [(0, 50), (50, 100), (100, 200), (200, 400), (400, float("inf"))]
@@ -89,6 +91,7 @@ def real(root: Path) -> dict[str, object]:
 def synthetic(
     size: str, people: int, seed: int, min_person: float | None = None, camera: dict[str, float] | None = None
 ) -> dict[str, object]:
+    from schemas.scene import SyntheticConfig
     from schemas.truth import read_truth
     from tasks.boxes import greedy_recall_match
     from tasks.detect import detect_image
@@ -96,12 +99,12 @@ def synthetic(
     from tasks.models.yolox_onnx import YoloxOnnx
     from tasks.poses import load_bank
     from tasks.realism import recall_by_height
-    from tasks.synth import SynthConfig, synthesize
+    from tasks.synth import synthesize
 
     w, h = (int(v) for v in size.lower().split("x"))
     detector = YoloxOnnx.load()
     with tempfile.TemporaryDirectory() as wd:
-        cfg = SynthConfig(people=people, width=w, height=h, seed=seed, **(camera or {}))
+        cfg = SyntheticConfig(people=people, width=w, height=h, seed=seed, **(camera or {}))
         image_path, truth_path = synthesize(cfg, Path(wd), BodyModel.load(BUILTIN_NEUTRAL), load_bank())
         image, a = _rgb(image_path), read_truth(truth_path).arrays()
     calls = [0]
@@ -135,7 +138,7 @@ def synthetic(
 def speed(size: str, people: int, seed: int, repeats: int = 3) -> dict[str, float]:
     """Stage cost vs bare model cost on the same work, one process, one thread (= one Dask worker)."""
     from pipeline.stages import detect_batch_unit, pose_batch_unit
-    from schemas.scene import DetectConfig, IngestConfig, Pose2dConfig
+    from schemas.scene import DetectConfig, IngestConfig, Pose2dConfig, SyntheticConfig
     from tasks.detect import merge, read_tile, tile_plan
     from tasks.ingest import ingest_image, open_levels
     from tasks.models.body import BUILTIN_NEUTRAL, BodyModel
@@ -144,13 +147,13 @@ def speed(size: str, people: int, seed: int, repeats: int = 3) -> dict[str, floa
     from tasks.models.yolox_onnx import letterbox
     from tasks.pose2d import crop_from_levels
     from tasks.poses import load_bank
-    from tasks.synth import SynthConfig, synthesize
+    from tasks.synth import synthesize
 
     w, h = (int(v) for v in size.lower().split("x"))
     with tempfile.TemporaryDirectory() as wd:
-        cfg = SynthConfig(people=people, width=w, height=h, seed=seed)
+        cfg = SyntheticConfig(people=people, width=w, height=h, seed=seed)
         image, _ = synthesize(cfg, Path(wd), BodyModel.load(BUILTIN_NEUTRAL), load_bank())
-        store = Path(wd) / "image.zarr"
+        store = Path(wd) / STORE_NAME
         ingest_image(image, store, IngestConfig())
         levels = open_levels(store)
         det_cfg, pose_cfg = DetectConfig(), Pose2dConfig()

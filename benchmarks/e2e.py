@@ -42,6 +42,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from schemas.layout import CROWD_REPORT, MANIFEST, SYNTHETIC_DIR
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 RESULTS = REPO / "benchmarks" / "results"
@@ -121,7 +123,7 @@ def run_one(width: int, height: int, people: int, workers: int, seed: int) -> di
         }
         scene = Path(tmp) / "e2e.yaml"
         scene.write_text(yaml.safe_dump(doc))
-        synth = Path(tmp) / "_synthetic"
+        synth = Path(tmp) / SYNTHETIC_DIR
         cached = CACHE / f"{width}x{height}-{people}-{seed}"
         if cached.is_dir():  # the rendered frame is reused: rendering is not what is measured
             synth.symlink_to(cached, target_is_directory=True)
@@ -141,9 +143,9 @@ def run_one(width: int, height: int, people: int, workers: int, seed: int) -> di
             shutil.copytree(synth, cached)
         if not summary.ok:
             raise SystemExit(f"run failed: {summary.failed}")
-        frame = next(p for p in (Path(tmp) / "e2e").iterdir() if (p / "crowd.json").is_file())
-        manifest = json.loads((frame / "manifest.json").read_text())
-        crowd = json.loads((frame / "crowd.json").read_text())
+        frame = next(p for p in (Path(tmp) / "e2e").iterdir() if (p / CROWD_REPORT).is_file())
+        manifest = json.loads((frame / MANIFEST).read_text())
+        crowd = json.loads((frame / CROWD_REPORT).read_text())
         units = manifest.get("units", {})
         detect_info = next((u.get("info", {}) for k, u in units.items() if k.startswith("detect")), {})
         boxes = int(crowd["people"])

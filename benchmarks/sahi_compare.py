@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from schemas.layout import DETECTIONS_FILE, MANIFEST
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 BANDS = [(0, 100), (100, 200), (200, 400), (400, float("inf"))]
@@ -150,8 +152,8 @@ def main() -> int:
             )
             ours_s, ours_mb, _ = run_measured([sys.executable, "-m", "pipeline", "run", str(scene)], env)
             frame = Path(wd) / "out" / "bench" / image.stem
-            ours = detections_array(read_table(frame / "detections.parquet", DETECTIONS))
-            units = json.loads((frame / "manifest.json").read_text())["units"]
+            ours = detections_array(read_table(frame / DETECTIONS_FILE, DETECTIONS))
+            units = json.loads((frame / MANIFEST).read_text())["units"]
         det = units["detect/frame"]["info"]
         res[f"ours, prune {prune}"] = {
             "seconds": ours_s, "peak_mb": ours_mb, **recall_by_band(ours, gt),

@@ -33,12 +33,13 @@ import json, resource, sys, time
 from pathlib import Path
 from tasks.models.body import BUILTIN_NEUTRAL, BodyModel
 from tasks.poses import load_bank
-from tasks.synth import SynthConfig, synthesize
+from schemas.scene import SyntheticConfig
+from tasks.synth import synthesize
 w, h, people, seed = (int(v) for v in sys.argv[1:5])
 out = Path(sys.argv[5])
 t0 = time.perf_counter()
 body, bank = BodyModel.load(BUILTIN_NEUTRAL), load_bank()
-image, truth = synthesize(SynthConfig(people=people, width=w, height=h, seed=seed), out, body, bank)
+image, truth = synthesize(SyntheticConfig(people=people, width=w, height=h, seed=seed), out, body, bank)
 dt = time.perf_counter() - t0
 ru = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"seconds": dt, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mb": ru.ru_maxrss / 1024,
@@ -90,13 +91,14 @@ def coco_reference(root: Path) -> dict[str, float]:
 def realism(args: argparse.Namespace) -> dict[str, object]:
     import cv2
 
+    from schemas.scene import SyntheticConfig
     from schemas.truth import read_truth
     from tasks.models.body import BUILTIN_NEUTRAL, BodyModel
     from tasks.models.movenet import MoveNet
     from tasks.models.yolox_onnx import YoloxOnnx
     from tasks.poses import load_bank
     from tasks.realism import measure
-    from tasks.synth import SynthConfig, synthesize
+    from tasks.synth import synthesize
 
     w, h = (int(v) for v in args.size.lower().split("x"))
     body, bank = BodyModel.load(BUILTIN_NEUTRAL), load_bank()
@@ -104,7 +106,7 @@ def realism(args: argparse.Namespace) -> dict[str, object]:
     rows = []
     with tempfile.TemporaryDirectory(dir=args.workdir) as wd:
         for seed in args.seeds:
-            cfg = SynthConfig(people=args.people, width=w, height=h, seed=seed)
+            cfg = SyntheticConfig(people=args.people, width=w, height=h, seed=seed)
             image, truth = synthesize(cfg, Path(wd) / str(seed), body, bank)
             t = time.perf_counter()
             r = measure(cv2.imread(str(image))[..., ::-1].copy(), read_truth(truth), detector, pose).to_dict()

@@ -6,17 +6,21 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pipeline.cluster import ClusterError
 from pipeline.config import ConfigError, config_hash, frame_name, load_scene, resolve
 from pipeline.progress import setup_logging
+from schemas.layout import PERSONS_DIR, STORE_NAME, TRUTH_FILE
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from schemas.truth import Truth
     from tasks.evaluate import BodyFn
 
 log = logging.getLogger("pipeline")
+M = TypeVar("M", bound="BaseModel")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -56,20 +60,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if summary.ok else EXIT_FAILED
 
 
-def _cmd_ingest(args: argparse.Namespace) -> int:
+def _settings(model: type[M], args: argparse.Namespace, names: tuple[str, ...], command: str) -> M:
+    """The settings model of a command from its options (those not given keep the model's defaults),
+    validated with the limits scene.yaml has; a bad value is a one-line error naming the option."""
     from pydantic import ValidationError
 
-    from pipeline.rundir import FrameManifest, UnitRecord, inside, sweep_partials
-    from pipeline.stages import ingest_unit
-    from schemas.scene import IngestConfig
-
-    overrides = {
-        k: v
-        for k, v in {"chunk": args.chunk, "min_side": args.min_side, "compressor": args.compressor}.items()
-        if v is not None
-    }
+    given = {k: v for k in names if (v := getattr(args, k)) is not None}
     try:
-        cfg = IngestConfig(**overrides)
+        return model(**given)
     except ValidationError as e:
         # One line naming the option; str(e) would end with pydantic's documentation URL.
         problems = [
@@ -77,7 +75,15 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
             + err["msg"].removeprefix("Value error, ")
             for err in e.errors()
         ]
-        raise ConfigError(f"ingest options: {'; '.join(problems)}") from None
+        raise ConfigError(f"{command} options: {'; '.join(problems)}") from None
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from pipeline.rundir import FrameManifest, UnitRecord, inside, sweep_partials
+    from pipeline.stages import ingest_unit
+    from schemas.scene import IngestConfig
+
+    cfg = _settings(IngestConfig, args, ("chunk", "min_side", "compressor"), "ingest")
     src = Path(args.image)
     if not src.is_file():
         raise ConfigError(f"input image not found: {src}")
@@ -88,36 +94,31 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     manifest = FrameManifest(frame_dir, name, src)
     h = config_hash(cfg)
     if manifest.done("ingest", "frame", h):
-        print(f"nothing to do: {frame_dir / 'image.zarr'} is complete for this file and settings")
+        print(f"nothing to do: {frame_dir / STORE_NAME} is complete for this file and settings")
         return EXIT_OK
     prev_sha = manifest.previous_sha256("ingest", "frame", h)
     rec = UnitRecord(**ingest_unit(str(src), str(frame_dir), name, cfg, h, prev_sha))
     manifest.record(rec)
     info = rec.info
     size = f"{info['width']}x{info['height']}" if "width" in info else "unchanged"
-    print(f"ingested {src} ({size}) -> {frame_dir / 'image.zarr'} in {rec.seconds:.1f} s")
+    print(f"ingested {src} ({size}) -> {frame_dir / STORE_NAME} in {rec.seconds:.1f} s")
     return EXIT_OK
 
 
-def _cmd_synth(args: argparse.Namespace) -> int:
-    from tasks import InputError
-    from tasks.models.body import BodyModel
-    from tasks.poses import load_bank
-    from tasks.synth import SynthConfig, synthesize
+SYNTH_OPTIONS = (
+    "people", "seed", "width", "height", "focal_factor", "camera_height", "max_slope_deg", "max_roll_deg",
+    "format", "jpeg_quality", "body",
+)  # fmt: skip
 
-    if not 1 <= args.people <= 5000 or min(args.width, args.height) < 64:
-        raise ConfigError("synth: --people must be 1-5000 and --width/--height at least 64")
-    if args.width * args.height > 1_100_000_000:
-        raise ConfigError(f"synth: {args.width}x{args.height} is above 1.1 gigapixel")
-    if not 0 <= args.max_slope_deg <= 30:
-        raise ConfigError("synth: --max-slope-deg must be 0-30")
-    cfg = SynthConfig(
-        people=args.people, width=args.width, height=args.height, seed=args.seed,
-        max_slope_deg=args.max_slope_deg, image_format=args.format,
-    )  # fmt: skip
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from schemas.scene import SyntheticConfig
+    from tasks import InputError
+    from tasks.synth import synthesize_frame
+
+    cfg = _settings(SyntheticConfig, args, SYNTH_OPTIONS, "synth")
     try:
-        body = BodyModel.load(args.body)
-        image, truth = synthesize(cfg, Path(args.out), body, load_bank())
+        image, truth = synthesize_frame(cfg, Path(args.out))
     except (InputError, ValueError) as e:
         raise ConfigError(f"synth: {e}") from None
     print(f"wrote {image} and {truth}")
@@ -125,51 +126,21 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_regressor(args: argparse.Namespace) -> int:
-    import io
     import json
 
-    import torch
-
-    from schemas.io import atomic_output
     from tasks import InputError
-    from tasks.files import file_sha256
-    from tasks.models.body import BodyModel
     from tasks.models.embedded import manifest_path
-    from tasks.train_regressor import TrainConfig, evaluate, held_out_poses, train, write_manifest
+    from tasks.train_regressor import TrainConfig, train_to_file
 
     if args.steps < 1 or args.batch < 1 or args.threads < 1 or args.blocks < 0:
         raise ConfigError("train regressor: --steps, --batch and --threads must be positive, --blocks >= 0")
     if not 0 <= args.dropout < 1:
         raise ConfigError(f"train regressor: --dropout must be in [0, 1), got {args.dropout}")
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     cfg = TrainConfig(
         steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, width=args.width, mode=args.mode,
         init=args.init, blocks=args.blocks, dropout=args.dropout,
     )  # fmt: skip
-    try:
-        model, record = train(cfg, log=lambda line: print(line, flush=True))
-    except InputError as e:
-        raise ConfigError(f"train regressor: {e}") from None
-    state = model.state_dict()
-    if args.fp16:  # half the file; the held-out metrics below are those of the rounded weights
-        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-        model.load_state_dict(state)
-    body = BodyModel.load(cfg.body)
-    metrics = evaluate(model, body, held_out_poses(), seed=args.eval_seed, people=args.eval_people)
-    buf = io.BytesIO()  # torch.save names its archive after the file: bytes would depend on the name
-    torch.save(state, buf)
-    with atomic_output(out) as tmp:
-        tmp.write_bytes(buf.getvalue())
-    record["eval"] = {
-        "seed": args.eval_seed,
-        "people": args.eval_people,
-        "held_out": "clips",
-        **vars(metrics),
-    }
-    record["sha256"] = file_sha256(out)
-    record["command"] = (
+    command = (
         f"python -m pipeline train regressor --out {args.out} --steps {args.steps} --batch {args.batch} "
         f"--lr {args.lr} --width {args.width} --blocks {args.blocks} --dropout {args.dropout} "
         f"--seed {args.seed} --threads {args.threads} "
@@ -178,8 +149,15 @@ def _cmd_train_regressor(args: argparse.Namespace) -> int:
         + (f" --init {args.init}" if args.init else "")
         + (" --fp16" if args.fp16 else "")
     )
-    write_manifest(manifest_path(out), record)
-    print(json.dumps(record["eval"]["large"]))
+    out = Path(args.out)
+    try:
+        record = train_to_file(
+            cfg, out, command, threads=args.threads, fp16=args.fp16, eval_seed=args.eval_seed,
+            eval_people=args.eval_people, log=lambda line: print(line, flush=True),
+        )  # fmt: skip
+    except InputError as e:
+        raise ConfigError(f"train regressor: {e}") from None
+    print(json.dumps(record["eval"]["large"]))  # type: ignore[index]
     print(f"wrote {out} (sha256 {record['sha256']}) and {manifest_path(out)}")
     return EXIT_OK
 
@@ -201,9 +179,9 @@ def _truth_files(paths: list[str]) -> list[Path]:
     for arg in paths:
         path = Path(arg)
         if path.is_dir():
-            found = sorted(path.rglob("truth.json"))
+            found = sorted(path.rglob(TRUTH_FILE))
             if not found:
-                raise ConfigError(f"no truth.json below {path}")
+                raise ConfigError(f"no {TRUTH_FILE} below {path}")
         elif path.is_file():
             found = [path]
         else:
@@ -218,7 +196,7 @@ def _cmd_export_gigacrowd(args: argparse.Namespace) -> int:
     from tasks.export import gigacrowd_predictions
 
     run = Path(args.run)
-    if not (run / "persons").is_dir():
+    if not (run / PERSONS_DIR).is_dir():
         raise ConfigError(f"{run}: no persons/ dataset here (give <output>/<scene> of a completed run)")
     try:
         preds = gigacrowd_predictions(run)
@@ -242,9 +220,9 @@ def _cmd_export_meshes(args: argparse.Namespace) -> int:
     run, out = Path(args.run), Path(args.out)
     if out.suffix.lower() not in (".ply", ".obj", ".glb"):
         raise ConfigError(f"export meshes: --out must end in .ply, .obj or .glb, got {out.name!r}")
-    if not (run / "persons").is_dir():
+    if not (run / PERSONS_DIR).is_dir():
         raise ConfigError(f"{run}: no persons/ dataset here (give <output>/<scene> of a completed run)")
-    table = read_persons(run / "persons")
+    table = read_persons(run / PERSONS_DIR)
     frames = table.column("frame_id").to_numpy(zero_copy_only=False)
     if args.frame not in set(frames):
         raise ConfigError(
@@ -269,20 +247,16 @@ def _cmd_export_meshes(args: argparse.Namespace) -> int:
 
 
 def _cmd_draw(args: argparse.Namespace) -> int:
-    import numpy as np
     import pyarrow as pa
-    import pyvips
 
-    from schemas.io import atomic_output
-    from schemas.tables import fixed_array
-    from tasks.draw import region
-    from tasks.export import person_meshes, read_persons
+    from tasks.draw import region_picture, write_png
+    from tasks.export import read_persons
     from tasks.ingest import open_levels
     from tasks.models.body import BodyModel
 
     run = Path(args.run)
-    store = run / args.frame / "image.zarr"
-    if not (run / "persons").is_dir() or not store.is_dir():
+    store = run / args.frame / STORE_NAME
+    if not (run / PERSONS_DIR).is_dir() or not store.is_dir():
         raise ConfigError(
             f"draw: {run} has no frame {args.frame!r} with a persons dataset (a completed run?)"
         )
@@ -299,27 +273,11 @@ def _cmd_draw(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"draw: region {args.region} is empty inside the {w}x{h} frame or above 64 megapixels"
         )
-    table = read_persons(run / "persons")
+    table = read_persons(run / PERSONS_DIR)
     rows = table.filter(pa.array(table.column("frame_id").to_numpy(zero_copy_only=False) == args.frame))
-    boxes = fixed_array(rows, "bbox", 4)
-    near = (boxes[:, 2] > x0) & (boxes[:, 0] < x1) & (boxes[:, 3] > y0) & (boxes[:, 1] < y1)
-    rows = rows.filter(pa.array(near))
-    body = BodyModel.load(args.body)
-    verts, faces = person_meshes(rows, body)
-    scores = rows.column("det_score").to_numpy()[:, None]
-    focal = float(rows.column("focal")[0].as_py()) if len(rows) else 1.0
-    pp = (
-        (float(rows.column("cx")[0].as_py()), float(rows.column("cy")[0].as_py()))
-        if len(rows)
-        else (0.0, 0.0)
-    )
-    picture = region(
-        np.asarray(level0[y0:y1, x0:x1]), (x0, y0), np.concatenate([boxes[near], scores], 1),
-        fixed_array(rows, "kp2d", 17, 3), verts, faces, focal, pp,
-    )  # fmt: skip
-    with atomic_output(Path(args.out)) as tmp:
-        pyvips.Image.new_from_array(picture, interpretation="srgb").pngsave(str(tmp), compression=3)
-    print(f"wrote {args.out}: {x1 - x0}x{y1 - y0} px at ({x0}, {y0}), {len(rows)} people")
+    picture, people = region_picture(level0, rows, (x0, y0, x1, y1), BodyModel.load(args.body))
+    write_png(Path(args.out), picture)
+    print(f"wrote {args.out}: {x1 - x0}x{y1 - y0} px at ({x0}, {y0}), {people} people")
     return EXIT_OK
 
 
@@ -353,14 +311,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline",
-        description="3D reconstruction of every person in gigapixel crowd photographs.",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_run(sub: Any) -> None:
+    """`run`"""
     p = sub.add_parser(
         "run",
         help="run a scene end to end (completed units are skipped)",
@@ -371,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="override cluster.n_workers (local cluster)")
     p.set_defaults(func=_cmd_run)
 
+
+def _add_validate(sub: Any) -> None:
+    """`validate`"""
     p = sub.add_parser(
         "validate",
         help="check a scene.yaml and its inputs without running",
@@ -380,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="override the scene's output directory")
     p.set_defaults(func=_cmd_validate)
 
+
+def _add_ingest(sub: Any) -> None:
+    """`ingest`"""
     p = sub.add_parser(
         "ingest",
         help="one image -> Zarr pyramid (the ingest stage alone)",
@@ -393,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compressor", choices=["lz4", "zstd", "none"])
     p.set_defaults(func=_cmd_ingest)
 
+
+def _add_evaluate(sub: Any) -> None:
+    """`evaluate`"""
     p = sub.add_parser(
         "evaluate",
         help="score a predict.json against ground truth (GigaCrowd metrics)",
@@ -414,21 +375,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_evaluate)
 
+
+def _add_synth(sub: Any) -> None:
+    """`synth`"""
     p = sub.add_parser(
         "synth",
         help="generate a synthetic crowd frame with exact 3D truth",
         description="Lay out, render (JPEG or tiled TIFF) and annotate (truth.json) one synthetic frame.",
     )
-    p.add_argument("--people", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--width", type=int, default=8192)
-    p.add_argument("--height", type=int, default=4096)
-    p.add_argument("--max-slope-deg", type=float, default=0.0, help="ground slope, drawn from [0, this]")
-    p.add_argument("--format", choices=["jpeg", "tiff"], default="jpeg", help="tiff: tiled, pyramidal")
+    from schemas.scene import SyntheticConfig
+
+    for name in SYNTH_OPTIONS:  # the scene key's own limits and description (input.synthetic)
+        info = SyntheticConfig.model_fields[name]
+        kind = {"format": str, "body": str}.get(
+            name, type(info.default) if info.default is not None else float
+        )
+        choices = ("jpeg", "tiff") if name == "format" else None
+        default = "" if info.default is None else f" (default {info.default})"
+        p.add_argument(
+            f"--{name.replace('_', '-')}", type=kind, choices=choices, help=f"{info.description}{default}"
+        )
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--body", default="builtin:neutral", help="body model (default %(default)s)")
     p.set_defaults(func=_cmd_synth)
 
+
+def _add_export(sub: Any) -> None:
+    """`export gigacrowd|meshes`"""
     p = sub.add_parser("export", help="export a run's results", description="Export a run's results.")
     esub = p.add_subparsers(dest="format", required=True, metavar="FORMAT")
     p = esub.add_parser(
@@ -454,6 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="mesh file to write: .ply, .obj or .glb")
     p.set_defaults(func=_cmd_export_meshes)
 
+
+def _add_draw(sub: Any) -> None:
+    """`draw`"""
     p = sub.add_parser(
         "draw",
         help="meshes and skeletons over a full-resolution region of a frame",
@@ -467,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="PNG to write")
     p.set_defaults(func=_cmd_draw)
 
+
+def _add_train(sub: Any) -> None:
+    """`train regressor`"""
     p = sub.add_parser("train", help="train the project's own networks", description="Train a network.")
     tsub = p.add_subparsers(dest="network", required=True, metavar="NETWORK")
     p = tsub.add_parser(
@@ -490,6 +468,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default=None, help="weights to start from (image mode: builtin:embedded-kp)")
     p.add_argument("--fp16", action="store_true", help="store the weights as float16")
     p.set_defaults(func=_cmd_train_regressor)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description="3D reconstruction of every person in gigapixel crowd photographs.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    adders = (
+        _add_run,
+        _add_validate,
+        _add_ingest,
+        _add_evaluate,
+        _add_synth,
+        _add_export,
+        _add_draw,
+        _add_train,
+    )
+    for add in adders:
+        add(sub)
     return parser
 
 

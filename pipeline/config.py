@@ -16,15 +16,13 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from schemas.layout import SYNTHETIC_DIR, TRUTH_FILE
 from schemas.scene import NAME_PATTERN, Scene, SyntheticConfig
-
-if TYPE_CHECKING:
-    from tasks.synth import SynthConfig
 
 
 class ConfigError(ValueError):
@@ -41,12 +39,11 @@ class Frame:
 
     name: str
     path: Path
-    synth: SynthConfig | None = None
-    body: str | None = None
+    synth: SyntheticConfig | None = None
 
     @property
     def truth(self) -> Path | None:
-        return self.path.parent / "truth.json" if self.synth is not None else None
+        return self.path.parent / TRUTH_FILE if self.synth is not None else None
 
 
 @dataclass(frozen=True)
@@ -210,22 +207,17 @@ def synthetic_frames(cfg: SyntheticConfig, base: Path, output: Path) -> tuple[Fr
     so editing one makes new frames instead of reusing stale ones; `frames` and `cache` only choose how
     many and where.
     """
-    from tasks.synth import RENDER_VERSION, SynthConfig
+    from tasks.synth import RENDER_VERSION
 
-    root = Path(cfg.cache).expanduser() if cfg.cache else output / "_synthetic"
+    root = Path(cfg.cache).expanduser() if cfg.cache else output / SYNTHETIC_DIR
     root = root if root.is_absolute() else base / root
     settings = config_hash(cfg.model_copy(update={"frames": 1, "seed": 0, "cache": None}))
     key = f"v{RENDER_VERSION}-{settings}"
     frames = []
     for k in range(cfg.frames):
-        seed = cfg.seed + k
-        synth = SynthConfig(
-            people=cfg.people, width=cfg.width, height=cfg.height, seed=seed, focal_factor=cfg.focal_factor,
-            camera_height=cfg.camera_height, max_slope_deg=cfg.max_slope_deg, jpeg_quality=cfg.jpeg_quality,
-            image_format=cfg.format,
-        )  # fmt: skip
-        path = root.resolve() / key / f"seed{seed}" / synth.image_name
-        frames.append(Frame(frame_name(path), path, synth, cfg.body))
+        synth = cfg.frame(k)
+        path = root.resolve() / key / f"seed{synth.seed}" / synth.image_name
+        frames.append(Frame(frame_name(path), path, synth))
     return tuple(frames)
 
 

@@ -22,7 +22,6 @@ from pipeline.cluster import gpu_resources, open_client
 from pipeline.config import Frame, ResolvedScene, config_hash
 from pipeline.progress import stage_bar
 from pipeline.rundir import (
-    MANIFEST,
     FrameManifest,
     UnitRecord,
     inside,
@@ -31,15 +30,13 @@ from pipeline.rundir import (
     write_json,
 )
 from pipeline.stages import (
-    DETECTIONS_FILE,
-    KEYPOINTS_FILE,
-    PERSONS_DIR,
     crowd_unit,
     detect_batch_unit,
     detect_file_unit,
     detect_merge_unit,
     detect_plan_unit,
     detect_prior_unit,
+    frame_camera_unit,
     ingest_unit,
     meshes_unit,
     overlay_unit,
@@ -51,14 +48,23 @@ from pipeline.stages import (
     synth_unit,
     write_unit,
 )
-from schemas.image_store import STORE_NAME
-from schemas.scene import STAGES
+from schemas.layout import (
+    DETECTIONS_FILE,
+    KEYPOINTS_FILE,
+    MANIFEST,
+    PERSONS_DIR,
+    PICTURES,
+    REPORT,
+    STAGES,
+    STORE_NAME,
+    persons_file,
+)
+from schemas.persons import PERSONS
+from schemas.tables import DETECTIONS, KEYPOINTS, SMPL, contract_hash
 from tasks import InputError
 from tasks.detect import Tile, split_plan
-from tasks.export import frame_file
 
 log = logging.getLogger("pipeline")
-REPORT = "report.html"
 
 
 @dataclass
@@ -117,9 +123,9 @@ def _generate(client: Any, rs: ResolvedScene, frames: list[Frame], summary: RunS
     with stage_bar("synth", len(frames)) as bar:
         futures = {}
         for f in frames:
-            assert f.synth is not None and f.body is not None
+            assert f.synth is not None
             fut = client.submit(
-                synth_unit, str(f.path.parent), f.synth, f.body,
+                synth_unit, str(f.path.parent), f.synth,
                 key=f"synth-{rs.name}-{f.name}-{time.monotonic_ns()}", pure=False,
             )  # fmt: skip
             futures[fut] = f
@@ -281,7 +287,7 @@ def _detect(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[s
 def _pose2d(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[str, FrameManifest],
             h: str, summary: RunSummary) -> set[str]:  # fmt: skip
     """Per frame: keypoints for every detection in batches of boxes, then keypoints.parquet."""
-    from schemas.tables import DETECTIONS, detections_array, read_table
+    from schemas.tables import detections_array, read_table
 
     cfg = rs.scene.pose2d
     with stage_bar("pose2d", len(todo)) as bar:
@@ -311,8 +317,7 @@ def _pose2d(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[s
 def _regress(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[str, FrameManifest],
              h: str, summary: RunSummary) -> set[str]:  # fmt: skip
     """Per frame: SMPL for every detection in batches of boxes, then smpl.parquet (and meshes.png)."""
-    from pipeline.stages import frame_camera
-    from schemas.tables import DETECTIONS, KEYPOINTS, detections_array, keypoints_array, read_table
+    from schemas.tables import detections_array, keypoints_array, read_table
 
     cfg = rs.scene.regress
     with stage_bar("regress", len(todo)) as bar:
@@ -329,7 +334,7 @@ def _regress(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[
                 continue
             boxes, kp = detections_array(det)[:, :4], keypoints_array(kp_table)
             # a task, not the driver: estimating the focal reads every person's keypoints
-            camera = client.submit(frame_camera, store, rs.scene.camera, kp, pure=False)
+            camera = client.submit(frame_camera_unit, store, rs.scene.camera, kp, pure=False)
             n = cfg.boxes_per_task
             batches = [
                 client.submit(
@@ -374,7 +379,7 @@ def _write(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[st
         done = _record_people(futures, "write", bar, manifests, summary)
     if rs.scene.regress.meshes:
         for f in done:
-            rows = frame_file(manifests[f].dir.parent / PERSONS_DIR, rs.name, f)
+            rows = persons_file(manifests[f].dir.parent / PERSONS_DIR, rs.name, f)
             body = rs.scene.regress.body
             summary.background.append(
                 client.submit(meshes_unit, str(manifests[f].dir), str(rows), body, pure=False)
@@ -391,7 +396,7 @@ def _frame_metrics(rs: ResolvedScene, scene_dir: Path, frame: Frame, source: str
     from tasks.export import gigacrowd_frame
     from tasks.models.body import body_fn
 
-    rows_file = frame_file(scene_dir / "persons", rs.name, frame.name)
+    rows_file = persons_file(scene_dir / PERSONS_DIR, rs.name, frame.name)
     if not rows_file.is_file():
         return {}
     import pyarrow.parquet as pq
@@ -412,7 +417,7 @@ def _write_report(
 ) -> None:
     """`<scene dir>/report.html`: per frame the stages, timings, pictures and metrics; the config."""
     from schemas.io import atomic_write_text
-    from tasks.report import PICTURES, FrameReport, render
+    from tasks.report import FrameReport, render
 
     frames = []
     for f in rs.frames:
@@ -456,13 +461,15 @@ def run_scene(rs: ResolvedScene) -> RunSummary:
     _write_scene_manifest(rs, scene_dir, None, started)
 
     sc = rs.scene
+    # Each stage's key holds the columns of the tables it writes: tables of another contract are remade.
     h_ingest = config_hash(sc.ingest)
-    h_detect = _chain_hash(h_ingest, config_hash(sc.detect))
-    h_pose = _chain_hash(h_detect, config_hash(sc.pose2d))
-    # "smpl-2": the smpl tables gained a scale column; tables written before are remade
-    h_regress = _chain_hash(h_pose, config_hash(sc.regress), config_hash(sc.camera), "smpl-2")
+    h_detect = _chain_hash(h_ingest, config_hash(sc.detect), contract_hash(DETECTIONS))
+    h_pose = _chain_hash(h_detect, config_hash(sc.pose2d), contract_hash(KEYPOINTS))
+    h_regress = _chain_hash(h_pose, config_hash(sc.regress), config_hash(sc.camera), contract_hash(SMPL))
     h_crowd = _chain_hash(h_regress, config_hash(sc.crowd), str(sc.seed))
-    h_write = _chain_hash(h_crowd if sc.crowd.enabled else h_regress, config_hash(sc.write))
+    h_write = _chain_hash(
+        h_crowd if sc.crowd.enabled else h_regress, config_hash(sc.write), contract_hash(PERSONS)
+    )
     manifests = {f.name: FrameManifest(inside(scene_dir, f.name), f.name, f.path) for f in rs.frames}
     to_make = [f for f in rs.frames if f.truth is not None and not f.truth.is_file()]
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from schemas.io import OLD_PREFIX, TMP_PREFIX, atomic_output, remove
+from schemas.layout import MANIFEST
 
-MANIFEST = "manifest.json"
 _VERSIONED = (
     "gigacrowd-pipeline",
     "numpy",

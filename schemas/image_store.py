@@ -12,7 +12,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-STORE_NAME = "image.zarr"
 DIMENSION_NAMES = ("y", "x", "c")
 DOWNSAMPLING = "2x2 box mean, round half up, odd edge replicated"
 

@@ -13,7 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-STAGES = ("ingest", "detect", "pose2d", "regress", "crowd", "write")
+from schemas.layout import SYNTHETIC_DIR
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 
@@ -24,11 +25,13 @@ class _Section(BaseModel):
 
 
 class SyntheticConfig(_Section):
-    """Synthetic crowd frames with exact 3D truth (tasks/synth.py), generated on the first run and cached."""
+    """Synthetic crowd frames with exact 3D truth (tasks/synth.py), generated on the first run and cached.
+    The one description of a synthetic frame: scene.yaml's input.synthetic, `python -m pipeline synth`
+    and tasks/synth.py take it; a single frame is drawn from `seed` (frame k of a scene from seed + k)."""
 
-    people: Annotated[int, Field(ge=10, le=5000)] = 200
-    width: Annotated[int, Field(ge=256, le=65536)] = 8192
-    height: Annotated[int, Field(ge=256, le=65536)] = 4096
+    people: Annotated[int, Field(ge=10, le=5000)] = Field(default=200, description="people in a frame")
+    width: Annotated[int, Field(ge=256, le=65536)] = Field(default=8192, description="image width, pixels")
+    height: Annotated[int, Field(ge=256, le=65536)] = Field(default=4096, description="image height, pixels")
     seed: int = Field(default=0, description="frame k is generated from seed + k")
     frames: Annotated[int, Field(ge=1, le=1000)] = 1
     focal_factor: Annotated[float, Field(ge=0.3, le=5.0)] | None = Field(
@@ -40,11 +43,28 @@ class SyntheticConfig(_Section):
     max_slope_deg: Annotated[float, Field(ge=0, le=30)] = Field(
         default=0.0, description="ground slope against gravity, drawn from [0, max]; people stay upright"
     )
+    max_roll_deg: Annotated[float, Field(ge=0, le=30)] = Field(
+        default=2.0, description="camera roll about its optical axis, drawn from [-max, max]"
+    )
+    min_gap: Annotated[float, Field(gt=0, le=10)] = Field(
+        default=0.6, description="least distance between people's centres on the ground, metres"
+    )
     format: Literal["jpeg", "tiff"] = Field(default="jpeg", description="tiff: tiled pyramidal TIFF")
-    jpeg_quality: Annotated[int, Field(ge=50, le=100)] = 92
+    jpeg_quality: Annotated[int, Field(ge=50, le=100)] = Field(
+        default=92, description="also the quality of the tiled TIFF's JPEG-compressed tiles"
+    )
+    blur_sigma: Annotated[float, Field(ge=0, le=10)] = Field(
+        default=0.6, description="Gaussian blur of the rendered pixels (a lens), pixels"
+    )
+    noise_sigma: Annotated[float, Field(ge=0, le=50)] = Field(
+        default=2.0, description="Gaussian noise of the rendered pixels (a sensor), grey levels"
+    )
+    tile: Annotated[int, Field(ge=512, le=16384, multiple_of=512)] = Field(
+        default=2048, description="rows rendered at a time: memory holds one strip, not the frame"
+    )
     body: str = Field(default="builtin:neutral", description="body model: builtin:neutral or an SMPL file")
     cache: str | None = Field(
-        default=None, description="directory for the generated frames; default: <output>/_synthetic"
+        default=None, description=f"directory for the generated frames; default: <output>/{SYNTHETIC_DIR}"
     )
 
     @model_validator(mode="after")
@@ -52,6 +72,15 @@ class SyntheticConfig(_Section):
         if self.width * self.height > 1_100_000_000:
             raise ValueError(f"{self.width}x{self.height} is above 1.1 gigapixel")
         return self
+
+    @property
+    def image_name(self) -> str:
+        """The file name of the frame drawn from `seed`."""
+        return f"synth-seed{self.seed}_000000." + {"jpeg": "jpg", "tiff": "tif"}[self.format]
+
+    def frame(self, k: int) -> SyntheticConfig:
+        """The settings of the scene's frame k (0-based): seed + k, one frame."""
+        return self.model_copy(update={"seed": self.seed + k, "frames": 1})
 
 
 class InputConfig(_Section):
@@ -288,7 +317,9 @@ class RegressConfig(_Section):
         return self
 
 
-class _LossWeights(_Section):
+class LossWeights(_Section):
+    """The terms and the optimiser every crowd method shares (tasks/crowd/method.data_terms)."""
+
     w_crowd: Annotated[float, Field(ge=0)] = 0.001
     w_keypoints: Annotated[float, Field(ge=0)] = 5.0
     w_pose: Annotated[float, Field(ge=0)] = 5.0
@@ -300,8 +331,8 @@ class _LossWeights(_Section):
     batch: Annotated[int, Field(ge=2, le=10000)] = 50
 
 
-class CrowdrecConfig(_LossWeights):
-    """The published procedure (reference/method.md section 4)."""
+class CrowdrecConfig(LossWeights):
+    """The published procedure (reference/method.md section 4; tasks/crowd/crowdrec.py)."""
 
     min_last: Annotated[int, Field(ge=1)] = Field(
         default=8, description="a smaller last batch joins the one before"
@@ -316,13 +347,12 @@ class CrowdrecConfig(_LossWeights):
     )
 
 
-class GlobalConfig(_LossWeights):
-    """One ground plane for the whole frame (tasks/crowd.py finetune_global); weights tuned on synthetic
-    crowds of seed 11 (benchmarks/crowd.py), checked on seed 12; then w_keypoints 8 -> 16 and w_crowd
-    0.005 -> 0.01 (the pose and shape priors halved against the data terms) on seeds 11-13 (100, 500
-    and 2000 people), the pipeline's frames of seed 11 and the public-domain photos, checked on seeds
-    14 and 15; then a 10-step warm-up (OKS up on 22 of 23 frames of seeds 11-15, README); then the
-    ground's offset held at the network's first prediction (`height`; README)."""
+class GlobalConfig(LossWeights):
+    """One ground plane for the whole frame (tasks/crowd/global_.py): the plane is fitted to everyone,
+    each step optimises a batch drawn from the whole frame against it, a final pass predicts everyone
+    with the final weights. Its keypoint term weighs more, and its pose prior less, than crowdrec's:
+    with the ground held by the whole crowd, the network may follow each person's keypoints further
+    (how the values were chosen: benchmarks/history.md)."""
 
     w_crowd: Annotated[float, Field(ge=0)] = 0.01
     w_keypoints: Annotated[float, Field(ge=0)] = 16.0
@@ -336,7 +366,7 @@ class GlobalConfig(_LossWeights):
     steps: Literal["auto"] | Annotated[int, Field(ge=1)] = Field(
         default="auto",
         description="optimisation steps; auto: as many as keep the network evaluations within a third "
-        "of what crowdrec plans for the same frame",
+        "of what the published crowdrec procedure (its default settings) plans for the same frame",
     )
     refresh: Annotated[int, Field(ge=1)] = Field(default=50, description="steps between plane refits")
     huber_m: Annotated[float, Field(gt=0)] = Field(default=0.05, description="robust spread scale, m")
@@ -369,7 +399,8 @@ class GlobalConfig(_LossWeights):
 
 
 class CrowdConfig(_Section):
-    """The reduce step: finetune the regressor's weights on each frame (tasks/crowd.py)."""
+    """The reduce step: finetune the regressor's weights on each frame (tasks/crowd/); each method has
+    its settings section (crowdrec, global)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

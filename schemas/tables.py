@@ -13,13 +13,18 @@ Pixel coordinates are full-resolution pixels of the original frame (pixel (i, j)
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas.io import atomic_output
+
+T = TypeVar("T")
 
 
 def _required(fields: list[tuple[str, pa.DataType]], metadata: dict[str, str]) -> pa.Schema:
@@ -105,36 +110,99 @@ def fixed_array(table: pa.Table, column: str, *dims: int) -> np.ndarray:
     return col.to_numpy(zero_copy_only=False).reshape(len(table), *dims)
 
 
-def smpl_table(
-    frame: str, det_id: np.ndarray, r: dict[str, np.ndarray], metadata: dict[str, str]
-) -> pa.Table:
-    """det_id (N,); r: pose (N, 72), betas (N, 10), transl (N, 3), scale (N,) (optional, default 1),
-    cam (N, 3), joints (N, 24, 3),
-    focal (N,), pp (2,), b (N,), centre (N, 2) (tasks/regress.py Regression fields plus joints),
-    finetuned (bool), keypoint_error (N,), ground_distance (N,) m (tasks/crowd.py Quality)."""
-    n = len(det_id)
-    cols = {
-        "frame_id": pa.array([frame] * n, pa.string()),
-        "det_id": pa.array(np.asarray(det_id, dtype=np.int64)),
-        "global_orient": fixed_list(r["pose"][:, :3], 3),
-        "body_pose": fixed_list(r["pose"][:, 3:], 69),
-        "betas": fixed_list(r["betas"], 10),
-        "transl": fixed_list(r["transl"], 3),
-        "scale": pa.array(np.asarray(r.get("scale", np.ones(n)), np.float32).reshape(n)),
-        "cam_crop": fixed_list(r["cam"], 3),
-        "joints3d": fixed_list(r["joints"], 24, 3),
-        "focal": pa.array(np.asarray(r["focal"], np.float32)),
-        "cx": pa.array(np.full(n, r["pp"][0], np.float32)),
-        "cy": pa.array(np.full(n, r["pp"][1], np.float32)),
-        "crop_size": pa.array(np.asarray(r["b"], np.float32)),
-        "crop_x": pa.array(np.asarray(r["centre"][:, 0], np.float32)),
-        "crop_y": pa.array(np.asarray(r["centre"][:, 1], np.float32)),
-        "finetuned": pa.array(np.full(n, bool(r["finetuned"]))),
-        "keypoint_error": pa.array(np.asarray(r["keypoint_error"], np.float32)),
-        "ground_distance": pa.array(np.asarray(r["ground_distance"], np.float32)),
-    }
-    schema = SMPL.with_metadata({**SMPL.metadata, **{k.encode(): v.encode() for k, v in metadata.items()}})
-    return pa.table(cols, schema=schema)
+@dataclass(frozen=True)
+class SmplRows:
+    """One frame's people in the smpl contract, row i = person i; the fields are SMPL's columns (all but
+    the constant frame_id). det_id (N,); global_orient (N, 3) and body_pose (N, 69) axis-angle rad;
+    betas (N, 10); transl (N, 3) m; scale (N,); cam_crop (N, 3); joints3d (N, 24, 3) m; focal, cx, cy
+    (N,) px; crop_size, crop_x, crop_y (N,) px; finetuned (N,) bool; keypoint_error (N,) box units;
+    ground_distance (N,) m. Column meanings: SMPL's metadata."""
+
+    det_id: np.ndarray
+    global_orient: np.ndarray
+    body_pose: np.ndarray
+    betas: np.ndarray
+    transl: np.ndarray
+    scale: np.ndarray
+    cam_crop: np.ndarray
+    joints3d: np.ndarray
+    focal: np.ndarray
+    cx: np.ndarray
+    cy: np.ndarray
+    crop_size: np.ndarray
+    crop_x: np.ndarray
+    crop_y: np.ndarray
+    finetuned: np.ndarray
+    keypoint_error: np.ndarray
+    ground_distance: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.det_id)
+
+
+@dataclass(frozen=True)
+class FrameSmpl:
+    """A frame's smpl table: its rows and the file's key-value metadata (regressor, body model, ground
+    plane and camera as JSON, ...)."""
+
+    rows: SmplRows
+    metadata: dict[str, str]
+
+
+def _dims(kind: pa.DataType) -> tuple[pa.DataType, tuple[int, ...]]:
+    """The leaf type and the nested fixed sizes of a column type (float32, (24, 3)) for list<list<>>."""
+    dims: list[int] = []
+    while isinstance(kind, pa.FixedSizeListType):
+        dims.append(kind.list_size)
+        kind = kind.value_type
+    return kind, tuple(dims)
+
+
+def record_table(schema: pa.Schema, frame: str, record: Any, metadata: dict[str, str]) -> pa.Table:
+    """A frame's table of `schema` from a record (a dataclass whose fields are the schema's columns but
+    frame_id); arrays are cast to the column types, `metadata` joins the schema's own."""
+    n = len(record)
+    cols = {}
+    for field in schema:
+        if field.name == "frame_id":
+            cols["frame_id"] = pa.array([frame] * n, pa.string())
+            continue
+        leaf, dims = _dims(field.type)
+        value = getattr(record, field.name)
+        if dims:
+            cols[field.name] = fixed_list(value, *dims)
+        else:
+            cols[field.name] = pa.array(np.asarray(value, leaf.to_pandas_dtype()).reshape(n), leaf)
+    text = {k.encode(): v.encode() for k, v in metadata.items()}
+    return pa.table(cols, schema=schema.with_metadata({**(schema.metadata or {}), **text}))
+
+
+def table_record(table: pa.Table, cls: type[T]) -> T:
+    """The record `cls` (fields: the table's columns but frame_id) of a table, columns as numpy."""
+    values = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        _, dims = _dims(table.schema.field(f.name).type)
+        values[f.name] = fixed_array(table, f.name, *dims) if dims else table.column(f.name).to_numpy()
+    return cls(**values)
+
+
+def smpl_table(frame: str, smpl: FrameSmpl) -> pa.Table:
+    """The smpl-contract table of a frame (smpl.parquet, crowd.parquet)."""
+    return record_table(SMPL, frame, smpl.rows, smpl.metadata)
+
+
+def read_smpl(path: Path) -> FrameSmpl:
+    """A frame's smpl table as its record and metadata, checked against the contract."""
+    table = read_table(path, SMPL)
+    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    return FrameSmpl(table_record(table, SmplRows), meta)
+
+
+def contract_hash(*schemas: pa.Schema) -> str:
+    """A short hash of the contracts' columns (names, types, nullability): a table written under other
+    columns is stale, so a stage's resume key includes the hash of the tables it writes."""
+    text = "|".join(f"{f.name}:{f.type}:{f.nullable}" for s in schemas for f in s)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def detections_table(frame: str, rows: np.ndarray) -> pa.Table:
@@ -186,3 +254,12 @@ def read_table(path: Path, schema: pa.Schema) -> pa.Table:
         contract = schema.metadata[b"contract"].decode()
         raise ValueError(f"{path}: columns {table.schema.names} do not match the {contract} contract")
     return table
+
+
+def _check_record(cls: type, schema: pa.Schema) -> None:
+    names = [f.name for f in fields(cls)]
+    if names != [n for n in schema.names if n != "frame_id"]:
+        raise TypeError(f"{cls.__name__} fields {names} are not the {schema.metadata[b'contract']} columns")
+
+
+_check_record(SmplRows, SMPL)

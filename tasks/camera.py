@@ -21,10 +21,14 @@ vanishing point at infinity and the horizon through the centre, whatever f is. W
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from schemas.scene import CameraConfig
 
 HEAD = (0, 1, 2, 3, 4)  # COCO nose, eyes, ears
 ANKLES = (15, 16)
@@ -166,3 +170,52 @@ def estimate_camera(
         height=float(x[3].exp()), focal_rel_std=rel_std, people=n,
         plane=(float(up[0]), float(up[1]), float(up[2]), float(x[3].exp())),
     )  # fmt: skip
+
+
+# focal_source values of a focal that is known, not guessed (frame_camera; the crowd step's plane).
+FOCAL_GIVEN, FOCAL_ESTIMATED = "given", "estimated"
+KNOWN_FOCAL = (FOCAL_GIVEN, FOCAL_ESTIMATED)
+
+
+@dataclass(frozen=True)
+class FrameCamera:
+    """A frame's intrinsics: focal, cx, cy px, and how the focal was chosen (focal_source: given,
+    diagonal, estimated, or diagonal because the people do not determine it; estimate: what
+    estimate_camera found, as a dict, when it was asked)."""
+
+    focal: float
+    cx: float
+    cy: float
+    focal_source: str
+    estimate: dict[str, Any] | None = None
+
+    @property
+    def pp(self) -> tuple[float, float]:
+        return self.cx, self.cy
+
+    @property
+    def focal_known(self) -> bool:
+        """Given or estimated, not the diagonal guess."""
+        return self.focal_source in KNOWN_FOCAL
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def frame_camera(image_wh: tuple[int, int], camera: CameraConfig, keypoints: np.ndarray) -> FrameCamera:
+    """The scene's camera for a frame of image_wh px: `auto` focal = the image diagonal; `estimate` =
+    from the people's keypoints (N, 17, 3) px (the diagonal when they do not determine it); a number =
+    given; `auto` centre = the image centre."""
+    from tasks.regress import default_focal
+
+    width, height = image_wh
+    cx = width / 2 if camera.cx == "auto" else float(camera.cx)
+    cy = height / 2 if camera.cy == "auto" else float(camera.cy)
+    if camera.focal == "estimate":
+        est = estimate_camera(keypoints, (width, height), (cx, cy))
+        if est is not None:
+            return FrameCamera(est.focal, cx, cy, FOCAL_ESTIMATED, asdict(est))
+        return FrameCamera(default_focal(width, height), cx, cy, "diagonal (not determined by the people)")
+    if camera.focal == "auto":
+        return FrameCamera(default_focal(width, height), cx, cy, "diagonal")
+    return FrameCamera(float(camera.focal), cx, cy, FOCAL_GIVEN)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import cv2
 import numpy as np
+import pyarrow as pa
 
 # COCO-17 limbs (keypoint index pairs) and a colour per side: left blue, right orange, centre green.
 SKELETON = [
@@ -234,3 +238,64 @@ def region(
     kp[..., 1] -= y0
     out = meshes(pixels, 1.0, vertices, faces, focal, (pp[0] - x0, pp[1] - y0))
     return overlay(out, 1.0, shifted, kp)
+
+
+def thumbnail(levels: list[Any], max_side: int = 4096) -> tuple[np.ndarray, float]:
+    """The finest pyramid level at most max_side px on a side, read whole: (H, W, 3) uint8 and its
+    scale against full-resolution pixels (0.5^k for level k)."""
+    k = thumbnail_level([lv.shape for lv in levels], max_side)
+    return np.asarray(levels[k][:]), 0.5**k
+
+
+def frame_meshes(levels: list[Any], rows: pa.Table, body: Any) -> np.ndarray:
+    """The people of a frame's persons rows posed by `body` (tasks/models/body.py BodyModel), drawn
+    over its thumbnail."""
+    from tasks.export import person_meshes
+
+    verts, faces = person_meshes(rows, body)
+    first = rows.slice(0, 1).to_pylist()
+    focal, pp = (first[0]["focal"], (first[0]["cx"], first[0]["cy"])) if first else (1.0, (0.0, 0.0))
+    return meshes(*thumbnail(levels), verts, faces, focal, pp)
+
+
+def ground_pictures(rows: pa.Table, plane: np.ndarray, image_wh: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    """(bird's-eye view, side view) of a frame's persons rows on its ground plane (4,) n . X + d = 0."""
+    from schemas.tables import fixed_array
+
+    joints = fixed_array(rows, "joints3d", 24, 3).astype(np.float64)
+    focal = float(rows.column("focal")[0].as_py())
+    return birdseye(joints, plane, focal, image_wh), side_view(joints, plane)
+
+
+def region_picture(
+    level0: Any, rows: pa.Table, box: tuple[int, int, int, int], body: Any
+) -> tuple[np.ndarray, int]:
+    """A full-resolution region box = (x0, y0, x1, y1) px of a frame (level0: its pyramid's level 0)
+    with the meshes, boxes and skeletons of its persons rows whose boxes reach into it (posed by `body`,
+    tasks/models/body.py BodyModel); and how many people that is."""
+    from schemas.tables import fixed_array
+    from tasks.export import person_meshes
+
+    x0, y0, x1, y1 = box
+    boxes = fixed_array(rows, "bbox", 4)
+    near = (boxes[:, 2] > x0) & (boxes[:, 0] < x1) & (boxes[:, 3] > y0) & (boxes[:, 1] < y1)
+    rows = rows.filter(pa.array(near))
+    verts, faces = person_meshes(rows, body)
+    scores = rows.column("det_score").to_numpy()[:, None]
+    first = rows.slice(0, 1).to_pylist()
+    focal, pp = (first[0]["focal"], (first[0]["cx"], first[0]["cy"])) if first else (1.0, (0.0, 0.0))
+    picture = region(
+        np.asarray(level0[y0:y1, x0:x1]), (x0, y0), np.concatenate([boxes[near], scores], 1),
+        fixed_array(rows, "kp2d", 17, 3), verts, faces, focal, pp,
+    )  # fmt: skip
+    return picture, len(rows)
+
+
+def write_png(path: Path, picture: np.ndarray) -> None:
+    """picture (H, W, 3) uint8 RGB as a PNG at path, atomically."""
+    import pyvips
+
+    from schemas.io import atomic_output
+
+    with atomic_output(path) as tmp:
+        pyvips.Image.new_from_array(picture, interpretation="srgb").pngsave(str(tmp), compression=3)

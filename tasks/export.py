@@ -3,12 +3,14 @@ GigaCrowd `predict.json` made from it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from schemas.layout import MANIFEST, PERSONS_DIR, persons_file
 from schemas.persons import PARTITIONS, PERSONS
 from schemas.predict import FramePrediction
 from schemas.tables import detections_array, fixed_array, fixed_list, keypoints_array, write_parquet
@@ -37,14 +39,42 @@ def persons_table(detections: pa.Table, keypoints: pa.Table, smpl: pa.Table) -> 
     return pa.table(cols, schema=PERSONS)
 
 
-def frame_file(dataset: Path, scene: str, frame: str) -> Path:
-    """Where a frame's rows live in a persons dataset (hive partitions scene=, frame_id=)."""
-    return dataset / f"scene={scene}" / f"frame_id={frame}" / "part-0.parquet"
+@dataclass(frozen=True)
+class FramePersons:
+    """A frame's rows of the persons dataset (persons contract, no partition columns), the file's
+    key-value metadata, and the frame's ground plane (4,) n . X + d = 0 when one was fitted."""
+
+    table: pa.Table
+    metadata: dict[str, str]
+    plane: np.ndarray | None
+
+
+def frame_persons(
+    detections: pa.Table, keypoints: pa.Table, smpl: pa.Table, scene: str, frame: str, config_hash: str
+) -> FramePersons:
+    """The persons rows of a frame from its detections, keypoints and final smpl-contract table
+    (crowd.parquet after the crowd step, else smpl.parquet), with the metadata that explains them."""
+    import json
+    from importlib import metadata
+
+    from schemas.persons import file_metadata
+
+    table = persons_table(detections, keypoints, smpl)
+    text = {k.decode(): v.decode() for k, v in (smpl.schema.metadata or {}).items()}
+    plane = json.loads(text.get("ground_plane", "null"))
+    info = file_metadata(
+        body_model=text.get("body_model", ""), body_sha256=text.get("body_model_sha256", ""),
+        pipeline_version=metadata.version("gigacrowd-pipeline"), config_hash=config_hash,
+        regressor=text.get("regressor", ""), crowd_method=text.get("crowd_method"),
+        ground_plane=plane, frame=frame, scene=scene,
+    )  # fmt: skip
+    found = plane is not None and bool(np.isfinite(plane).all())
+    return FramePersons(table, info, np.asarray(plane) if found else None)
 
 
 def write_frame(dataset: Path, scene: str, frame: str, table: pa.Table, metadata: dict[str, str]) -> Path:
     """Install a frame's rows atomically: readers see the old file or the new one, never a part."""
-    path = frame_file(dataset, scene, frame)
+    path = persons_file(dataset, scene, frame)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_parquet(table.replace_schema_metadata(metadata), path)
     return path
@@ -77,11 +107,11 @@ def gigacrowd_predictions(scene_dir: Path) -> dict[str, FramePrediction]:
     the frame's original image file name (from the frame's manifest)."""
     import json
 
-    table = read_persons(scene_dir / "persons")
+    table = read_persons(scene_dir / PERSONS_DIR)
     frames = table.column("frame_id").to_numpy(zero_copy_only=False)
     out: dict[str, FramePrediction] = {}
     for frame in sorted(set(frames)):
-        manifest = json.loads((scene_dir / frame / "manifest.json").read_text())
+        manifest = json.loads((scene_dir / frame / MANIFEST).read_text())
         rows = table.filter(pa.array(frames == frame))
         out[Path(manifest["source"]).name] = gigacrowd_frame(rows.sort_by("person_id"))
     return out

@@ -21,11 +21,14 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tasks import InputError
+
+if TYPE_CHECKING:
+    from schemas.scene import DetectConfig
 
 FORMATS = ("coco-results", "largecrowd", "panda")
 
@@ -169,3 +172,28 @@ def read_boxes(path: Path, fmt: str, images: Path | None = None) -> dict[str, Im
     if fmt == "largecrowd":
         return _largecrowd(doc, path)
     return _panda(doc, path)
+
+
+def imported(cfg: DetectConfig, frame: str) -> Imported:
+    """The people detect.file holds for a frame, above detect.score_threshold."""
+    assert cfg.file is not None
+    found = read_boxes_cached(
+        Path(cfg.file), cfg.file_format, Path(cfg.file_images) if cfg.file_images else None
+    )
+    if frame not in found:
+        raise InputError(f"frame {frame!r} is not in the detections file {cfg.file}")
+    return found[frame].above(cfg.score_threshold)
+
+
+def imported_detections(cfg: DetectConfig, frame: str) -> np.ndarray:
+    """A frame's imported boxes as detection rows (N, 7): x1, y1, x2, y2, score, level 0, tile_id -1."""
+    boxes = imported(cfg, frame).boxes
+    return np.concatenate([boxes, np.zeros((len(boxes), 1)), np.full((len(boxes), 1), -1.0)], 1)
+
+
+def imported_keypoints(cfg: DetectConfig, frame: str) -> np.ndarray:
+    """A frame's imported keypoints (N, 17, 3) float32, row for row with imported_detections."""
+    imp = imported(cfg, frame)
+    if imp.keypoints is None:
+        raise InputError(f"pose2d.backend 'file': {cfg.file} holds no keypoints")
+    return imp.keypoints.astype(np.float32)

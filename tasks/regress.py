@@ -13,14 +13,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import roma
 import torch
+from torch import nn
 
+from schemas.tables import FrameSmpl, SmplRows
 from tasks.models.cliff import CROP_HW, IMAGENET_MEAN, IMAGENET_STD
 from tasks.pose2d import crop_affine, crop_from_levels
+
+if TYPE_CHECKING:
+    from tasks.camera import FrameCamera
+    from tasks.crowd.terms import Quality
 
 CROP_SIZE = (CROP_HW[1], CROP_HW[0])  # (width, height) as tasks/pose2d takes it
 CROP_RESCALE = 1.1
@@ -93,12 +99,22 @@ class Regressor(Protocol):
         (N, 24, 3, 3), betas (N, 10), crop cam (N, 3)."""
         ...
 
+    def finetunable(
+        self, crops: torch.Tensor | None, x: BoxInputs
+    ) -> tuple[tuple[torch.Tensor, ...], nn.Module]:
+        """What the crowd step finetunes (tasks/crowd): the differentiable network, called as
+        net(*inputs[idx]) -> rotmat, betas, crop cam, and its inputs for a frame's people, row i =
+        person i. crops (N, 256, 192, 3) uint8 (None when uses_image is False); x the people's
+        box inputs."""
+        ...
+
 
 @dataclass(frozen=True)
 class Regression:
     """Per person: pose (N, 72) axis-angle rad (global orient in the camera frame), betas (N, 10),
     cam (N, 3) crop camera, transl (N, 3) m in the full-image camera frame, centre (N, 2) and b (N,)
-    crop px, focal (N,) px."""
+    crop px, focal (N,) px; pp (2,) the principal point px; the regressor that made it (backend:name)
+    and its weights' sha256, so that whoever writes the rows need not load it again."""
 
     pose: np.ndarray
     betas: np.ndarray
@@ -108,6 +124,18 @@ class Regression:
     b: np.ndarray
     focal: np.ndarray
     pp: np.ndarray
+    regressor: str = ""
+    regressor_sha256: str = ""
+
+    @classmethod
+    def concat(cls, parts: list[Regression]) -> Regression:
+        """One frame's batches, in order, as one (principal point and regressor: the first's)."""
+        arrays = {
+            f: np.concatenate([getattr(p, f) for p in parts])
+            for f in ("pose", "betas", "cam", "transl", "centre", "b", "focal")
+        }
+        first = parts[0]
+        return cls(**arrays, pp=first.pp, regressor=first.regressor, regressor_sha256=first.regressor_sha256)
 
 
 @dataclass(frozen=True)
@@ -224,3 +252,51 @@ def regress(
 def cliff_affine(box: np.ndarray) -> np.ndarray:
     """(2, 3) full-image -> 192x256 crop affine of CLIFF's crop rule for one box (4,) px."""
     return crop_affine(np.asarray(box, np.float64), CROP_SIZE, CROP_RESCALE)
+
+
+def smpl_rows(
+    det_id: np.ndarray, pose: np.ndarray, betas: np.ndarray, transl: np.ndarray, scale: np.ndarray,
+    cam: np.ndarray, joints: np.ndarray, focal: np.ndarray, pp: np.ndarray, centre: np.ndarray,
+    b: np.ndarray, finetuned: bool, q: Quality,
+) -> SmplRows:  # fmt: skip
+    """A frame's people as smpl-contract rows. det_id (N,); pose (N, 72) axis-angle rad; betas (N, 10);
+    transl (N, 3) m; scale (N,); cam (N, 3) crop camera; joints (N, 24, 3) m, camera frame (scale and
+    transl included); focal (N,) px; pp (2,) principal point px; centre (N, 2) and b (N,) crop px;
+    finetuned: made by the crowd step; q: how each fits its keypoints and the ground."""
+    n = len(det_id)
+    return SmplRows(
+        det_id=np.asarray(det_id), global_orient=pose[:, :3], body_pose=pose[:, 3:], betas=betas,
+        transl=transl, scale=scale, cam_crop=cam, joints3d=joints, focal=focal, cx=np.full(n, pp[0]),
+        cy=np.full(n, pp[1]), crop_size=b, crop_x=centre[:, 0], crop_y=centre[:, 1],
+        finetuned=np.full(n, finetuned), keypoint_error=q.keypoint_error, ground_distance=q.ground_distance,
+    )  # fmt: skip
+
+
+def frame_smpl(
+    parts: list[Regression], det_id: np.ndarray, boxes: np.ndarray, keypoints: np.ndarray, body_spec: str,
+    camera: FrameCamera,
+) -> FrameSmpl:  # fmt: skip
+    """A frame's smpl table from its regression batches (in det_id order): the people posed by the body
+    model `body_spec`, with how each fits its keypoints and the crowd's ground; boxes (N, 4) px,
+    keypoints (N, 17, 3) px + confidence; the frame's camera goes into the metadata."""
+    import json
+
+    from tasks.crowd.people import keypoint_people
+    from tasks.crowd.terms import quality
+    from tasks.models.body import BodyModel
+
+    r = Regression.concat(parts)
+    body = BodyModel.load(body_spec)
+    _, joints, coco = body.numpy_forward(r.pose, r.betas, r.transl)
+    pp = (float(r.pp[0]), float(r.pp[1]))
+    q = quality(joints, coco, keypoint_people(boxes, keypoints, float(r.focal[0]), pp))
+    n = len(det_id)
+    rows = smpl_rows(
+        det_id, r.pose, r.betas, r.transl, np.ones(n), r.cam, joints, r.focal, r.pp, r.centre, r.b, False, q
+    )
+    meta = {
+        "regressor": r.regressor, "regressor_sha256": r.regressor_sha256, "body_model": body.name,
+        "body_model_sha256": body.sha256, "ground_plane": json.dumps(q.plane.tolist()),
+        "camera": json.dumps(camera.as_dict()),
+    }  # fmt: skip
+    return FrameSmpl(rows, meta)

@@ -9,8 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-PICTURES = ("overlay.png", "meshes.png", "birdseye.png", "sideview.png")
-STAGE_ORDER = ("ingest", "detect", "pose2d", "regress", "crowd", "write")
+from schemas.layout import STAGES
 
 
 @dataclass
@@ -50,7 +49,7 @@ def render(scene: str, frames: list[FrameReport], config: dict[str, Any], second
             f"<tr><td style='text-align:left'>{html.escape(stage)}</td>"
             f"<td>{_cell(rec.get('info', {}).get('people', ''))}</td>"
             f"<td>{_cell(rec.get('seconds', 0.0))}</td></tr>"
-            for stage in STAGE_ORDER
+            for stage in STAGES
             if (rec := f.units.get(f"{stage}/frame"))
         ]
         parts.append(

@@ -31,6 +31,8 @@ import cv2
 import numpy as np
 
 from schemas.io import TMP_PREFIX, atomic_output
+from schemas.layout import TRUTH_FILE
+from schemas.scene import SyntheticConfig
 from schemas.truth import BodyModelInfo, ImageShape, PersonTruth, SmplParams, Truth, write_truth
 from tasks.evaluate import TORSO_JOINTS
 from tasks.models.body import BodyModel
@@ -47,29 +49,6 @@ _HAIR = np.array([[30, 22, 18], [70, 45, 25], [120, 90, 50], [180, 160, 120], [1
 
 # Bumped whenever the same settings would give other pixels or truth, so cached frames are remade.
 RENDER_VERSION = 2
-
-
-@dataclass(frozen=True)
-class SynthConfig:
-    people: int = 200
-    width: int = 8192
-    height: int = 4096
-    seed: int = 0
-    focal_factor: float | None = None  # focal / image diagonal; None draws from 1.1-1.5
-    camera_height: float | None = None  # metres; None draws from 10-20
-    max_roll_deg: float = 2.0
-    max_slope_deg: float = 0.0  # ground slope against gravity, drawn from [0, max]; people stay upright
-    min_gap: float = 0.6  # metres between people's centres on the ground
-    tile: int = 2048
-    jpeg_quality: int = 92  # also the quality of the tiled TIFF's JPEG-compressed tiles
-    image_format: str = "jpeg"  # "jpeg" or "tiff" (tiled, pyramidal)
-
-    @property
-    def image_name(self) -> str:
-        return f"synth-seed{self.seed}_000000." + {"jpeg": "jpg", "tiff": "tif"}[self.image_format]
-
-    blur_sigma: float = 0.6
-    noise_sigma: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -125,9 +104,37 @@ def _ground_axes(pitch: float, roll: float) -> tuple[np.ndarray, np.ndarray, np.
     return rz @ up, rz @ fwd, rz @ right
 
 
-def layout(cfg: SynthConfig, bank: PoseBank, body: BodyModel) -> Scene:
+def layout(cfg: SyntheticConfig, bank: PoseBank, body: BodyModel) -> Scene:
     """Place cfg.people people in groups on the visible ground; deterministic given cfg.seed."""
     rng = np.random.default_rng(cfg.seed)
+    view = _view(cfg, rng)
+    pos, heading, group = _place(cfg, rng, view)
+    return _stand(view, pos, heading, group, bank, body, rng)
+
+
+@dataclass(frozen=True)
+class _View:
+    """A frame's camera over its ground: `level` (a Scene without people: camera, up, height, normal),
+    pitch and the half vertical field of view (rad), the forward and right directions on the ground."""
+
+    level: Scene
+    pitch: float
+    half_v: float
+    fwd: np.ndarray
+    right: np.ndarray
+
+    def on_ground(self, q: np.ndarray) -> np.ndarray:
+        """(..., 3) level-ground points moved along gravity onto the (sloped) ground."""
+        return q - self.level.above_ground(q)[..., None] * self.level.up
+
+    def ground_point(self, d: float, x: float) -> np.ndarray:
+        """The ground point d m forward and x m right of the point below the camera."""
+        up, h = self.level.up, self.level.height
+        return self.on_ground(-h * up + d * self.fwd + x * self.right)
+
+
+def _view(cfg: SyntheticConfig, rng: np.random.Generator) -> _View:
+    """The camera (focal, height, pitch, roll) and the ground (slope) of a frame, drawn from rng."""
     diag = math.hypot(cfg.width, cfg.height)
     f = diag * (cfg.focal_factor if cfg.focal_factor is not None else rng.uniform(1.1, 1.5))
     h = cfg.camera_height if cfg.camera_height is not None else rng.uniform(10.0, 20.0)
@@ -143,15 +150,17 @@ def layout(cfg: SynthConfig, bank: PoseBank, body: BodyModel) -> Scene:
     # The ground is h below the camera along gravity; a level-ground point moves along gravity onto it.
     level = Scene(Camera(f, cfg.width, cfg.height), up, h, np.zeros((0, 72)), np.zeros((0, 10)),
                   np.zeros((0, 3)), np.zeros(0, int), normal)  # fmt: skip
+    return _View(level, pitch, half_v, fwd, right)
 
-    def on_ground(q: np.ndarray) -> np.ndarray:
-        return q - level.above_ground(q)[..., None] * up
 
-    cam = level.camera
-    near = h / math.tan(pitch + half_v) * 1.05
-    far = h / math.tan(pitch - half_v) * 0.97
-
-    # Ground positions (forward distance D, lateral x): groups of 1-5, area-uniform in the frustum.
+def _place(
+    cfg: SyntheticConfig, rng: np.random.Generator, view: _View
+) -> tuple[list[tuple[float, float]], list[float], list[int]]:
+    """Ground positions (forward distance D, lateral x; m), headings (rad) and group ids of cfg.people
+    people: groups of 1-5, area-uniform in the frustum, at least cfg.min_gap apart, feet in view."""
+    h, f, cam = view.level.height, view.level.camera.f, view.level.camera
+    near = h / math.tan(view.pitch + view.half_v) * 1.05
+    far = h / math.tan(view.pitch - view.half_v) * 0.97
     pos: list[tuple[float, float]] = []
     heading: list[float] = []
     group: list[int] = []
@@ -181,7 +190,7 @@ def layout(cfg: SynthConfig, bank: PoseBank, body: BodyModel) -> Scene:
                 for j in grid.get((key[0] + dk, key[1] + dl), [])
                 if math.hypot(pos[j][0] - pd, pos[j][1] - px) < cfg.min_gap
             ]
-            foot = cam.project(on_ground(-h * up + pd * fwd + px * right))
+            foot = cam.project(view.ground_point(pd, px))
             seen = 0 <= foot[0] < cfg.width and 0.03 * cfg.height <= foot[1] < cfg.height
             if close or not seen:
                 continue
@@ -191,10 +200,19 @@ def layout(cfg: SynthConfig, bank: PoseBank, body: BodyModel) -> Scene:
             heading.append(common if walking or size == 1 else math.atan2(-math.sin(a), -math.cos(a)))
             group.append(g)
         g += 1
-    n = len(pos)
-    if n < cfg.people:
-        raise ValueError(f"could place only {n} of {cfg.people} people {cfg.min_gap} m apart in view")
+    if len(pos) < cfg.people:
+        raise ValueError(f"could place only {len(pos)} of {cfg.people} people {cfg.min_gap} m apart in view")
+    return pos, heading, group
 
+
+def _stand(
+    view: _View, pos: list[tuple[float, float]], heading: list[float], group: list[int], bank: PoseBank,
+    body: BodyModel, rng: np.random.Generator,
+) -> Scene:  # fmt: skip
+    """The people at their ground positions: crowd poses and shapes drawn from rng, each facing its
+    heading, the lowest vertex on the ground."""
+    level, up, fwd, right = view.level, view.level.up, view.fwd, view.right
+    n = len(pos)
     crowd = np.flatnonzero(bank.crowd)
     poses = bank.poses[rng.choice(crowd, n)].reshape(n, 72).astype(np.float64)
     shape = np.clip(rng.normal(0.0, 1.0, (n, 10)), -2.5, 2.5)
@@ -206,15 +224,17 @@ def layout(cfg: SynthConfig, bank: PoseBank, body: BodyModel) -> Scene:
     root = basis @ aa_to_matrix(poses[:, :3])
     poses[:, :3] = matrix_to_aa(root)
 
-    ground = on_ground(np.array([-h * up + pd * fwd + px * right for pd, px in pos]))
+    h = level.height
+    ground = view.on_ground(np.array([-h * up + pd * fwd + px * right for pd, px in pos]))
     verts, joints, _ = body.numpy_forward(poses, shape)
     # Pelvis above its ground point; the lowest vertex (against the ground) on the plane.
     t0 = ground - joints[:, 0]
     height_above = level.above_ground(verts + t0[:, None]).min(1)  # metres, along gravity
     transl = t0 - height_above[:, None] * up
     return Scene(
-        cam, up, h, poses.astype(np.float32), shape.astype(np.float32), transl, np.asarray(group), normal
-    )
+        level.camera, up, level.height, poses.astype(np.float32), shape.astype(np.float32), transl,
+        np.asarray(group), level.normal,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -239,7 +259,7 @@ def mesh_boxes(uv: np.ndarray) -> np.ndarray:
 
 
 def keypoint_frame(
-    cfg: SynthConfig, bank: PoseBank, body: BodyModel, jitter: float = 0.02, dropped: float = 0.05
+    cfg: SyntheticConfig, bank: PoseBank, body: BodyModel, jitter: float = 0.02, dropped: float = 0.05
 ) -> KeypointFrame:
     """layout(cfg) with ground-truth boxes and keypoints jittered by Gaussian noise of `jitter` x the
     box height, a `dropped` fraction of joints set to 0 (a detector's missing joints); deterministic
@@ -382,12 +402,92 @@ def _encode(tiles_tiff: Path, out: Path, fmt: str, quality: int) -> None:
             )  # fmt: skip
 
 
+class _Painter:
+    """A frame's pixels, tile by tile (flat-shaded painter's algorithm, far to near), counting each
+    person's visible pixels (`shown`) and who is drawn at each COCO keypoint's pixel (`owner`, -1: the
+    ground). verts (N, V, 3) posed vertices, camera frame m; keypoints (N, 17, 2) px."""
+
+    MARGIN = 8  # px drawn around a tile so that blur sees its neighbours' pixels
+
+    def __init__(
+        self, scene: Scene, body: BodyModel, verts: np.ndarray, keypoints: np.ndarray, cfg: SyntheticConfig
+    ) -> None:
+        self.scene, self.cfg, self.verts, self.faces = scene, cfg, verts, body.faces
+        n = len(scene.pose)
+        self.palette = person_palette(np.random.default_rng(cfg.seed + 1), n)
+        self.material = face_materials(body)
+        self.uv = scene.camera.project(verts)  # (N, V, 2)
+        self.order = np.argsort(-verts[..., 2].mean(1), kind="stable")  # far to near
+        self.boxes = mesh_boxes(self.uv)
+        self.shown = np.zeros(n)
+        self.owner = np.full(keypoints.shape[:2], -1, np.int64)
+        self.kp_px = np.floor(keypoints).astype(np.int64)
+
+    def draw(self, y0: int, x0: int, th: int, tw: int) -> np.ndarray:
+        """(th, tw, 3) uint8 pixels at (y0, x0); counts each person's visible pixels into `shown`."""
+        cfg, m, boxes, n = self.cfg, self.MARGIN, self.boxes, len(self.shown)
+        ty0, tx0 = y0 - m, x0 - m
+        th_m, tw_m = th + 2 * m, tw + 2 * m
+        img = _background(self.scene.camera, self.scene.plane, ty0, tx0, th_m, tw_m, cfg.seed)
+        ids = np.full((th_m, tw_m), -1, np.int32)
+        hit = (
+            (boxes[:, 2] >= tx0)
+            & (boxes[:, 0] < tx0 + tw_m)
+            & (boxes[:, 3] >= ty0)
+            & (boxes[:, 1] < ty0 + th_m)
+        )
+        for i in self.order[hit[self.order]]:
+            colours = self.palette[i, self.material]
+            draw_person(img, self.uv[i] - [tx0, ty0], self.verts[i], self.faces, colours, ids, int(i))
+        core = ids[m:-m, m:-m]
+        self.shown[:] += np.bincount(core[core >= 0], minlength=n)[:n]
+        kp = self.kp_px
+        here = (kp[..., 0] >= x0) & (kp[..., 0] < x0 + tw) & (kp[..., 1] >= y0) & (kp[..., 1] < y0 + th)
+        self.owner[here] = core[kp[here][:, 1] - y0, kp[here][:, 0] - x0]
+        if cfg.blur_sigma > 0:
+            img = cv2.GaussianBlur(img, (0, 0), cfg.blur_sigma)
+        img = img[m:-m, m:-m]
+        if cfg.noise_sigma > 0:
+            nrng = np.random.default_rng([cfg.seed, y0, x0])
+            img = np.clip(img + nrng.normal(0, cfg.noise_sigma, img.shape), 0, 255).astype(np.uint8)
+        return img
+
+    def tiff_tiles(self) -> Iterator[np.ndarray]:
+        """The frame as 512 x 512 tiles in TIFF order, rendered one strip of cfg.tile rows at a time."""
+        cam, tile = self.scene.camera, self.cfg.tile
+        for y0 in range(0, cam.height, tile):
+            th = min(tile, cam.height - y0)
+            strip = np.zeros(
+                (-(-th // _TIFF_TILE) * _TIFF_TILE, -(-cam.width // _TIFF_TILE) * _TIFF_TILE, 3), np.uint8
+            )
+            for x0 in range(0, cam.width, tile):
+                tw = min(tile, cam.width - x0)
+                strip[:th, x0 : x0 + tw] = self.draw(y0, x0, th, tw)
+            for ty in range(0, th, _TIFF_TILE):
+                for tx in range(0, cam.width, _TIFF_TILE):
+                    yield strip[ty : ty + _TIFF_TILE, tx : tx + _TIFF_TILE]
+
+
+def _silhouette_areas(uv: np.ndarray, faces: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(N,) each person's whole silhouette in px, drawn alone (pixels outside the image count as not
+    visible); uv (N, V, 2) px, boxes (N, 4) px."""
+    area = np.zeros(len(uv))
+    for i in range(len(uv)):
+        x1, y1 = np.floor(boxes[i, :2]).astype(int) - 1
+        x2, y2 = np.ceil(boxes[i, 2:]).astype(int) + 1
+        mask = np.zeros((y2 - y1, x2 - x1), np.uint8)
+        pts = np.round((uv[i][faces] - [x1 + 0.5, y1 + 0.5]) * 16).astype(np.int32)
+        cv2.fillPoly(mask, list(pts), 1, lineType=cv2.LINE_8, shift=4)
+        area[i] = mask.sum()
+    return area
+
+
 def render(
     scene: Scene,
     body: BodyModel,
     verts: np.ndarray,
     keypoints: np.ndarray,
-    cfg: SynthConfig,
+    cfg: SyntheticConfig,
     out: Path,
     fmt: str = "jpeg",
 ) -> Rendered:
@@ -406,91 +506,25 @@ def render(
     if cfg.tile % _TIFF_TILE:
         raise ValueError(f"tile must be a multiple of {_TIFF_TILE}, got {cfg.tile}")
     cam = scene.camera
-    n = len(scene.pose)
-    rng = np.random.default_rng(cfg.seed + 1)
-    palette = person_palette(rng, n)
-    faces = body.faces
-    material = face_materials(body)
-    uv = cam.project(verts)  # (N, V, 2)
-    depth = verts[..., 2]
-    order = np.argsort(-depth.mean(1), kind="stable")  # far to near
-    boxes = mesh_boxes(uv)
-    area = np.zeros(n)
-    shown = np.zeros(n)
-    owner = np.full(keypoints.shape[:2], -1, np.int64)  # who is drawn at each keypoint's pixel
-    kp_px = np.floor(keypoints).astype(np.int64)
-    margin = 8
-    tile = cfg.tile
-
-    def draw(y0: int, x0: int, th: int, tw: int) -> np.ndarray:
-        """(th, tw, 3) uint8 pixels at (y0, x0); counts each person's visible pixels into `shown`."""
-        ty0, tx0 = y0 - margin, x0 - margin
-        th_m, tw_m = th + 2 * margin, tw + 2 * margin
-        img = _background(cam, scene.plane, ty0, tx0, th_m, tw_m, cfg.seed)
-        ids = np.full((th_m, tw_m), -1, np.int32)
-        hit = (
-            (boxes[:, 2] >= tx0)
-            & (boxes[:, 0] < tx0 + tw_m)
-            & (boxes[:, 3] >= ty0)
-            & (boxes[:, 1] < ty0 + th_m)
-        )
-        for i in order[hit[order]]:
-            draw_person(img, uv[i] - [tx0, ty0], verts[i], faces, palette[i, material], ids, int(i))
-        core = ids[margin:-margin, margin:-margin]
-        shown[:] += np.bincount(core[core >= 0], minlength=n)[:n]
-        here = (
-            (kp_px[..., 0] >= x0)
-            & (kp_px[..., 0] < x0 + tw)
-            & (kp_px[..., 1] >= y0)
-            & (kp_px[..., 1] < y0 + th)
-        )
-        owner[here] = core[kp_px[here][:, 1] - y0, kp_px[here][:, 0] - x0]
-        if cfg.blur_sigma > 0:
-            img = cv2.GaussianBlur(img, (0, 0), cfg.blur_sigma)
-        img = img[margin:-margin, margin:-margin]
-        if cfg.noise_sigma > 0:
-            nrng = np.random.default_rng([cfg.seed, y0, x0])
-            img = np.clip(img + nrng.normal(0, cfg.noise_sigma, img.shape), 0, 255).astype(np.uint8)
-        return img
-
-    def tiff_tiles() -> Iterator[np.ndarray]:
-        """The frame as 512 x 512 tiles in TIFF order, rendered one strip of cfg.tile rows at a time."""
-        for y0 in range(0, cam.height, tile):
-            th = min(tile, cam.height - y0)
-            strip = np.zeros(
-                (-(-th // _TIFF_TILE) * _TIFF_TILE, -(-cam.width // _TIFF_TILE) * _TIFF_TILE, 3), np.uint8
-            )
-            for x0 in range(0, cam.width, tile):
-                tw = min(tile, cam.width - x0)
-                strip[:th, x0 : x0 + tw] = draw(y0, x0, th, tw)
-            for ty in range(0, th, _TIFF_TILE):
-                for tx in range(0, cam.width, _TIFF_TILE):
-                    yield strip[ty : ty + _TIFF_TILE, tx : tx + _TIFF_TILE]
-
+    painter = _Painter(scene, body, verts, keypoints, cfg)
     raw = out.with_name(f"{TMP_PREFIX}{out.name}.tiles.tif")  # scratch; a killed run's is swept
     try:
         tifffile.imwrite(
-            raw, data=tiff_tiles(), shape=(cam.height, cam.width, 3), dtype=np.uint8,
+            raw, data=painter.tiff_tiles(), shape=(cam.height, cam.width, 3), dtype=np.uint8,
             tile=(_TIFF_TILE, _TIFF_TILE), photometric="rgb", compression=None, bigtiff=True,
         )  # fmt: skip
         _encode(raw, out, fmt, cfg.jpeg_quality)
     finally:
         raw.unlink(missing_ok=True)
-    # Each person's whole silhouette, drawn alone (pixels outside the image count as not visible).
-    for i in range(n):
-        x1, y1 = np.floor(boxes[i, :2]).astype(int) - 1
-        x2, y2 = np.ceil(boxes[i, 2:]).astype(int) + 1
-        mask = np.zeros((y2 - y1, x2 - x1), np.uint8)
-        pts = np.round((uv[i][faces] - [x1 + 0.5, y1 + 0.5]) * 16).astype(np.int32)
-        cv2.fillPoly(mask, list(pts), 1, lineType=cv2.LINE_8, shift=4)
-        area[i] = mask.sum()
+    area = _silhouette_areas(painter.uv, body.faces, painter.boxes)
     # Hidden only by someone drawn later (nearer): a keypoint just outside its own tiny silhouette may
     # show a person behind.
+    n = len(area)
     rank = np.empty(n + 1, np.int64)
-    rank[order] = np.arange(n)
+    rank[painter.order] = np.arange(n)
     rank[n] = -1  # owner -1 (ground) indexes this
-    occluded = rank[owner] > rank[:n, None]
-    return Rendered(visibility=np.clip(shown / np.maximum(area, 1), 0, 1), keypoint_occluded=occluded)
+    occluded = rank[painter.owner] > rank[:n, None]
+    return Rendered(visibility=np.clip(painter.shown / np.maximum(area, 1), 0, 1), keypoint_occluded=occluded)
 
 
 def truth(
@@ -550,14 +584,21 @@ def truth(
     )
 
 
-def synthesize(cfg: SynthConfig, out_dir: Path, body: BodyModel, bank: PoseBank) -> tuple[Path, Path]:
+def synthesize(cfg: SyntheticConfig, out_dir: Path, body: BodyModel, bank: PoseBank) -> tuple[Path, Path]:
     """Lay out, render and annotate one frame into out_dir: (<name>.jpg or .tif, truth.json)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     name = cfg.image_name
     scene = layout(cfg, bank, body)
     geometry = body.numpy_forward(scene.pose, scene.shape, scene.transl)
     keypoints = scene.camera.project(geometry[2])
-    rendered = render(scene, body, geometry[0], keypoints, cfg, out_dir / name, cfg.image_format)
-    path = out_dir / "truth.json"
+    rendered = render(scene, body, geometry[0], keypoints, cfg, out_dir / name, cfg.format)
+    path = out_dir / TRUTH_FILE
     write_truth(truth(scene, body, geometry, rendered, name), path)
     return out_dir / name, path
+
+
+def synthesize_frame(cfg: SyntheticConfig, out_dir: Path) -> tuple[Path, Path]:
+    """synthesize with cfg.body and the shipped pose bank."""
+    from tasks.poses import load_bank
+
+    return synthesize(cfg, out_dir, BodyModel.load(cfg.body), load_bank())

@@ -392,8 +392,14 @@ def train(
     cfg: TrainConfig, log: Callable[[str], None] = print
 ) -> tuple[KeypointRegressor, dict[str, object]]:
     """Train a regressor (cfg.mode) from cfg.init or from scratch; returns it (eval mode) and the
-    run record."""
-    torch.manual_seed(cfg.seed)
+    run record. Torch's generator (initial weights, dropout) is seeded with cfg.seed inside a fork of
+    it: the caller's stays as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return _train(cfg, log)
+
+
+def _train(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[KeypointRegressor, dict[str, object]]:
     rng = np.random.default_rng(cfg.seed)
     draw_rng = np.random.default_rng([cfg.seed, 1])
     body = BodyModel.load(cfg.body)
@@ -478,3 +484,36 @@ def write_manifest(path: Path, record: dict[str, object]) -> None:
     from schemas.io import atomic_write_text
 
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+
+
+def train_to_file(
+    cfg: TrainConfig, out: Path, command: str, threads: int, fp16: bool, eval_seed: int, eval_people: int,
+    log: Callable[[str], None] = print,
+) -> dict[str, object]:  # fmt: skip
+    """Train a regressor with `threads` torch CPU threads (results depend on it), store its weights at
+    `out` (float16 if `fp16`: half the file, and the held-out metrics are those of the rounded weights),
+    evaluate it on held-out clips (eval_seed, eval_people) and write the manifest beside it (with
+    `command`, the one that reproduces it); returns the manifest's record."""
+    import io
+
+    from schemas.io import atomic_output
+    from tasks.files import file_sha256
+    from tasks.models.embedded import manifest_path
+
+    torch.set_num_threads(threads)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model, record = train(cfg, log=log)
+    state = model.state_dict()
+    if fp16:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        model.load_state_dict(state)
+    metrics = evaluate(model, BodyModel.load(cfg.body), held_out_poses(), seed=eval_seed, people=eval_people)
+    buf = io.BytesIO()  # torch.save names its archive after the file: bytes would depend on the name
+    torch.save(state, buf)
+    with atomic_output(out) as tmp:
+        tmp.write_bytes(buf.getvalue())
+    record["eval"] = {"seed": eval_seed, "people": eval_people, "held_out": "clips", **vars(metrics)}
+    record["sha256"] = file_sha256(out)
+    record["command"] = command
+    write_manifest(manifest_path(out), record)
+    return record

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import pyvips
 
+from schemas.layout import SYNTHETIC_DIR
+
 REPO = Path(__file__).resolve().parents[1]
 DEMO_PHOTO = REPO / "scenes" / "images" / "17790319373_bd19b24cfc_k.jpg"
 
@@ -160,4 +162,20 @@ def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     cmd = [sys.executable, "-m", "pipeline", "run", str(scene)]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    return base / "out" / "s", next((base / "out" / "_synthetic").glob("*/seed4/truth.json"))
+    return base / "out" / "s", next((base / "out" / SYNTHETIC_DIR).glob("*/seed4/truth.json"))
+
+
+def smpl_of(r: dict[str, Any], det_id: np.ndarray, metadata: dict[str, str] | None = None) -> Any:
+    """A frame's smpl table (schemas/tables.FrameSmpl) from arrays named as tasks/regress.smpl_rows's
+    arguments (scale optional, default 1), keypoint_error and ground_distance."""
+    from schemas.tables import FrameSmpl
+    from tasks.crowd.terms import Quality
+    from tasks.regress import smpl_rows
+
+    n = len(det_id)
+    q = Quality(r["keypoint_error"], r["ground_distance"], np.zeros(4))
+    rows = smpl_rows(
+        det_id, r["pose"], r["betas"], r["transl"], r.get("scale", np.ones(n)), r["cam"], r["joints"],
+        r["focal"], r["pp"], r["centre"], r["b"], r["finetuned"], q,
+    )  # fmt: skip
+    return FrameSmpl(rows, metadata or {})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import roma
@@ -23,6 +24,9 @@ from torch import nn
 
 from tasks import InputError
 from tasks.files import torch_state
+
+if TYPE_CHECKING:
+    from tasks.regress import BoxInputs
 
 N_JOINTS = 24
 NPOSE, NSHAPE, NCAM, NBBOX = N_JOINTS * 6, 10, 3, 3
@@ -207,3 +211,48 @@ def load_cliff(path: Path, backbone: str | None = None) -> Cliff:
 def save_official(model: nn.Module, path: Path) -> None:
     """Write `model` as the official training script does: {"model": state dict with `module.`}."""
     torch.save({"model": {f"module.{k}": v for k, v in model.state_dict().items()}}, path)
+
+
+class NormalisedCrops(nn.Module):
+    """A network whose first input is ImageNet-normalised crops (CLIFF, the image-mode embedded
+    regressor), taking them uint8 (N, 256, 192, 3) instead: a frame's crops stay uint8 in memory
+    (147 KB a person) and are normalised per batch as the network runs."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255, persistent=False)
+
+    def forward(
+        self, crops: torch.Tensor, *rest: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.net((crops.permute(0, 3, 1, 2).float() - self.mean) / self.std, *rest)
+
+
+class CliffRegressor:
+    """An official-layout CLIFF checkpoint as a tasks/regress.py Regressor (keypoints unused)."""
+
+    uses_image = True
+
+    def __init__(self, path: Path, device: str = "cpu") -> None:
+        from tasks.files import file_sha256
+
+        self.model = load_cliff(path).to(device)
+        self.device, self.name, self.sha256 = device, str(path), file_sha256(path)
+
+    def predict(
+        self, crops: torch.Tensor | None, keypoints: torch.Tensor, info: torch.Tensor, b: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if crops is None:
+            raise ValueError("CLIFF needs the crops")
+        out = self.model(crops.to(self.device), info.to(self.device))
+        return tuple(t.float().cpu() for t in out)  # type: ignore[return-value]
+
+    def finetunable(
+        self, crops: torch.Tensor | None, x: BoxInputs
+    ) -> tuple[tuple[torch.Tensor, ...], nn.Module]:
+        """The Regressor interface: the CLIFF network (on the CPU) on (uint8 crops, bbox info)."""
+        if crops is None:
+            raise ValueError("CLIFF needs the crops")
+        return (crops, x.info), NormalisedCrops(self.model.cpu())

@@ -1,5 +1,5 @@
-"""The regressor this project trains itself (`python -m pipeline train regressor`), and CLIFF behind the
-same interface (tasks/regress.py Regressor).
+"""The regressor this project trains itself (`python -m pipeline train regressor`), a tasks/regress.py
+Regressor (CLIFF's is in tasks/models/cliff.py).
 
 Keypoints mode (`builtin:embedded-kp`): the person's 2D keypoints (COCO-17, in box-normalised units
 (x - c) / b, with confidence; joints under `min_conf` are zeroed, as 3DCrowdNet zeroes unknown joints)
@@ -21,17 +21,19 @@ A weight file is a torch state dict; its manifest (JSON beside it) records how i
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from tasks import InputError
 from tasks.files import model_file, torch_state
-from tasks.models.cliff import IterativeRegressor, load_cliff
+from tasks.models.cliff import IterativeRegressor, NormalisedCrops
 from tasks.models.mobilenet import ResolutionAwareMobileNet
+
+if TYPE_CHECKING:
+    from tasks.regress import BoxInputs
 
 N_KP = 17
 WEIGHTS = Path(__file__).parent / "weights"
@@ -119,6 +121,12 @@ class KeypointRegressor(IterativeRegressor):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self(keypoints, info)
 
+    def finetunable(
+        self, crops: torch.Tensor | None, x: BoxInputs
+    ) -> tuple[tuple[torch.Tensor, ...], nn.Module]:
+        """The Regressor interface: the network itself on (keypoints, bbox info)."""
+        return (x.keypoints, x.info), self
+
 
 class ImageRegressor(KeypointRegressor):
     """crops (N, 3, 256, 192) ImageNet-normalised + keypoints (N, 17, 3) box units + bbox info (N, 3)
@@ -176,32 +184,20 @@ class ImageRegressor(KeypointRegressor):
             raise ValueError("the image-mode regressor needs the crops")
         return self(crops, keypoints, info, b)
 
+    def finetunable(
+        self, crops: torch.Tensor | None, x: BoxInputs
+    ) -> tuple[tuple[torch.Tensor, ...], nn.Module]:
+        """The Regressor interface: the network on (uint8 crops, keypoints, bbox info, crop heights)."""
+        if crops is None:
+            raise ValueError("the image-mode regressor needs the crops")
+        return (crops, x.keypoints, x.info, x.b), NormalisedCrops(self)
+
     def load_imagenet(self) -> None:
         """Backbone weights from the shipped ImageNet MobileNetV2 features (the training start)."""
         from tasks.files import checked_builtin
 
         state = torch_state(checked_builtin(*IMAGENET_FEATURES), "ImageNet MobileNetV2 features")
         self.backbone.load_state_dict(state, strict=False)
-
-
-class CliffRegressor:
-    """An official-layout CLIFF checkpoint as a tasks/regress.py Regressor (keypoints unused)."""
-
-    uses_image = True
-
-    def __init__(self, path: Path, device: str = "cpu") -> None:
-        from tasks.files import file_sha256
-
-        self.model = load_cliff(path).to(device)
-        self.device, self.name, self.sha256 = device, str(path), file_sha256(path)
-
-    def predict(
-        self, crops: torch.Tensor | None, keypoints: torch.Tensor, info: torch.Tensor, b: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if crops is None:
-            raise ValueError("CLIFF needs the crops")
-        out = self.model(crops.to(self.device), info.to(self.device))
-        return tuple(t.float().cpu() for t in out)  # type: ignore[return-value]
 
 
 def manifest_path(weights: Path) -> Path:
@@ -231,16 +227,3 @@ def load_embedded(spec: str) -> KeypointRegressor:
         )
     model.name, model.sha256 = name, sha256
     return model.eval()
-
-
-@lru_cache(maxsize=2)
-def load_regressor(backend: str, model: str | None, device: str = "cpu") -> Any:
-    """The regress stage's network, once per process: backend 'embedded' (model default
-    builtin:embedded-kp) or 'cliff' (model: an official CLIFF checkpoint path)."""
-    if backend == "embedded":
-        return load_embedded(model or BUILTIN_KP).to(device)
-    if backend == "cliff":
-        if not model or model.startswith("builtin:"):
-            raise InputError("regress.backend 'cliff' needs regress.model: the path of a CLIFF checkpoint")
-        return CliffRegressor(Path(model).expanduser(), device)
-    raise InputError(f"unknown regress backend {backend!r}; available: embedded, cliff")

@@ -1,16 +1,28 @@
-"""Which network each backend name loads: small explicit registries, heavy imports inside the loaders.
+"""Which network each backend name loads: small explicit registries (a dict from the scene's backend
+name to a loader), heavy imports inside the loaders.
 
 A detector is called with RGB uint8 images and returns per image (K, 5) person boxes (tasks/detect.py
 Detector) and has `.size` (h, w), its input; a pose model takes (N, s, s, 3) uint8 crops and returns
-(N, 17, 3) keypoints in crop pixels (tasks/pose2d.py PoseModel). Models are cached per process.
+(N, 17, 3) keypoints in crop pixels (tasks/pose2d.py PoseModel); a regressor is a tasks/regress.py
+Regressor. Models are cached per process.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from tasks import InputError
+
+
+def resolve_device(device: str) -> str:
+    """A torch device name: `auto` is cuda when a GPU is visible, else cpu; others as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _yolox_onnx(model: str, input_size: int, device: str) -> Any:
@@ -20,16 +32,13 @@ def _yolox_onnx(model: str, input_size: int, device: str) -> Any:
 
 
 def _yolox_torch(model: str, input_size: int, device: str) -> Any:
-    import torch
-
     from tasks.models.yolox import YoloxTorch
 
     if model.startswith("builtin:"):
         raise InputError(
             "detect.backend 'yolox' loads a .pth checkpoint; the built-in model is ONNX (backend yolox-onnx)"
         )
-    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    return YoloxTorch.load(model, input_size, dev)
+    return YoloxTorch.load(model, input_size, resolve_device(device))
 
 
 def _movenet(model: str | None) -> Any:
@@ -111,3 +120,32 @@ def load_pose_model(backend: str, model: str | None = None) -> Any:
     if backend not in POSE_MODELS:
         raise InputError(f"unknown pose backend {backend!r}; available: {', '.join(POSE_MODELS)}")
     return POSE_MODELS[backend](model)
+
+
+def _embedded(model: str | None, device: str) -> Any:
+    from tasks.models.embedded import BUILTIN_KP, load_embedded
+
+    return load_embedded(model or BUILTIN_KP).to(device)
+
+
+def _cliff(model: str | None, device: str) -> Any:
+    from pathlib import Path
+
+    from tasks.models.cliff import CliffRegressor
+
+    if not model or model.startswith("builtin:"):
+        raise InputError("regress.backend 'cliff' needs regress.model: the path of a CLIFF checkpoint")
+    return CliffRegressor(Path(model).expanduser(), device)
+
+
+REGRESSORS: dict[str, Callable[[str | None, str], Any]] = {"embedded": _embedded, "cliff": _cliff}
+
+
+@lru_cache(maxsize=2)
+def load_regressor(backend: str, model: str | None = None, device: str = "cpu") -> Any:
+    """The regress stage's network (a tasks/regress.py Regressor), once per process: backend `embedded`
+    (model default builtin:embedded-kp) or `cliff` (model: an official CLIFF checkpoint path);
+    device: a torch device or `auto`."""
+    if backend not in REGRESSORS:
+        raise InputError(f"unknown regress backend {backend!r}; available: {', '.join(REGRESSORS)}")
+    return REGRESSORS[backend](model, resolve_device(device))

@@ -165,8 +165,8 @@ class YoloxOnnx(YoloxDetector):
 
     def raw(self, batch: np.ndarray) -> np.ndarray:
         """batch (B, 3, h, w) float32 letterboxed -> (B, A, 5 + C) raw (undecoded) network output."""
-        # One image per run even where the graph takes batches: on CPU, batches of 640 px inputs ran
-        # about 25% slower per image (measured, onnxruntime 1.31, 1 thread).
+        # One image per run even where the graph takes batches: batches were slower per image on the
+        # CPU (benchmarks/history.md).
         return np.concatenate([self.session.run(None, {self.input_name: b[None]})[0] for b in batch])
 
 

@@ -8,12 +8,13 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from schemas.layout import PERSONS_DIR
 from tests.conftest import REPO
 
 
 def test_notebook_executes_on_a_run(synthetic_run: tuple[Path, Path], monkeypatch) -> None:  # type: ignore[no-untyped-def]
     run, _ = synthetic_run
-    monkeypatch.setenv("GIGACROWD_PERSONS", str(run / "persons"))
+    monkeypatch.setenv("GIGACROWD_PERSONS", str(run / PERSONS_DIR))
     nb = nbformat.read(REPO / "notebooks" / "crowd_analysis.ipynb", as_version=4)
     NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}
@@ -26,4 +27,4 @@ def test_notebook_executes_on_a_run(synthetic_run: tuple[Path, Path], monkeypatc
     assert "groups," in text and "stature median" in text and "densest cell" in text
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 3  # density, heights/shapes, neighbours/groups
-    assert os.environ["GIGACROWD_PERSONS"].endswith("persons")
+    assert os.environ["GIGACROWD_PERSONS"].endswith(PERSONS_DIR)

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from schemas.layout import PERSONS_DIR, REPORT, STORE_NAME, TRUTH_FILE
+
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_IMAGE = ROOT / "scenes" / "images" / "17790319373_bd19b24cfc_k.jpg"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -128,7 +130,7 @@ def test_ingest_bad_option(tmp_path: Path, option: str, value: str, expected: st
 
 
 def _assert_nothing_half_written(out: Path) -> None:
-    leftovers = [p for p in out.rglob("*") if p.name == "image.zarr" or p.name.startswith(".tmp-")]
+    leftovers = [p for p in out.rglob("*") if p.name == STORE_NAME or p.name.startswith(".tmp-")]
     assert leftovers == []
 
 
@@ -200,7 +202,7 @@ def write_eval_files(root: Path, frames: dict[str, int]) -> tuple[Path, Path]:
                 "frame_info": {frame: people},
             }
         )
-        write_truth(truth, root / "gt" / frame.removesuffix(".jpg") / "truth.json")
+        write_truth(truth, root / "gt" / frame.removesuffix(".jpg") / TRUTH_FILE)
         preds[frame] = FramePrediction.from_arrays(
             np.array(EVAL_K), np.zeros((n, 72)), np.zeros((n, 10)), torso, 1.0
         )
@@ -261,7 +263,7 @@ def test_evaluate_bad_inputs_exit_2_in_one_line(tmp_path: Path, case: str) -> No
         args[4] = tmp_path / "empty"
         expected = f"error: no truth.json below {tmp_path / 'empty'}"
     elif case == "bad-truth":
-        truth = gt / "a_000001" / "truth.json"
+        truth = gt / "a_000001" / TRUTH_FILE
         truth.write_text(truth.read_text().replace('"type":"normal"', '"type":"crowd"', 1))
         expected = f"error: {truth}: frame 'a_000001.jpg': person 0: type: Input should be"
     elif case == "unknown-frame":
@@ -269,9 +271,9 @@ def test_evaluate_bad_inputs_exit_2_in_one_line(tmp_path: Path, case: str) -> No
         args[2] = pred2
         expected = "error: predictions for 1 frame(s) with no ground truth: 'b_000001.jpg'"
     elif case == "twice":
-        copy = tmp_path / "copy" / "truth.json"
+        copy = tmp_path / "copy" / TRUTH_FILE
         copy.parent.mkdir()
-        copy.write_bytes((gt / "a_000001" / "truth.json").read_bytes())
+        copy.write_bytes((gt / "a_000001" / TRUTH_FILE).read_bytes())
         args.append(copy)
         expected = "error: frame 'a_000001.jpg' is annotated twice"
     else:
@@ -366,9 +368,7 @@ def test_synth_writes_image_and_truth(tmp_path: Path) -> None:
     ]
     assert cli_module.main(argv) == 0
     assert (tmp_path / "synth-seed3_000000.jpg").stat().st_size > 1000
-    assert (
-        len(json.loads((tmp_path / "truth.json").read_text())["frame_info"]["synth-seed3_000000.jpg"]) == 12
-    )
+    assert len(json.loads((tmp_path / TRUTH_FILE).read_text())["frame_info"]["synth-seed3_000000.jpg"]) == 12
     assert cli_module.main(["synth", "--people", "0", "--out", str(tmp_path / "no")]) == EXIT_USAGE
     assert not (tmp_path / "no").exists()
 
@@ -378,7 +378,7 @@ def test_synth_tiff_on_a_slope(tmp_path: Path) -> None:
 
     argv = ["synth", "--people", "12", "--width", "640", "--height", "320", "--max-slope-deg", "10"]
     assert cli_module.main([*argv, "--format", "tiff", "--out", str(tmp_path)]) == 0
-    truth = json.loads((tmp_path / "truth.json").read_text())
+    truth = json.loads((tmp_path / TRUTH_FILE).read_text())
     assert list(truth["frame_info"]) == ["synth-seed0_000000.tif"]
     normal = np.array(truth["ground_plane"][:3])
     assert abs(np.linalg.norm(normal) - 1) < 1e-6
@@ -443,7 +443,7 @@ def test_run_export_evaluate_on_a_synthetic_frame(tmp_path: Path, synthetic_run:
     means = memory.overall.means
     assert means["oks"] > 0.5 and means["pcod"] > 0.7  # people found and roughly placed
     # the run's report.html shows the same metrics, the stages and the pictures
-    page = (run / "report.html").read_text()
+    page = (run / REPORT).read_text()
     assert f"<td>{means['score']:.3f}</td>" in page and "GigaCrowd metrics" in page
     assert "synth-seed4_000000/birdseye.png" in page and "<td style='text-align:left'>crowd</td>" in page
     # meshes of two people, as PLY and GLB: the body model's vertices placed where the table puts them
@@ -451,7 +451,7 @@ def test_run_export_evaluate_on_a_synthetic_frame(tmp_path: Path, synthetic_run:
 
     from tasks.export import read_persons
 
-    rows = read_persons(run / "persons").sort_by("person_id")
+    rows = read_persons(run / PERSONS_DIR).sort_by("person_id")
     for suffix in (".ply", ".glb"):
         r = cli(
             "export",
@@ -494,7 +494,7 @@ def test_run_export_evaluate_on_a_synthetic_frame(tmp_path: Path, synthetic_run:
     r = cli("draw", run, "--frame", "synth-seed4_000000", "--region", region, "--out", tmp_path / "r.png")
     assert r.returncode == EXIT_OK, r.stderr
     drawn = pyvips.Image.new_from_file(str(tmp_path / "r.png")).numpy()
-    raw = open_levels(run / "synth-seed4_000000" / "image.zarr")[0][
+    raw = open_levels(run / "synth-seed4_000000" / STORE_NAME)[0][
         max(y0 - 20, 0) : y1 + 20, max(x0 - 20, 0) : x1 + 20
     ]
     assert drawn.shape == raw.shape

@@ -19,6 +19,7 @@ from pipeline.config import (
     resolve,
     resolve_frames,
 )
+from schemas.layout import SYNTHETIC_DIR, TRUTH_FILE
 from schemas.scene import NAME_PATTERN, ClusterConfig, IngestConfig, Scene
 
 WHERE = "scene.yaml"
@@ -144,9 +145,9 @@ def test_synthetic_frames_are_cached_by_the_settings_that_change_pixels(tmp_path
     rs = resolve(scene, write_scene(tmp_path / "s.yaml", ""))
     assert [f.name for f in rs.frames] == ["synth-seed4_000000", "synth-seed5_000000", "synth-seed6_000000"]
     assert [f.synth.seed for f in rs.frames] == [4, 5, 6]  # type: ignore[union-attr]
-    root = tmp_path / "o" / "_synthetic"
+    root = tmp_path / "o" / SYNTHETIC_DIR
     assert all(f.path.parent.parent.parent == root for f in rs.frames)
-    assert rs.frames[0].truth == rs.frames[0].path.parent / "truth.json"
+    assert rs.frames[0].truth == rs.frames[0].path.parent / TRUTH_FILE
     more = parse_scene({"input": {"synthetic": {"people": 50, "seed": 5, "frames": 1}}, "output": "o"})
     # Another seed and frame count share the cache; another people count does not.
     assert resolve(more, tmp_path / "s.yaml").frames[0].path == rs.frames[1].path

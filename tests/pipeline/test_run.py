@@ -19,6 +19,22 @@ import yaml
 import pipeline.run as run_module
 from pipeline.config import load_scene, resolve
 from pipeline.run import run_scene
+from schemas.layout import (
+    BIRDSEYE_FILE,
+    CROWD_FILE,
+    CROWD_REPORT,
+    DETECTIONS_FILE,
+    KEYPOINTS_FILE,
+    MANIFEST,
+    MESHES_FILE,
+    OVERLAY_FILE,
+    REPORT,
+    SIDEVIEW_FILE,
+    SMPL_FILE,
+    STORE_NAME,
+    SYNTHETIC_DIR,
+    TRUTH_FILE,
+)
 from tasks.ingest import open_levels
 from tests.conftest import DEMO_PHOTO, REPO, odd_crop, write_kind
 
@@ -58,17 +74,17 @@ def test_run_writes_pyramids_and_manifests_then_resumes(
     assert sorted(summary.done["detect"]) == ["a", "b"] and sorted(summary.done["pose2d"]) == ["a", "b"]
     assert sorted(summary.done["regress"]) == ["a", "b"] and sorted(summary.done["crowd"]) == ["a", "b"]
     assert sorted(summary.done["write"]) == ["a", "b"]
-    levels = open_levels(tmp_path / "out" / "t" / "a" / "image.zarr")
+    levels = open_levels(tmp_path / "out" / "t" / "a" / STORE_NAME)
     assert levels[0].shape == (597, 1001, 3)
     np.testing.assert_array_equal(levels[0][:], pyvips.Image.new_from_file(str(two_frames[0])).numpy())
     import json
 
-    scene_manifest = json.loads((tmp_path / "out" / "t" / "manifest.json").read_text())
+    scene_manifest = json.loads((tmp_path / "out" / "t" / MANIFEST).read_text())
     assert (
         scene_manifest["frames"]["a"]["status"] == "ok" and scene_manifest["config"]["ingest"]["chunk"] == 128
     )
     assert "zarr" in scene_manifest["versions"] and scene_manifest["finished"]
-    frame_manifest = json.loads((tmp_path / "out" / "t" / "a" / "manifest.json").read_text())
+    frame_manifest = json.loads((tmp_path / "out" / "t" / "a" / MANIFEST).read_text())
     assert len(frame_manifest["units"]["ingest/frame"]["input_sha256"]) == 64
 
     # A rerun does no work: it must not even start a cluster.
@@ -83,10 +99,10 @@ def test_run_writes_pyramids_and_manifests_then_resumes(
 
     # Touching a file (same bytes) re-hashes it and keeps the store and what was made from it.
     os.utime(two_frames[0], ns=(time.time_ns(), time.time_ns() + 10**9))
-    store_mtime = (tmp_path / "out" / "t" / "a" / "image.zarr" / "zarr.json").stat().st_mtime_ns
+    store_mtime = (tmp_path / "out" / "t" / "a" / STORE_NAME / "zarr.json").stat().st_mtime_ns
     touched = _run(scene)
     assert touched.done == {"ingest": ["a"]} and touched.skipped["detect"] == ["a", "b"]
-    assert (tmp_path / "out" / "t" / "a" / "image.zarr" / "zarr.json").stat().st_mtime_ns == store_mtime
+    assert (tmp_path / "out" / "t" / "a" / STORE_NAME / "zarr.json").stat().st_mtime_ns == store_mtime
     # New ingest settings rebuild the stores, and every later stage reruns on them.
     _scene(tmp_path, ["a.jpg", "*.png"], **{"ingest": {"chunk": 256, "min_side": 100}})
     rebuilt = _run(scene)
@@ -116,7 +132,14 @@ def test_run_writes_pyramids_and_manifests_then_resumes(
         },
     )
     assert list(_run(scene).done) == ["crowd", "write"]
-    assert open_levels(tmp_path / "out" / "t" / "a" / "image.zarr")[0].chunks == (256, 256, 3)
+    assert open_levels(tmp_path / "out" / "t" / "a" / STORE_NAME)[0].chunks == (256, 256, 3)
+    # A column added to the smpl contract remakes the smpl tables and what is made from them: the
+    # resume key holds the contract's columns (here only the driver sees the wider contract).
+    import pyarrow as pa
+
+    wider = run_module.SMPL.append(pa.field("extra", pa.float32(), nullable=False))
+    monkeypatch.setattr(run_module, "SMPL", wider)
+    assert list(_run(scene).done) == ["regress", "crowd", "write"]
 
 
 def test_a_corrupt_frame_fails_alone(tmp_path: Path, two_frames: list[Path]) -> None:
@@ -125,10 +148,10 @@ def test_a_corrupt_frame_fails_alone(tmp_path: Path, two_frames: list[Path]) -> 
     summary = _run(_scene(tmp_path, ["a.jpg", "c.jpg"]))
     assert summary.done["ingest"] == ["a"] and list(summary.failed) == ["c"]
     assert "truncated" in summary.failed["c"]
-    page = (tmp_path / "out" / "t" / "report.html").read_text()
+    page = (tmp_path / "out" / "t" / REPORT).read_text()
     assert "<h2>c <small>(failed: " in page and "<h2>a <small>(ok)</small></h2>" in page
     frame_dir = tmp_path / "out" / "t" / "c"
-    assert not (frame_dir / "image.zarr").exists()
+    assert not (frame_dir / STORE_NAME).exists()
     assert not [p for p in frame_dir.rglob("*") if p.name.startswith(".tmp-")]
     proc = subprocess.run(
         [sys.executable, "-m", "pipeline", "run", str(tmp_path / "scene.yaml")],
@@ -170,12 +193,12 @@ def test_a_unit_killed_mid_write_leaves_nothing_partial(tmp_path: Path, photo: p
     assert proc.poll() is None, "ingest finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not (frame_dir / "image.zarr").exists()
+    assert not (frame_dir / STORE_NAME).exists()
     assert list(frame_dir.glob(".tmp-*"))  # the partial store sits under a temporary name only
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in frame_dir.iterdir()) == ["image.zarr", "manifest.json"]
-    assert open_levels(frame_dir / "image.zarr")[0].shape == (3600, 6696, 3)
+    assert sorted(p.name for p in frame_dir.iterdir()) == [STORE_NAME, MANIFEST]
+    assert open_levels(frame_dir / STORE_NAME)[0].shape == (3600, 6696, 3)
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "nothing to do" in again.stdout
 
@@ -187,12 +210,12 @@ def test_photo_scene_runs_from_a_copy(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "Dask dashboard: http" in proc.stderr
     frame = tmp_path / "runs" / "photo" / DEMO_PHOTO.stem
-    shapes = [lv.shape for lv in open_levels(frame / "image.zarr")]
+    shapes = [lv.shape for lv in open_levels(frame / STORE_NAME)]
     assert shapes == [(600, 1116, 3), (300, 558, 3), (150, 279, 3)]
     from schemas.tables import DETECTIONS, KEYPOINTS, detections_array, keypoints_array, read_table
 
-    boxes = detections_array(read_table(frame / "detections.parquet", DETECTIONS))
-    kp = keypoints_array(read_table(frame / "keypoints.parquet", KEYPOINTS))
+    boxes = detections_array(read_table(frame / DETECTIONS_FILE, DETECTIONS))
+    kp = keypoints_array(read_table(frame / KEYPOINTS_FILE, KEYPOINTS))
     # The photograph's pedestrian on the left (torso near (230, 320)) is found and posed: his head
     # keypoints lie above his hips, and inside his box.
     hit = np.flatnonzero(
@@ -205,13 +228,13 @@ def test_photo_scene_runs_from_a_copy(tmp_path: Path) -> None:
     assert (
         (p[:, 0] > b[0] - 10) & (p[:, 0] < b[2] + 10) & (p[:, 1] > b[1] - 10) & (p[:, 1] < b[3] + 10)
     ).all()
-    picture = pyvips.Image.new_from_file(str(frame / "overlay.png")).numpy()
+    picture = pyvips.Image.new_from_file(str(frame / OVERLAY_FILE)).numpy()
     assert picture.shape == (600, 1116, 3)
-    changed = np.abs(picture.astype(int) - open_levels(frame / "image.zarr")[0][:].astype(int)).max(2) > 40
+    changed = np.abs(picture.astype(int) - open_levels(frame / STORE_NAME)[0][:].astype(int)).max(2) > 40
     assert 0.005 < changed.mean() < 0.2  # boxes and skeletons drawn, the photograph still there
     _check_smpl(frame, boxes, hit[0])
     _check_crowd(frame, len(boxes))
-    for name, shape in (("birdseye.png", (1024, 1024, 3)), ("sideview.png", (384, 1024, 3))):
+    for name, shape in ((BIRDSEYE_FILE, (1024, 1024, 3)), (SIDEVIEW_FILE, (384, 1024, 3))):
         view = pyvips.Image.new_from_file(str(frame / name)).numpy()
         assert view.shape == shape
         dots = (view.max(2).astype(int) - view.min(2)) > 100  # people drawn in colour on grey and white
@@ -225,7 +248,7 @@ def _check_smpl(frame: Path, boxes: np.ndarray, person: int) -> None:
     where his box is; meshes.png shows bodies over the photograph."""
     from schemas.tables import SMPL, fixed_array, read_table
 
-    table = read_table(frame / "smpl.parquet", SMPL)
+    table = read_table(frame / SMPL_FILE, SMPL)
     assert table.column("det_id").to_pylist() == list(range(len(boxes)))
     assert table.schema.metadata[b"regressor"].startswith(b"embedded:")
     joints = fixed_array(table, "joints3d", 24, 3)
@@ -240,8 +263,8 @@ def _check_smpl(frame: Path, boxes: np.ndarray, person: int) -> None:
     assert b[0] < pelvis[0] < b[2] and b[1] < pelvis[1] < b[3]
     height = float(np.linalg.norm(j[15] - (j[7] + j[8]) / 2))
     assert 1.0 < height < 2.0  # metres, ankle to head
-    picture = pyvips.Image.new_from_file(str(frame / "meshes.png")).numpy()
-    changed = np.abs(picture.astype(int) - open_levels(frame / "image.zarr")[0][:].astype(int)).max(2) > 40
+    picture = pyvips.Image.new_from_file(str(frame / MESHES_FILE)).numpy()
+    changed = np.abs(picture.astype(int) - open_levels(frame / STORE_NAME)[0][:].astype(int)).max(2) > 40
     assert 0.01 < changed.mean() < 0.3
 
 
@@ -252,7 +275,7 @@ def _check_crowd(frame: Path, people: int) -> None:
 
     from schemas.tables import SMPL, read_table
 
-    report = json.loads((frame / "crowd.json").read_text())
+    report = json.loads((frame / CROWD_REPORT).read_text())
     assert report["method"] == "global" and report["people"] == people
     assert report["ground_normal"] == "people (fitted to the finetuned feet)"  # the diagonal focal
     assert report["ground_offset"] == "first"  # the camera's height from the network's first prediction
@@ -261,9 +284,9 @@ def _check_crowd(frame: Path, people: int) -> None:
     curve = report["loss_curve"]
     assert len(curve) >= 30 and curve[-1] < 0.8 * curve[0]
     assert report["evaluations"] == 2 * people + len(curve) * people + (len(curve) - 1) // 50 * people
-    table = read_table(frame / "crowd.parquet", SMPL)
+    table = read_table(frame / CROWD_FILE, SMPL)
     assert len(table) == people and table.schema.metadata[b"crowd_method"] == b"global"
-    before = read_table(frame / "smpl.parquet", SMPL)
+    before = read_table(frame / SMPL_FILE, SMPL)
     assert not any(before.column("finetuned").to_pylist()) and all(table.column("finetuned").to_pylist())
     # the step fits the keypoints better and brings the feet closer to one plane
     err = [np.median(t.column("keypoint_error").to_numpy()) for t in (before, table)]
@@ -295,13 +318,13 @@ def test_cliff_backend_runs_an_official_layout_checkpoint(tmp_path: Path) -> Non
         tmp_path, ["p.jpg"], regress=regress, pose2d={"overlay": False}, crowd=crowd, camera=camera
     )
     assert _run(scene).ok
-    report = json.loads((tmp_path / "out" / "t" / "p" / "crowd.json").read_text())
+    report = json.loads((tmp_path / "out" / "t" / "p" / CROWD_REPORT).read_text())
     assert report["iterations"] == 2 and len(report["ground_plane"]) == 4
     assert report["camera"]["focal"] == 1300 and report["camera"]["focal_source"] == "given"
     assert report["ground_normal"] == "people (the keypoints do not determine the camera)"
-    after = read_table(tmp_path / "out" / "t" / "p" / "crowd.parquet", SMPL)
+    after = read_table(tmp_path / "out" / "t" / "p" / CROWD_FILE, SMPL)
     assert after.schema.metadata[b"regressor"] == f"cliff:{tmp_path / 'cliff.pt'}".encode()
-    table = read_table(tmp_path / "out" / "t" / "p" / "smpl.parquet", SMPL)
+    table = read_table(tmp_path / "out" / "t" / "p" / SMPL_FILE, SMPL)
     assert table.schema.metadata[b"regressor"] == f"cliff:{tmp_path / 'cliff.pt'}".encode()
     cam = fixed_array(table, "cam_crop", 3)
     assert len(table) >= 5 and np.isfinite(cam).all()
@@ -312,9 +335,7 @@ def test_cliff_backend_runs_an_official_layout_checkpoint(tmp_path: Path) -> Non
     from tasks.pose2d import crop
     from tasks.regress import CROP_RESCALE, CROP_SIZE, bbox_info, crop_params, normalise_crops
 
-    boxes = detections_array(read_table(tmp_path / "out" / "t" / "p" / "detections.parquet", DETECTIONS))[
-        :, :4
-    ]
+    boxes = detections_array(read_table(tmp_path / "out" / "t" / "p" / DETECTIONS_FILE, DETECTIONS))[:, :4]
     image = pyvips.Image.new_from_file(str(DEMO_PHOTO)).numpy()
     crops = np.stack([crop(image, bx, CROP_SIZE, CROP_RESCALE)[0] for bx in boxes])
     centre, b = crop_params(boxes)
@@ -360,19 +381,19 @@ def test_image_mode_embedded_regressor_reads_each_persons_crop(tmp_path: Path) -
     )
     assert _run(scene).ok
     frame = tmp_path / "out" / "t" / "p"
-    report = json.loads((frame / "crowd.json").read_text())
+    report = json.loads((frame / CROWD_REPORT).read_text())
     assert report["iterations"] == 2
     assert report["camera"]["focal_source"] == "diagonal (not determined by the people)"
     assert report["ground_normal"] == "people (fitted to the finetuned feet)"
     assert report["camera"]["estimate"] is None and report["camera"]["focal"] == pytest.approx(
         np.hypot(1116, 600)
     )
-    table = read_table(frame / "smpl.parquet", SMPL)
+    table = read_table(frame / SMPL_FILE, SMPL)
     assert table.schema.metadata[b"regressor"] == f"embedded:{tmp_path / 'img.pt'}".encode()
-    assert len(read_table(frame / "crowd.parquet", SMPL)) == len(table) >= 5
+    assert len(read_table(frame / CROWD_FILE, SMPL)) == len(table) >= 5
     # the same network on crops cut here from the decoded photograph gives the same cameras
-    boxes = detections_array(read_table(frame / "detections.parquet", DETECTIONS))[:, :4]
-    kp = keypoints_array(read_table(frame / "keypoints.parquet", KEYPOINTS))
+    boxes = detections_array(read_table(frame / DETECTIONS_FILE, DETECTIONS))[:, :4]
+    kp = keypoints_array(read_table(frame / KEYPOINTS_FILE, KEYPOINTS))
     image = pyvips.Image.new_from_file(str(DEMO_PHOTO)).numpy()
     crops = np.stack([crop(image, bx, CROP_SIZE, CROP_RESCALE)[0] for bx in boxes])
     x = box_inputs(boxes, kp, float(np.hypot(1116, 600)), (558.0, 300.0))
@@ -394,12 +415,12 @@ def test_synthetic_scene_is_generated_once_and_cached(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "pipeline", "run", str(scene)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    made = sorted((tmp_path / "out" / "_synthetic").glob("*/seed*/*"))
+    made = sorted((tmp_path / "out" / SYNTHETIC_DIR).glob("*/seed*/*"))
     assert [p.name for p in made] == [
-        "synth-seed5_000000.jpg", "truth.json", "synth-seed6_000000.jpg", "truth.json"
+        "synth-seed5_000000.jpg", TRUTH_FILE, "synth-seed6_000000.jpg", TRUTH_FILE
     ]  # fmt: skip
     for name in ("synth-seed5_000000", "synth-seed6_000000"):
-        assert open_levels(tmp_path / "out" / "synth" / name / "image.zarr")[0].shape == (320, 640, 3)
+        assert open_levels(tmp_path / "out" / "synth" / name / STORE_NAME)[0].shape == (320, 640, 3)
     stamps = [p.stat().st_mtime_ns for p in made]
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "nothing to do" in again.stdout
@@ -408,7 +429,7 @@ def test_synthetic_scene_is_generated_once_and_cached(tmp_path: Path) -> None:
     scene.write_text(scene.read_text().replace("people: 12", "people: 13"))
     third = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert third.returncode == 0, third.stderr
-    assert len(list((tmp_path / "out" / "_synthetic").iterdir())) == 2
+    assert len(list((tmp_path / "out" / SYNTHETIC_DIR).iterdir())) == 2
 
 
 def test_boxes_and_keypoints_imported_from_a_file(tmp_path: Path) -> None:
@@ -424,9 +445,9 @@ def test_boxes_and_keypoints_imported_from_a_file(tmp_path: Path) -> None:
     summary = _run(scene)
     assert summary.ok, summary.failed
     frame = tmp_path / "out" / "t" / COCO_PHOTO.stem
-    boxes = detections_array(read_table(frame / "detections.parquet", DETECTIONS))
+    boxes = detections_array(read_table(frame / DETECTIONS_FILE, DETECTIONS))
     np.testing.assert_allclose(boxes, [[x, y, x + w, y + h, 1.0]], rtol=1e-6)
-    kp = keypoints_array(read_table(frame / "keypoints.parquet", KEYPOINTS))
+    kp = keypoints_array(read_table(frame / KEYPOINTS_FILE, KEYPOINTS))
     np.testing.assert_allclose(kp[0, :, :2], np.reshape(ann["keypoints"], (17, 3))[:, :2], rtol=1e-6)
     # The same boxes with MoveNet for the keypoints.
     _scene(tmp_path, [COCO_PHOTO.name], detect=detect, pose2d={"backend": "movenet"})
@@ -456,7 +477,7 @@ def test_pytorch_yolox_backend_finds_what_the_onnx_backend_finds(
         scene = _scene(tmp_path, ["p.jpg"], detect=detect, pose2d={"enabled": False}, output=backend)
         assert _run(scene).ok
         found[backend] = detections_array(
-            read_table(tmp_path / backend / "t" / "p" / "detections.parquet", DETECTIONS)
+            read_table(tmp_path / backend / "t" / "p" / DETECTIONS_FILE, DETECTIONS)
         )
     assert len(found["yolox"]) == len(found["yolox-onnx"]) >= 5
     np.testing.assert_allclose(found["yolox"], found["yolox-onnx"], atol=0.05)
@@ -468,13 +489,13 @@ def test_blazepose_backend_poses_the_pedestrian(tmp_path: Path) -> None:
     shutil.copy(DEMO_PHOTO, tmp_path / "p.jpg")
     assert _run(_scene(tmp_path, ["p.jpg"], pose2d={"backend": "blazepose", "overlay": False})).ok
     frame = tmp_path / "out" / "t" / "p"
-    boxes = detections_array(read_table(frame / "detections.parquet", DETECTIONS))
-    kp = keypoints_array(read_table(frame / "keypoints.parquet", KEYPOINTS))
+    boxes = detections_array(read_table(frame / DETECTIONS_FILE, DETECTIONS))
+    kp = keypoints_array(read_table(frame / KEYPOINTS_FILE, KEYPOINTS))
     i = np.flatnonzero((boxes[:, 0] < 230) & (boxes[:, 2] > 230) & (boxes[:, 1] < 320) & (boxes[:, 3] > 320))[
         0
     ]
     assert kp[i, 0, 1] < kp[i, 11, 1] < kp[i, 15, 1]  # nose above the hip above the ankle
-    assert not (frame / "overlay.png").exists()
+    assert not (frame / OVERLAY_FILE).exists()
 
 
 def test_another_scene_file_cannot_take_over_a_runs_directory(tmp_path: Path, two_frames: list[Path]) -> None:
@@ -506,8 +527,8 @@ def test_ground_plane_pruning_skips_tiles_and_finds_the_same_people(tmp_path: Pa
         scene.write_text(yaml.safe_dump({**doc, "detect": {"prune": prune}}))
         assert _run(scene).ok
         frame = tmp_path / "out" / "prune" / "synth-seed2_000000"
-        info = json.loads((frame / "manifest.json").read_text())["units"]["detect/frame"]["info"]
-        found[prune] = (info, detections_array(read_table(frame / "detections.parquet", DETECTIONS)))
+        info = json.loads((frame / MANIFEST).read_text())["units"]["detect/frame"]["info"]
+        found[prune] = (info, detections_array(read_table(frame / DETECTIONS_FILE, DETECTIONS)))
     pruned, every = found["ground"][0], found["off"][0]
     # Near people (up to ~540 px) stand low in the frame: finer tiles there are skipped.
     assert pruned["prior"] is not None and pruned["prior"]["a"] > 0 and pruned["why"] == ""

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.rundir import FrameManifest, UnitRecord, atomic_output, inside, sweep_partials, write_json
+from schemas.layout import MANIFEST, STORE_NAME
 
 
 def test_atomic_output_installs_only_complete_results(tmp_path: Path) -> None:
@@ -38,10 +39,10 @@ def test_write_json_replaces_atomically(tmp_path: Path) -> None:
 def test_sweep_removes_leftovers_of_killed_units_only(tmp_path: Path) -> None:
     (tmp_path / "f" / ".tmp-image.zarr-1234abcd").mkdir(parents=True)
     (tmp_path / "f" / ".tmp-manifest.json-99").write_text("{")
-    (tmp_path / "f" / "image.zarr").mkdir()
+    (tmp_path / "f" / STORE_NAME).mkdir()
     removed = sweep_partials(tmp_path)
     assert len(removed) == 2
-    assert [p.name for p in (tmp_path / "f").iterdir()] == ["image.zarr"]
+    assert [p.name for p in (tmp_path / "f").iterdir()] == [STORE_NAME]
 
 
 @pytest.mark.parametrize("name", ["..", "../x", "a/../../b", "/etc"])
@@ -55,14 +56,14 @@ def test_manifest_done_needs_same_settings_same_file_and_outputs(tmp_path: Path)
     src = tmp_path / "img.jpg"
     src.write_bytes(b"x" * 10)
     frame_dir = tmp_path / "run" / "img"
-    (frame_dir / "image.zarr").mkdir(parents=True)
+    (frame_dir / STORE_NAME).mkdir(parents=True)
     st = src.stat()
     m = FrameManifest(frame_dir, "img", src)
-    m.record(UnitRecord("ingest", "frame", "h1", "sha", st.st_size, st.st_mtime_ns, ["image.zarr"], 1.0))
+    m.record(UnitRecord("ingest", "frame", "h1", "sha", st.st_size, st.st_mtime_ns, [STORE_NAME], 1.0))
     again = FrameManifest(frame_dir, "img", src)  # read back from disk
     assert again.done("ingest", "frame", "h1") is not None
     assert again.done("ingest", "frame", "h2") is None  # settings changed
     src.write_bytes(b"y" * 11)  # input changed
     assert again.done("ingest", "frame", "h1") is None
-    (frame_dir / "manifest.json").write_text("{ truncated")  # unreadable manifest: nothing counts as done
+    (frame_dir / MANIFEST).write_text("{ truncated")  # unreadable manifest: nothing counts as done
     assert FrameManifest(frame_dir, "img", src).units == {}

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from schemas.layout import STAGES
 from schemas.scene import (
-    STAGES,
     CameraConfig,
     ClusterConfig,
     IngestConfig,

@@ -47,7 +47,8 @@ def test_a_table_of_another_contract_is_refused(tmp_path: Path) -> None:
 
 
 def test_smpl_table_round_trips_with_its_metadata(tmp_path: Path) -> None:
-    from schemas.tables import SMPL, fixed_array, smpl_table
+    from schemas.tables import SMPL, fixed_array, read_smpl, smpl_table
+    from tests.conftest import smpl_of
 
     rng = np.random.default_rng(0)
     n = 4
@@ -58,7 +59,7 @@ def test_smpl_table_round_trips_with_its_metadata(tmp_path: Path) -> None:
         "pp": np.array([640.0, 360.0]), "b": rng.uniform(50, 500, n), "centre": rng.uniform(0, 500, (n, 2)),
         "finetuned": True, "keypoint_error": rng.uniform(0, 1, n), "ground_distance": rng.normal(size=n),
     }  # fmt: skip
-    write_parquet(smpl_table("f", np.arange(n) + 3, r, {"regressor": "x"}), tmp_path / "s.parquet")
+    write_parquet(smpl_table("f", smpl_of(r, np.arange(n) + 3, {"regressor": "x"})), tmp_path / "s.parquet")
     t = read_table(tmp_path / "s.parquet", SMPL)
     assert t.schema.metadata[b"regressor"] == b"x" and b"camera" in t.schema.metadata
     assert t.column("det_id").to_pylist() == [3, 4, 5, 6]
@@ -66,6 +67,21 @@ def test_smpl_table_round_trips_with_its_metadata(tmp_path: Path) -> None:
     np.testing.assert_allclose(fixed_array(t, "body_pose", 69), r["pose"][:, 3:], rtol=1e-6)
     np.testing.assert_allclose(fixed_array(t, "joints3d", 24, 3), r["joints"], rtol=1e-6)
     np.testing.assert_allclose(t.column("crop_y").to_numpy(), r["centre"][:, 1], rtol=1e-6)
-    assert t.column("cx").to_pylist() == [640.0] * n
-    assert t.column("finetuned").to_pylist() == [True] * n
-    np.testing.assert_allclose(t.column("ground_distance").to_numpy(), r["ground_distance"], rtol=1e-6)
+    assert t.column("cx").to_pylist() == [640.0] * n and t.column("cy").to_pylist() == [360.0] * n
+    assert t.column("finetuned").to_pylist() == [True] * n and t.column("scale").to_pylist() == [1.0] * n
+    # and back into the record, every column by name, nested lists in their shapes
+    back = read_smpl(tmp_path / "s.parquet")
+    assert back.metadata["regressor"] == "x" and back.rows.joints3d.shape == (n, 24, 3)
+    np.testing.assert_allclose(back.rows.joints3d[2, 15], r["joints"][2, 15], rtol=1e-6)
+    np.testing.assert_allclose(back.rows.body_pose, r["pose"][:, 3:], rtol=1e-6)
+    assert back.rows.det_id.tolist() == [3, 4, 5, 6] and back.rows.finetuned.dtype == bool
+
+
+def test_the_contract_hash_follows_the_columns_not_their_descriptions() -> None:
+    from schemas.tables import SMPL, contract_hash
+
+    wider = SMPL.append(pa.field("extra", pa.float32(), nullable=False))
+    assert contract_hash(wider) != contract_hash(SMPL)
+    retyped = SMPL.set(SMPL.get_field_index("scale"), pa.field("scale", pa.float64(), nullable=False))
+    assert contract_hash(retyped) != contract_hash(SMPL)
+    assert contract_hash(SMPL.with_metadata({"contract": "smpl", "scale": "reworded"})) == contract_hash(SMPL)

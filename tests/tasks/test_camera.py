@@ -84,12 +84,13 @@ def test_too_few_people_are_refused() -> None:
 
 
 def test_a_synthetic_crowd_gives_its_focal_within_its_stated_uncertainty() -> None:
+    from schemas.scene import SyntheticConfig
     from tasks.models.body import BodyModel
     from tasks.poses import load_bank
-    from tasks.synth import SynthConfig, layout
+    from tasks.synth import layout
 
     body = BodyModel.load("builtin:neutral")
-    scene = layout(SynthConfig(people=800, width=8192, height=4096, seed=21), load_bank(), body)
+    scene = layout(SyntheticConfig(people=800, width=8192, height=4096, seed=21), load_bank(), body)
     _, _, coco = body.numpy_forward(scene.pose, scene.shape, scene.transl)
     kp = np.concatenate([scene.camera.project(coco), np.ones((800, 17, 1))], -1)
     kp[..., :2] += np.random.default_rng(0).normal(0, 3.0, kp[..., :2].shape)  # detector-like jitter, px
@@ -112,3 +113,33 @@ def test_head_and_feet_use_confident_points_only() -> None:
     np.testing.assert_allclose(head[0], (10, 5))
     np.testing.assert_allclose(feet[0], (10, 42))
     assert ok.tolist() == [True, False]
+
+
+def test_frame_camera_for_each_focal_setting() -> None:
+    from schemas.scene import CameraConfig
+    from tasks.camera import frame_camera
+
+    wh = (8192, 4096)
+    f = 1.3 * math.hypot(*wh)
+    kp = _people(200, f, 12.0, wh)
+    auto = frame_camera(wh, CameraConfig(), kp)
+    assert (auto.focal, auto.pp, auto.focal_source) == (
+        pytest.approx(math.hypot(*wh)),
+        (4096, 2048),
+        "diagonal",
+    )
+    assert not auto.focal_known and auto.estimate is None
+    given = frame_camera(wh, CameraConfig(focal=5000, cx=4000.5, cy=2100), kp)
+    assert (given.focal, given.pp, given.focal_source, given.focal_known) == (
+        5000,
+        (4000.5, 2100),
+        "given",
+        True,
+    )
+    est = frame_camera(wh, CameraConfig(focal="estimate"), kp)
+    assert est.focal == pytest.approx(f, rel=0.005) and est.focal_source == "estimated" and est.focal_known
+    assert est.estimate is not None and est.estimate["pitch_deg"] == pytest.approx(12.0, abs=0.1)
+    level = frame_camera(wh, CameraConfig(focal="estimate"), _people(300, f, 0.0, wh, lean=0.05))
+    assert level.focal == pytest.approx(math.hypot(*wh)) and not level.focal_known
+    assert level.focal_source.startswith("diagonal (not determined")
+    assert est.as_dict()["focal"] == est.focal  # what smpl.parquet's metadata and crowd.json carry

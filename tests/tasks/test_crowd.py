@@ -11,25 +11,18 @@ import pytest
 import torch
 
 from schemas.scene import CrowdConfig
-from tasks.crowd import (
+from tasks.crowd import People, crowd_method, finetune, keypoint_people, predict_all
+from tasks.crowd.crowdrec import StopRule, batches, crowdrec_schedule, planned_evaluations
+from tasks.crowd.global_ import Global, global_steps, ground_normal, warmup_cosine
+from tasks.crowd.terms import (
     L_ANKLE,
     R_ANKLE,
-    People,
-    StopRule,
-    batches,
     crowd_loss,
-    crowdrec_schedule,
-    finetune,
-    global_steps,
     ground_direction,
-    ground_normal,
     keypoint_errors,
-    keypoint_people,
     plane_of,
-    planned_evaluations,
-    predict_all,
     robust_ground,
-    warmup_cosine,
+    snap_to_plane,
 )
 from tasks.models.body import BodyModel
 from tasks.models.embedded import KeypointRegressor, load_embedded
@@ -164,11 +157,12 @@ def test_stop_rule() -> None:
 
 def _synthetic(people: int, seed: int, **noise: float) -> tuple[KeypointFrame, BodyModel]:
     """A synthetic crowd of 4096x2048 (tasks/synth.keypoint_frame; noise: its jitter and dropped)."""
+    from schemas.scene import SyntheticConfig
     from tasks.poses import load_bank
-    from tasks.synth import SynthConfig, keypoint_frame
+    from tasks.synth import keypoint_frame
 
     body = BodyModel.load("builtin:neutral")
-    cfg = SynthConfig(people=people, width=4096, height=2048, seed=seed)
+    cfg = SyntheticConfig(people=people, width=4096, height=2048, seed=seed)
     return keypoint_frame(cfg, load_bank(), body, **noise), body
 
 
@@ -194,7 +188,7 @@ def test_finetuning_is_deterministic_and_leaves_the_model_alone(crowd: tuple[Peo
     }
     for method in ("crowdrec", "global"):
         c = CrowdConfig.model_validate({"method": method, **sections})
-        a, b = finetune(model, people, body, c, seed=3), finetune(model, people, body, c, seed=3)
+        a, b = (finetune(model, people, body, crowd_method(c), seed=3) for _ in range(2))
         assert torch.equal(a.rotmat, b.rotmat) and torch.equal(a.transl, b.transl) and a.curve == b.curve
         assert a.plane is not None and a.evaluations > 0
         assert not torch.equal(a.transl, predict_all(model, people, body).transl)  # it did change things
@@ -210,7 +204,7 @@ def test_crowdrec_counts_iterations_per_batch(crowd: tuple[People, BodyModel]) -
             "crowdrec": {"first_iterations": 5, "later_iterations": 2, "max_extra": 0, "batch": 25},
         }
     )
-    fit = finetune(KeypointRegressor(width=32).eval(), people, body, cfg)
+    fit = finetune(KeypointRegressor(width=32).eval(), people, body, crowd_method(cfg))
     # 60 people -> batches 25 + 35 (10 would be a third batch: not under 8, so 25 + 25 + 10)
     assert len(fit.curve) == 5 + 2 + 2
     # one everyone-pass at the start, 25 x (5 + 1) + 25 x (2 + 1) + 10 x (2 + 1) in the batches
@@ -221,23 +215,22 @@ def test_global_steps_stay_within_a_third_of_crowdrecs_evaluations() -> None:
     cfg = CrowdConfig()
     assert planned_evaluations(107, cfg.crowdrec) == 107 + 50 * 261 + 57 * 101
     for n in (10, 100, 500, 2000):
-        steps = global_steps(n, cfg.global_, cfg.crowdrec)
+        steps = global_steps(n, cfg.global_)
         spent = 2 * n + steps * min(50, n) + (steps - 1) // 50 * n  # start, end, batches, refits
         assert steps >= 1 and spent <= planned_evaluations(n, cfg.crowdrec) / 3
-    assert global_steps(500, cfg.global_.model_copy(update={"steps": 7}), cfg.crowdrec) == 7
+    assert global_steps(500, cfg.global_.model_copy(update={"steps": 7})) == 7
 
 
 def test_global_counts_its_evaluations(crowd: tuple[People, BodyModel]) -> None:
     people, body = crowd
     cfg = CrowdConfig.model_validate({"method": "global", "global": {"steps": 9, "refresh": 4, "batch": 20}})
-    fit = finetune(KeypointRegressor(width=32).eval(), people, body, cfg)
+    fit = finetune(KeypointRegressor(width=32).eval(), people, body, crowd_method(cfg))
     # start, refits at steps 4 and 8, end: 4 x 60; 9 batches of 20
     assert fit.evaluations == 4 * 60 + 9 * 20 and len(fit.curve) == 9
 
 
 def test_normalised_crops_equal_cliff_on_normalised_crops() -> None:
-    from tasks.crowd import NormalisedCrops
-    from tasks.models.cliff import Cliff
+    from tasks.models.cliff import Cliff, NormalisedCrops
     from tasks.regress import normalise_crops
 
     torch.manual_seed(0)
@@ -252,8 +245,6 @@ def test_normalised_crops_equal_cliff_on_normalised_crops() -> None:
 
 
 def test_snap_to_plane_scales_each_person_about_the_camera_onto_the_ground() -> None:
-    from tasks.crowd import snap_to_plane
-
     plane = torch.tensor([0.0, -1.0, 0.0, 1.5])  # the ground 1.5 m below the camera (y down)
     joints = torch.zeros(3, 24, 3)
     joints[:, L_ANKLE] = joints[:, R_ANKLE] = torch.tensor(
@@ -297,7 +288,7 @@ def test_global_with_a_fixed_normal_fits_only_the_offset(crowd: tuple[People, Bo
     up = np.array([0.0, -0.96, -0.28])
     up /= np.linalg.norm(up)
     cfg = CrowdConfig.model_validate({"method": "global", "global": {"steps": 4, "refresh": 2, "snap": True}})
-    fit = finetune(KeypointRegressor(width=32).eval(), people, body, cfg, normal=up)
+    fit = finetune(KeypointRegressor(width=32).eval(), people, body, Global(cfg, normal=up))
     assert fit.plane is not None and np.allclose(fit.plane[:3], up, atol=1e-6)
     feet = ((fit.joints[:, L_ANKLE] + fit.joints[:, R_ANKLE]) / 2).double().numpy()
     on = np.abs(feet @ up + fit.plane[3])
@@ -322,7 +313,7 @@ def test_global_holds_the_camera_height_of_the_first_prediction(crowd: tuple[Peo
     for height in ("first", "refit"):
         g = {"steps": 6, "refresh": 2, "lr": 1e-3, "warmup": 0, "snap": False, "height": height}
         cfg = CrowdConfig.model_validate({"method": "global", "global": g})
-        fits[height] = finetune(model, people, body, cfg, normal=up)
+        fits[height] = finetune(model, people, body, Global(cfg, normal=up))
     held, refit = fits["first"], fits["refit"]
     assert held.plane is not None and refit.plane is not None
     # first: the plane's offset (the camera's height above it) is the first prediction's median feet
@@ -357,10 +348,10 @@ def test_global_beats_crowdrec_and_the_network_on_a_synthetic_crowd() -> None:
 
     cfg = CrowdConfig()
     before = metrics(predict_all(model, people, body))
-    crowdrec = finetune(model, people, body, cfg.model_copy(update={"method": "crowdrec"}))
+    crowdrec = finetune(model, people, body, crowd_method(cfg.model_copy(update={"method": "crowdrec"})))
     normal, source = ground_normal(cfg.global_, people, (f.camera.width, f.camera.height), focal_known=True)
     assert source.startswith("camera")
-    fit = finetune(model, people, body, cfg, normal=normal)
+    fit = finetune(model, people, body, Global(cfg, normal=normal))
     cr, gl = metrics(crowdrec), metrics(fit)
     assert fit.evaluations <= crowdrec.evaluations / 3
     # finetuning never costs OKS (the issue allows 0.01) and global gains most where crowdrec gains
@@ -368,3 +359,71 @@ def test_global_beats_crowdrec_and_the_network_on_a_synthetic_crowd() -> None:
     assert gl["pa_ppds"] > cr["pa_ppds"] + 0.1 > before["pa_ppds"] + 0.1
     assert gl["pcod"] > 0.98 > cr["pcod"] > before["pcod"]
     assert gl["ss"] > max(cr["ss"], 0.97) and gl["score"] > cr["score"] + 0.04 > before["score"] + 0.04
+
+
+@pytest.fixture(scope="module")
+def regressed() -> tuple[KeypointFrame, Any]:
+    """A synthetic frame of 60 people and its regress-stage table (the shipped regressor, true focal)."""
+    from tasks.camera import FrameCamera
+    from tasks.models.registry import load_regressor
+    from tasks.regress import frame_smpl, regress
+
+    f, _ = _synthetic(60, seed=2)
+    cam = f.camera
+    pp = (cam.width / 2, cam.height / 2)
+    r = regress(None, f.boxes, f.kp, load_regressor("embedded"), (cam.width, cam.height), cam.f, pp)
+    before = frame_smpl(
+        [r], np.arange(60), f.boxes, f.kp, "builtin:neutral", FrameCamera(cam.f, *pp, "given")
+    )
+    return f, before
+
+
+def _frame_levels(f: KeypointFrame) -> list[np.ndarray]:
+    """A stand-in pyramid: the frame's size, no pixels (the keypoints regressor reads none)."""
+    return [np.broadcast_to(np.zeros((), np.uint8), (f.camera.height, f.camera.width, 3))]
+
+
+def test_crowd_frame_finetunes_a_frame_and_reports_what_it_did(regressed: tuple[KeypointFrame, Any]) -> None:
+    from schemas.scene import RegressConfig
+    from tasks.crowd import crowd_frame
+
+    f, before = regressed
+    cfg = CrowdConfig.model_validate({"global": {"steps": 30}})
+    out = crowd_frame(_frame_levels(f), f.boxes, f.kp, before, cfg, RegressConfig(), seed=0)
+    rows, report = out.smpl.rows, out.report
+    assert len(rows) == 60 and rows.finetuned.all() and rows.det_id.tolist() == list(range(60))
+    assert out.smpl.metadata["crowd_method"] == "global" and "camera" in out.smpl.metadata
+    # the focal was given: the ground's direction from the image; its offset from the first prediction
+    assert report["ground_normal"].startswith("camera") and report["ground_offset"] == "first"
+    assert report["evaluations"] == 60 * 2 + 30 * 50 and report["iterations"] == 30
+    spread = report["feet_spread_m"]
+    assert spread["after"] < 0.01 < spread["finetuned"] < spread["before"]  # snapped onto the plane
+    assert min(report["scale_percentiles_5_50_95"]) >= 0.5 and report["mean_joint_change_m"] > 0.05
+    # after the snap, everyone whose scale was not clipped stands on the plane
+    feet = (rows.joints3d[:, L_ANKLE] + rows.joints3d[:, R_ANKLE]) / 2
+    plane = np.array(report["ground_plane"])
+    free = (rows.scale > 0.5) & (rows.scale < 2.0)
+    assert np.abs(feet[free] @ plane[:3] + plane[3]).max() < 1e-3
+
+
+def test_a_new_crowd_method_needs_its_class_and_one_registry_line(
+    regressed: tuple[KeypointFrame, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A method that changes nothing, registered here alone, runs through the frame-level entry."""
+    from schemas.scene import RegressConfig
+    from tasks.crowd import CROWD_METHODS, CrowdMethod, crowd_frame
+
+    class Unchanged(CrowdMethod):
+        def prepare(self, people: People, image_wh: tuple[int, int], focal_known: bool) -> dict[str, Any]:
+            return {"toy": len(people)}
+
+        def optimise(self, model: Any, people: People, body: BodyModel, seed: int, log: Any) -> Any:
+            return predict_all(model, people, body)
+
+    monkeypatch.setitem(CROWD_METHODS, "unchanged", Unchanged)
+    f, before = regressed
+    cfg = CrowdConfig().model_copy(update={"method": "unchanged"})
+    out = crowd_frame(_frame_levels(f), f.boxes, f.kp, before, cfg, RegressConfig(), seed=0)
+    assert out.report["method"] == "unchanged" and out.report["toy"] == 60 and out.report["iterations"] == 0
+    np.testing.assert_allclose(out.smpl.rows.joints3d, before.rows.joints3d, atol=1e-5)
+    assert out.report["mean_joint_change_m"] < 1e-5 and out.smpl.rows.finetuned.all()

@@ -10,9 +10,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from schemas.layout import persons_file
 from schemas.persons import PERSONS, file_metadata, read_metadata
 from schemas.tables import detections_table, fixed_array, keypoints_table, smpl_table
-from tasks.export import frame_file, gigacrowd_frame, persons_table, read_persons, write_frame
+from tasks.export import gigacrowd_frame, persons_table, read_persons, write_frame
+from tests.conftest import smpl_of
 
 
 def _tables(n: int, seed: int) -> tuple:
@@ -30,7 +32,8 @@ def _tables(n: int, seed: int) -> tuple:
     }  # fmt: skip
     kp = rng.uniform(0, 500, (n, 17, 3))
     ids = np.arange(n)
-    return detections_table("f", det), keypoints_table("f", ids, kp), smpl_table("f", ids, r, {}), det, kp, r
+    smpl_t = smpl_table("f", smpl_of(r, ids))
+    return detections_table("f", det), keypoints_table("f", ids, kp), smpl_t, det, kp, r
 
 
 def test_rows_join_the_stage_tables() -> None:
@@ -53,7 +56,7 @@ def test_dataset_partitions_metadata_and_duckdb(tmp_path: Path) -> None:
     for frame, n in (("a", 3), ("b", 4)):
         det_t, kp_t, smpl_t, *_ = _tables(n, len(frame))
         write_frame(ds, "s1", frame, persons_table(det_t, kp_t, smpl_t), meta)
-    path = frame_file(ds, "s1", "b")
+    path = persons_file(ds, "s1", "b")
     assert path == ds / "scene=s1" / "frame_id=b" / "part-0.parquet"
     doc = read_metadata(pq.read_schema(path))
     assert doc["camera"].startswith("OpenCV") and doc["num_betas"] == 10 and doc["config_hash"] == "h123"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import pyvips
 
-from schemas.image_store import STORE_NAME
+from schemas.layout import STORE_NAME
 from schemas.scene import IngestConfig
 from tasks import InputError
 from tasks.ingest import ingest_image, open_levels, read_strips, to_rgb8

@@ -7,17 +7,18 @@ from pathlib import Path
 import numpy as np
 import pyvips
 
+from schemas.scene import SyntheticConfig
 from schemas.truth import read_truth
 from tasks.models.body import BodyModel
 from tasks.models.movenet import MoveNet
 from tasks.models.yolox_onnx import YoloxOnnx
 from tasks.poses import load_bank
 from tasks.realism import measure
-from tasks.synth import SynthConfig, synthesize
+from tasks.synth import synthesize
 
 
 def test_yolox_finds_and_movenet_poses_the_rendered_people(tmp_path: Path) -> None:
-    cfg = SynthConfig(people=120, width=4096, height=2048, seed=3)
+    cfg = SyntheticConfig(people=120, width=4096, height=2048, seed=3)
     image, truth = synthesize(cfg, tmp_path, BodyModel.load("builtin:neutral"), load_bank())
     rgb = pyvips.Image.new_from_file(str(image)).numpy()
     r = measure(rgb, read_truth(truth), YoloxOnnx.load(), MoveNet.load())

@@ -135,3 +135,49 @@ def test_non_finite_network_output_is_refused_in_one_line() -> None:
     boxes = np.array([[800, 300, 840, 400], [100, 50, 140, 150]], float)
     with pytest.raises(ValueError, match=r"^the regressor broken gave non-finite values for 1 of 2 people$"):
         regress([img], boxes, np.zeros((2, 17, 3), np.float32), _Broken(), (1024, 512))
+
+
+def test_frame_smpl_poses_the_people_and_says_how_they_fit() -> None:
+    """The regress stage's table of a synthetic frame: the body model's joints for the network's
+    parameters, each person's keypoint fit and distance from the crowd's ground, the camera kept."""
+    import json
+
+    from schemas.scene import SyntheticConfig
+    from tasks.camera import FrameCamera
+    from tasks.models.body import BodyModel
+    from tasks.models.registry import load_regressor
+    from tasks.poses import load_bank
+    from tasks.regress import Regression, frame_smpl
+    from tasks.synth import keypoint_frame
+
+    body = BodyModel.load("builtin:neutral")
+    f = keypoint_frame(SyntheticConfig(people=60, width=4096, height=2048, seed=2), load_bank(), body)
+    wh, pp = (f.camera.width, f.camera.height), (f.camera.width / 2, f.camera.height / 2)
+    model = load_regressor("embedded")
+    ids = np.arange(60) + 100
+    parts = [
+        regress(None, f.boxes[s], f.kp[s], model, wh, f.camera.f, pp) for s in (slice(0, 25), slice(25, 60))
+    ]
+    parts = [
+        Regression(**{**p.__dict__, "regressor": "embedded:x", "regressor_sha256": "abc"}) for p in parts
+    ]
+    camera = FrameCamera(f.camera.f, *pp, "given")
+    smpl = frame_smpl(parts, ids, f.boxes, f.kp, "builtin:neutral", camera)
+    rows = smpl.rows
+    assert len(rows) == 60 and rows.det_id.tolist() == ids.tolist() and not rows.finetuned.any()
+    whole = Regression.concat(parts)
+    _, joints, _ = body.numpy_forward(whole.pose, whole.betas, whole.transl)
+    np.testing.assert_allclose(rows.joints3d, joints, atol=1e-5)
+    np.testing.assert_allclose(rows.body_pose[30], whole.pose[30, 3:])  # person 30 from the second batch
+    assert (rows.scale == 1).all() and (rows.cx == pp[0]).all()
+    np.testing.assert_allclose(rows.focal, f.camera.f, rtol=1e-6)  # float32 on the way
+    assert np.median(rows.keypoint_error) < 0.002  # the shipped regressor fits its keypoints (box units)
+    # ground_distance: the feet (ankle midpoints) above the plane of the metadata, along its up (y < 0)
+    plane = np.array(json.loads(smpl.metadata["ground_plane"]))
+    feet = (rows.joints3d[:, 7] + rows.joints3d[:, 8]) / 2
+    np.testing.assert_allclose(rows.ground_distance, feet @ plane[:3] + plane[3], atol=1e-4)
+    assert (
+        plane[1] < -0.9 and abs(np.median(rows.ground_distance)) < 0.05
+    )  # a robust plane: up, through the feet
+    assert json.loads(smpl.metadata["camera"])["focal_source"] == "given"
+    assert smpl.metadata["regressor"] == "embedded:x" and smpl.metadata["body_model"] == body.name

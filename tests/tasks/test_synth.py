@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import pyvips
 
+from schemas.scene import SyntheticConfig
 from schemas.truth import read_truth
 from tasks.models.body import BodyModel
 from tasks.poses import load_bank
-from tasks.synth import SynthConfig, keypoint_frame, layout, synthesize
+from tasks.synth import keypoint_frame, layout, synthesize
 
-CFG = SynthConfig(people=40, width=1600, height=800, seed=7)
+CFG = SyntheticConfig(people=40, width=1600, height=800, seed=7)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def test_layout_puts_everyone_on_the_ground_apart_in_a_gigacrowd_camera(body: Bo
 
 
 def test_keypoint_frame_noise_is_what_it_says(body: BodyModel) -> None:
-    cfg = SynthConfig(people=300, width=4096, height=2048, seed=5)
+    cfg = SyntheticConfig(people=300, width=4096, height=2048, seed=5)
     exact = keypoint_frame(cfg, load_bank(), body, jitter=0.0, dropped=0.0)
     assert np.array_equal(exact.kp[..., :2], exact.gt_kp2d) and (exact.kp[..., 2] == 1).all()
     lo, hi = exact.boxes[:, None, :2], exact.boxes[:, None, 2:]
@@ -97,9 +98,7 @@ def test_truth_matches_the_image_and_the_body_model(made: tuple[Path, Path], bod
 def test_tiled_tiff_output_holds_the_same_frame(
     made: tuple[Path, Path], tmp_path: Path, body: BodyModel
 ) -> None:
-    from dataclasses import replace
-
-    tif, truth_path = synthesize(replace(CFG, image_format="tiff"), tmp_path, body, load_bank())
+    tif, truth_path = synthesize(CFG.model_copy(update={"format": "tiff"}), tmp_path, body, load_bank())
     assert tif.suffix == ".tif" and truth_path.read_bytes() == made[1].read_bytes().replace(b".jpg", b".tif")
     img = pyvips.Image.new_from_file(str(tif))
     assert img.get("n-pages") >= 2  # pyramid levels
@@ -111,9 +110,7 @@ def test_tiled_tiff_output_holds_the_same_frame(
 
 
 def test_sloped_ground_keeps_people_upright_with_feet_on_the_slope(body: BodyModel) -> None:
-    from dataclasses import replace
-
-    scene = layout(replace(CFG, max_slope_deg=8.0, seed=11), load_bank(), body)
+    scene = layout(CFG.model_copy(update={"max_slope_deg": 8.0, "seed": 11}), load_bank(), body)
     slope = math.degrees(math.acos(float(scene.normal @ scene.up)))
     assert 0.5 < slope <= 8.0
     verts, joints, _ = body.numpy_forward(scene.pose, scene.shape, scene.transl)
