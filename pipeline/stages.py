@@ -201,9 +201,10 @@ def pose_write_unit(
 ) -> dict[str, Any]:  # fmt: skip
     """Write `keypoints.parquet` for a frame from its pose batches."""
     from schemas.tables import keypoints_table
+    from tasks.pose2d import concat_keypoints
 
     t0 = time.perf_counter()
-    kp = np.concatenate(batches) if batches else np.zeros((0, 17, 3), np.float32)
+    kp = concat_keypoints(list(batches))
     write_parquet(keypoints_table(frame, det_ids, kp), Path(frame_dir) / KEYPOINTS_FILE)
     return _frame_record("pose2d", chain_hash, [KEYPOINTS_FILE], t0, {"people": len(kp)}, source)
 

@@ -115,7 +115,7 @@ class SmplRows:
     """One frame's people in the smpl contract, row i = person i; the fields are SMPL's columns (all but
     the constant frame_id). det_id (N,); global_orient (N, 3) and body_pose (N, 69) axis-angle rad;
     betas (N, 10); transl (N, 3) m; scale (N,); cam_crop (N, 3); joints3d (N, 24, 3) m; focal, cx, cy
-    (N,) px; crop_size, crop_x, crop_y (N,) px; finetuned (N,) bool; keypoint_error (N,) box units;
+    (N,) px; crop_size, crop_x, crop_y (N,) px; finetuned (N,) bool; keypoint_error (N,) squared box units;
     ground_distance (N,) m. Column meanings: SMPL's metadata."""
 
     det_id: np.ndarray

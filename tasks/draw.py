@@ -247,15 +247,20 @@ def thumbnail(levels: list[Any], max_side: int = 4096) -> tuple[np.ndarray, floa
     return np.asarray(levels[k][:]), 0.5**k
 
 
+def _camera(rows: pa.Table) -> tuple[float, tuple[float, float]]:
+    """The focal and principal point (px) of a frame's persons rows (any when there are none: nothing
+    is drawn)."""
+    first = rows.slice(0, 1).to_pylist()
+    return (first[0]["focal"], (first[0]["cx"], first[0]["cy"])) if first else (1.0, (0.0, 0.0))
+
+
 def frame_meshes(levels: list[Any], rows: pa.Table, body: Any) -> np.ndarray:
     """The people of a frame's persons rows posed by `body` (tasks/models/body.py BodyModel), drawn
     over its thumbnail."""
     from tasks.export import person_meshes
 
     verts, faces = person_meshes(rows, body)
-    first = rows.slice(0, 1).to_pylist()
-    focal, pp = (first[0]["focal"], (first[0]["cx"], first[0]["cy"])) if first else (1.0, (0.0, 0.0))
-    return meshes(*thumbnail(levels), verts, faces, focal, pp)
+    return meshes(*thumbnail(levels), verts, faces, *_camera(rows))
 
 
 def ground_pictures(rows: pa.Table, plane: np.ndarray, image_wh: tuple[int, int]) -> tuple[np.ndarray, ...]:
@@ -282,11 +287,9 @@ def region_picture(
     rows = rows.filter(pa.array(near))
     verts, faces = person_meshes(rows, body)
     scores = rows.column("det_score").to_numpy()[:, None]
-    first = rows.slice(0, 1).to_pylist()
-    focal, pp = (first[0]["focal"], (first[0]["cx"], first[0]["cy"])) if first else (1.0, (0.0, 0.0))
     picture = region(
         np.asarray(level0[y0:y1, x0:x1]), (x0, y0), np.concatenate([boxes[near], scores], 1),
-        fixed_array(rows, "kp2d", 17, 3), verts, faces, focal, pp,
+        fixed_array(rows, "kp2d", 17, 3), verts, faces, *_camera(rows),
     )  # fmt: skip
     return picture, len(rows)
 

@@ -134,3 +134,8 @@ def estimate(levels: list[Any], boxes: np.ndarray, model: PoseModel, scale: floa
             i, c, a = item
             out[i] = to_image(model(c[None])[0], a)
     return out
+
+
+def concat_keypoints(batches: list[np.ndarray]) -> np.ndarray:
+    """A frame's keypoints (N, 17, 3) from its batches in order (none: an empty frame)."""
+    return np.concatenate(batches) if batches else np.zeros((0, 17, 3), np.float32)

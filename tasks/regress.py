@@ -26,7 +26,7 @@ from tasks.pose2d import crop_affine, crop_from_levels
 
 if TYPE_CHECKING:
     from tasks.camera import FrameCamera
-    from tasks.crowd.terms import Quality
+    from tasks.quality import Quality
 
 CROP_SIZE = (CROP_HW[1], CROP_HW[0])  # (width, height) as tasks/pose2d takes it
 CROP_RESCALE = 1.1
@@ -281,15 +281,15 @@ def frame_smpl(
     keypoints (N, 17, 3) px + confidence; the frame's camera goes into the metadata."""
     import json
 
-    from tasks.crowd.people import keypoint_people
-    from tasks.crowd.terms import quality
     from tasks.models.body import BodyModel
+    from tasks.quality import quality
 
     r = Regression.concat(parts)
     body = BodyModel.load(body_spec)
     _, joints, coco = body.numpy_forward(r.pose, r.betas, r.transl)
     pp = (float(r.pp[0]), float(r.pp[1]))
-    q = quality(joints, coco, keypoint_people(boxes, keypoints, float(r.focal[0]), pp))
+    x = box_inputs(boxes, keypoints, float(r.focal[0]), pp)
+    q = quality(joints, coco, x.kp_px, x.centre, x.b, x.focal, x.pp)
     n = len(det_id)
     rows = smpl_rows(
         det_id, r.pose, r.betas, r.transl, np.ones(n), r.cam, joints, r.focal, r.pp, r.centre, r.b, False, q

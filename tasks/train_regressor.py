@@ -394,7 +394,7 @@ def train(
     """Train a regressor (cfg.mode) from cfg.init or from scratch; returns it (eval mode) and the
     run record. Torch's generator (initial weights, dropout) is seeded with cfg.seed inside a fork of
     it: the caller's stays as it was."""
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng():
         torch.manual_seed(cfg.seed)
         return _train(cfg, log)
 

@@ -169,7 +169,7 @@ def smpl_of(r: dict[str, Any], det_id: np.ndarray, metadata: dict[str, str] | No
     """A frame's smpl table (schemas/tables.FrameSmpl) from arrays named as tasks/regress.smpl_rows's
     arguments (scale optional, default 1), keypoint_error and ground_distance."""
     from schemas.tables import FrameSmpl
-    from tasks.crowd.terms import Quality
+    from tasks.quality import Quality
     from tasks.regress import smpl_rows
 
     n = len(det_id)

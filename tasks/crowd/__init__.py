@@ -13,7 +13,6 @@ from tasks.crowd.frame import CrowdResult, crowd_frame
 from tasks.crowd.method import CrowdMethod, finetune
 from tasks.crowd.people import Fit, NetOutput, People, crowd_inputs, keypoint_people, predict_all
 from tasks.crowd.registry import CROWD_METHODS, crowd_method
-from tasks.crowd.terms import Quality, quality
 
 __all__ = [
     "CROWD_METHODS",
@@ -22,12 +21,10 @@ __all__ = [
     "Fit",
     "NetOutput",
     "People",
-    "Quality",
     "crowd_frame",
     "crowd_inputs",
     "crowd_method",
     "finetune",
     "keypoint_people",
     "predict_all",
-    "quality",
 ]

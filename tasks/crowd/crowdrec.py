@@ -8,6 +8,8 @@ results come from the weights at the end of its own optimisation. Settings: crow
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -15,8 +17,9 @@ from torch import nn
 from schemas.scene import CrowdrecConfig
 from tasks.crowd.method import CrowdMethod, Log, begin, data_terms
 from tasks.crowd.people import Fit, NetOutput, People
-from tasks.crowd.terms import crowd_loss, ground_direction, plane_of
+from tasks.crowd.terms import crowd_loss, plane_of
 from tasks.models.body import BodyModel
+from tasks.quality import ground_direction
 
 
 def batches(n: int, size: int = 50, min_last: int = 8) -> list[np.ndarray]:
@@ -112,6 +115,10 @@ def finetune_crowdrec(
 
 class Crowdrec(CrowdMethod):
     """The published procedure, settings crowd.crowdrec."""
+
+    def prepare(self, people: People, image_wh: tuple[int, int], focal_known: bool) -> dict[str, Any]:
+        # nothing is fixed before optimising: each batch fits its own ground direction (CrowdRec)
+        return {"ground_normal": None, "ground_offset": None}
 
     def optimise(self, model: nn.Module, people: People, body: BodyModel, seed: int, log: Log | None) -> Fit:
         return finetune_crowdrec(model, people, body, self.cfg.crowdrec, log)

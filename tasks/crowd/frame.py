@@ -10,15 +10,16 @@ import numpy as np
 import roma
 import torch
 
+from schemas.layout import SMPL_FILE
 from schemas.scene import CrowdConfig, RegressConfig
 from schemas.tables import FrameSmpl, SmplRows
-from tasks.camera import KNOWN_FOCAL
+from tasks.camera import FrameCamera
 from tasks.crowd.method import finetune
 from tasks.crowd.people import Fit, People, crowd_inputs
 from tasks.crowd.registry import crowd_method
-from tasks.crowd.terms import Quality, quality
 from tasks.models.body import BodyModel
 from tasks.models.registry import load_regressor, resolve_device
+from tasks.quality import Quality, quality
 from tasks.regress import crop_params, smpl_rows
 from tasks.robust import robust_sigma
 
@@ -36,32 +37,31 @@ def crowd_frame(
     levels: list[Any], boxes: np.ndarray, keypoints: np.ndarray, before: FrameSmpl, cfg: CrowdConfig,
     regress: RegressConfig, seed: int,
 ) -> CrowdResult:  # fmt: skip
-    """Finetune the frame's regressor on its people with cfg.method. levels: the frame's pyramid (read
-    only by a regressor that uses the image); boxes (N, 4) px, keypoints (N, 17, 3) px + confidence;
-    before: the regress stage's table of the same people (its focal, principal point and camera)."""
+    """Finetune the frame's regressor on its people with cfg.method. levels: the frame's pyramid (its
+    size; its pixels only for a regressor that uses the image); boxes (N, 4) px, keypoints (N, 17, 3)
+    px + confidence; before: the regress stage's table of the same people, with its camera."""
     height, width = levels[0].shape[:2]
-    focal = float(before.rows.focal[0])
-    pp = (float(before.rows.cx[0]), float(before.rows.cy[0]))
-    camera = json.loads(before.metadata.get("camera", "{}"))  # how the focal was chosen
+    camera = FrameCamera(**json.loads(before.metadata["camera"]))  # and how its focal was chosen
+    focal, pp = camera.focal, camera.pp
     regressor = load_regressor(regress.backend, regress.model, "cpu")
     people, model = crowd_inputs(regressor, levels, boxes, keypoints, focal, pp)  # crops kept uint8
     body = BodyModel.load(regress.body)
     device = resolve_device(cfg.device)
     on_device = body if device == "cpu" else _copy_to(body, device)
     method = crowd_method(cfg)
-    fields = method.prepare(people, (width, height), camera.get("focal_source") in KNOWN_FOCAL)
+    fields = method.prepare(people, (width, height), camera.focal_known)
     fit = finetune(model, people.to(device), on_device, method, seed=seed)
     if not all(bool(torch.isfinite(t).all()) for t in (fit.rotmat, fit.betas, fit.transl)):
-        raise ValueError(f"finetuning ({cfg.method}) diverged: non-finite people; smpl.parquet is kept")
+        raise ValueError(f"finetuning ({cfg.method}) diverged: non-finite people; {SMPL_FILE} is kept")
     smpl, coco, q = _rows(fit, before, boxes, people, body, focal, pp)
     meta = {
         "regressor": f"{regress.backend}:{regressor.name}", "regressor_sha256": regressor.sha256,
         "body_model": body.name, "body_model_sha256": body.sha256, "crowd_method": cfg.method,
-        "ground_plane": json.dumps(_plane(fit)), "camera": json.dumps(camera),
+        "ground_plane": json.dumps(_plane(fit)), "camera": json.dumps(camera.as_dict()),
     }  # fmt: skip
     report = {
         "method": cfg.method, "people": len(boxes), "ground_plane": _plane(fit), **fields,
-        "camera": camera | {"focal": focal, "cx": pp[0], "cy": pp[1], "width": width, "height": height},
+        "camera": camera.as_dict() | {"width": width, "height": height},
         "evaluations": fit.evaluations, "iterations": len(fit.curve), "loss_curve": fit.curve,
         "seed": seed, "device": device,
     }  # fmt: skip
@@ -90,12 +90,17 @@ def _rows(
     scale = np.ones(n, np.float32) if fit.scale is None else fit.scale.cpu().numpy()
     betas, transl, joints = fit.betas.cpu().numpy(), fit.transl.cpu().numpy(), fit.joints.cpu().numpy()
     _, _, coco = body.numpy_forward(pose, betas, transl, scale=scale)
-    q = quality(joints, coco, people)  # the people this step read, not read again
+    q = _quality(joints, coco, people)
     rows = smpl_rows(
         before.rows.det_id, pose, betas, transl, scale, fit.cam.cpu().numpy(), joints, np.full(n, focal),
         np.asarray(pp), centre, b, True, q,
     )  # fmt: skip
     return rows, coco, q
+
+
+def _quality(joints: np.ndarray, coco: np.ndarray, people: People) -> Quality:
+    """tasks/quality.quality of the people this step read (joints (N, 24, 3), coco (N, 17, 3) m)."""
+    return quality(joints, coco, people.kp, people.centre, people.b, people.focal, people.pp)
 
 
 def _median(a: np.ndarray) -> float | None:
@@ -112,7 +117,7 @@ def _changes(
     joints = after.joints3d
     inverse = 1.0 / scale[:, None, None]
     # after the snap the feet are on the plane by construction: "finetuned" is before that last step
-    unsnapped = quality(joints * inverse, coco * inverse, people) if fit.scale is not None else q
+    unsnapped = _quality(joints * inverse, coco * inverse, people) if fit.scale is not None else q
     return {
         "mean_joint_change_m": float(np.linalg.norm(joints - before.rows.joints3d, axis=-1).mean())
         if n

@@ -25,8 +25,9 @@ from schemas.scene import CrowdConfig, CrowdrecConfig, GlobalConfig
 from tasks.crowd.crowdrec import planned_evaluations
 from tasks.crowd.method import CrowdMethod, Log, begin, data_terms
 from tasks.crowd.people import Fit, People
-from tasks.crowd.terms import HEAD, feet, fit_plane, robust_ground, snap_to_plane
+from tasks.crowd.terms import snap_to_plane
 from tasks.models.body import BodyModel
+from tasks.quality import HEAD, feet, fit_plane, robust_ground
 
 STATURE_M = 1.6  # a typical ankle-to-head length: keeps the global spread in metres-like units
 

@@ -17,8 +17,9 @@ from torch import nn
 
 from schemas.scene import CrowdConfig, LossWeights
 from tasks.crowd.people import Fit, Net, NetOutput, People
-from tasks.crowd.terms import keypoint_errors, pose_init_loss, shape_loss
+from tasks.crowd.terms import pose_init_loss, shape_loss
 from tasks.models.body import BodyModel
+from tasks.quality import keypoint_errors
 
 Log = Callable[[str], None]
 

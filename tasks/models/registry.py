@@ -141,11 +141,15 @@ def _cliff(model: str | None, device: str) -> Any:
 REGRESSORS: dict[str, Callable[[str | None, str], Any]] = {"embedded": _embedded, "cliff": _cliff}
 
 
-@lru_cache(maxsize=2)
 def load_regressor(backend: str, model: str | None = None, device: str = "cpu") -> Any:
-    """The regress stage's network (a tasks/regress.py Regressor), once per process: backend `embedded`
-    (model default builtin:embedded-kp) or `cliff` (model: an official CLIFF checkpoint path);
-    device: a torch device or `auto`."""
+    """The regress stage's network (a tasks/regress.py Regressor), once per process and device: backend
+    `embedded` (model default builtin:embedded-kp) or `cliff` (model: an official CLIFF checkpoint
+    path); device: a torch device or `auto`."""
     if backend not in REGRESSORS:
         raise InputError(f"unknown regress backend {backend!r}; available: {', '.join(REGRESSORS)}")
-    return REGRESSORS[backend](model, resolve_device(device))
+    return _regressor(backend, model, resolve_device(device))
+
+
+@lru_cache(maxsize=2)
+def _regressor(backend: str, model: str | None, device: str) -> Any:
+    return REGRESSORS[backend](model, device)

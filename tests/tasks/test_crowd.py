@@ -14,18 +14,10 @@ from schemas.scene import CrowdConfig
 from tasks.crowd import People, crowd_method, finetune, keypoint_people, predict_all
 from tasks.crowd.crowdrec import StopRule, batches, crowdrec_schedule, planned_evaluations
 from tasks.crowd.global_ import Global, global_steps, ground_normal, warmup_cosine
-from tasks.crowd.terms import (
-    L_ANKLE,
-    R_ANKLE,
-    crowd_loss,
-    ground_direction,
-    keypoint_errors,
-    plane_of,
-    robust_ground,
-    snap_to_plane,
-)
+from tasks.crowd.terms import crowd_loss, plane_of, snap_to_plane
 from tasks.models.body import BodyModel
 from tasks.models.embedded import KeypointRegressor, load_embedded
+from tasks.quality import L_ANKLE, R_ANKLE, ground_direction, keypoint_errors, robust_ground
 from tasks.synth import KeypointFrame
 
 
@@ -406,7 +398,7 @@ def test_crowd_frame_finetunes_a_frame_and_reports_what_it_did(regressed: tuple[
     assert np.abs(feet[free] @ plane[:3] + plane[3]).max() < 1e-3
 
 
-def test_a_new_crowd_method_needs_its_class_and_one_registry_line(
+def test_a_new_crowd_method_runs_from_its_class_and_its_registry_entry(
     regressed: tuple[KeypointFrame, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A method that changes nothing, registered here alone, runs through the frame-level entry."""
