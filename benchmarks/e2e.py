@@ -12,7 +12,8 @@ single-threaded worker processes; each stage's wall time is taken around the sta
 driver's peak RSS (getrusage), the peak summed RSS of the worker processes (psutil, sampled every
 0.2 s), tiles/s (detect), boxes/s (pose2d, regress), finetune iterations/s (crowd), and per stage the
 CPU seconds of the driver and the workers per wall second (cores busy: on 2 cores, a stage whose one
-worker already keeps 1.4 cores busy cannot speed up more than 2 / 1.4 with two). The stage
+worker already keeps 1.4 cores busy cannot speed up more than 2 / 1.4 with two) and their user and
+system CPU seconds (system time is the kernel's: page faults, memory mapped and returned). The stage
 times with one worker, divided by the work each did, are the per-unit costs of the cost model.
 
 Cost model (printed, and in the JSON): a frame's time on one worker is
@@ -78,16 +79,18 @@ class _WorkerMemory:
         self.thread.join()
 
 
-def _cpu_seconds() -> float:
-    """User + system CPU seconds of this process and its live child processes (the local workers)."""
+def _cpu_times() -> tuple[float, float]:
+    """(user, system) CPU seconds of this process and its live child processes (the local workers,
+    from their own accounting)."""
     import psutil
 
     me = psutil.Process()
-    total = sum(me.cpu_times()[:2])
+    user, system = me.cpu_times()[:2]
     for p in me.children(recursive=True):
         with contextlib.suppress(Exception):  # a process that just exited
-            total += sum(p.cpu_times()[:2])
-    return total
+            u, s = p.cpu_times()[:2]
+            user, system = user + u, system + s
+    return user, system
 
 
 def run_one(width: int, height: int, people: int, workers: int, seed: int) -> dict[str, Any]:
@@ -98,16 +101,19 @@ def run_one(width: int, height: int, people: int, workers: int, seed: int) -> di
 
     times: dict[str, float] = {}
     cores: dict[str, float] = {}  # CPU seconds of driver + workers per wall second, per stage
+    cpu: dict[str, dict[str, float]] = {}  # user and system CPU seconds of driver + workers, per stage
     originals = {s: getattr(run_module, f"_{s}") for s in (*STAGES, "generate")}
 
     def timed(stage: str) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            t, c = time.perf_counter(), _cpu_seconds()
+            t, (u, s) = time.perf_counter(), _cpu_times()
             try:
                 return originals[stage](*args, **kwargs)
             finally:
                 times[stage] = round(time.perf_counter() - t, 2)
-                cores[stage] = round((_cpu_seconds() - c) / max(times[stage], 1e-3), 2)
+                u1, s1 = _cpu_times()
+                cpu[stage] = {"user": round(u1 - u, 2), "sys": round(s1 - s, 2)}
+                cores[stage] = round((u1 - u + s1 - s) / max(times[stage], 1e-3), 2)
 
         return wrapper
 
@@ -156,6 +162,7 @@ def run_one(width: int, height: int, people: int, workers: int, seed: int) -> di
             "workers": workers, "boxes": boxes, "tiles": tiles, "crowd_iterations": crowd["iterations"],
             "stage_seconds": {k: v for k, v in times.items() if k != "generate"},
             "stage_cores_busy": {k: v for k, v in cores.items() if k != "generate"},
+            "stage_cpu_seconds": {k: v for k, v in cpu.items() if k != "generate"},
             "render_seconds": times.get("generate", 0.0),  # the synthetic frame, once; not counted
             "total_seconds": round(total - times.get("generate", 0.0), 2),
             "rates": {
@@ -303,7 +310,15 @@ def main() -> int:
         "--driver-rss", nargs="+", type=int, dest="driver_rss", metavar="N",
         help="instead: the driver's peak RSS for runs of N frames each (--frames' first size)",
     )  # fmt: skip
+    ap.add_argument(
+        "--worker-env", choices=("project", "dask"), default="project", dest="worker_env",
+        help="the workers' environment: pipeline/cluster.WORKER_ENV, or Distributed's own (for comparison)",
+    )  # fmt: skip
     args = ap.parse_args()
+    if args.worker_env == "dask":
+        import pipeline.cluster
+
+        pipeline.cluster.WORKER_ENV = {}  # nothing over Distributed's pre-spawn environment
     if args.driver_rss:
         rows = driver_rss(args.driver_rss, args.frames[0], max(args.workers), args.seed)
         RESULTS.mkdir(exist_ok=True)

@@ -16,6 +16,37 @@ from schemas.scene import ClusterConfig
 log = logging.getLogger(__name__)
 
 
+# The environment every worker process is spawned with (its nanny sets it before the process starts:
+# glibc reads its malloc settings once, at start). Distributed's own default sets
+# MALLOC_TRIM_THRESHOLD_=65536, which also pins glibc's mmap threshold at 128 KiB: every larger buffer
+# (a batch of crops, a network's activations and gradients) is then mapped and unmapped afresh,
+# zero-filled by the kernel each time. Unset (None), glibc's thresholds adapt to the allocations seen.
+WORKER_ENV: dict[str, str | None] = {
+    "MALLOC_TRIM_THRESHOLD_": None,
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+}
+
+
+# How a worker started elsewhere (SLURM jobs, Kubernetes pods) gets WORKER_ENV: its nanny reads this
+# variable into distributed's config (a Python literal, None unsetting a variable).
+WORKER_ENV_VARIABLE = "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON"
+
+
+def worker_environ() -> dict[str, str | None]:
+    """Distributed's pre-spawn environment with WORKER_ENV over it: what a nanny sets (None: unset)
+    before it spawns its worker process. A variable set in the nanny's own environment wins."""
+    import dask
+
+    return {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_ENV}
+
+
+def worker_env_literal() -> str:
+    """WORKER_ENV as the value of WORKER_ENV_VARIABLE (a job script's export, a pod's env)."""
+    return repr(dict(WORKER_ENV))
+
+
 class ClusterError(RuntimeError):
     """The configured cluster cannot be reached or created. The message is one line."""
 
@@ -90,7 +121,10 @@ def slurm_cluster(cfg: ClusterConfig) -> Any:
         walltime=s.walltime,
         local_directory=s.local_directory,
         job_extra_directives=directives,
-        job_script_prologue=list(s.job_script_prologue),
+        job_script_prologue=[
+            f'export {WORKER_ENV_VARIABLE}="{worker_env_literal()}"',
+            *s.job_script_prologue,
+        ],
         worker_extra_args=worker_extra,
         scheduler_options={"dashboard_address": cfg.dashboard_address},
     )
@@ -105,7 +139,10 @@ def kubernetes_cluster(cfg: ClusterConfig) -> Any:
             "cluster.kind: kubernetes needs dask-kubernetes: pip install 'gigacrowd-pipeline[cluster]'"
         ) from e
     k = cfg.kubernetes
-    return KubeCluster(name=k.name, image=k.image, n_workers=k.n_workers, namespace=k.namespace)
+    return KubeCluster(
+        name=k.name, image=k.image, n_workers=k.n_workers, namespace=k.namespace,
+        env={WORKER_ENV_VARIABLE: worker_env_literal()},
+    )  # fmt: skip
 
 
 def gpu_resources(client: Client) -> dict[str, int] | None:
@@ -113,6 +150,27 @@ def gpu_resources(client: Client) -> dict[str, int] | None:
     a LocalCUDACluster, workers started with --resources GPU=n), else None."""
     workers = client.scheduler_info().get("workers", {})
     return {"GPU": 1} if any(w.get("resources", {}).get("GPU") for w in workers.values()) else None
+
+
+def _start_cluster(cfg: ClusterConfig) -> Any:
+    """The cluster of cfg.kind local, slurm or kubernetes, started."""
+    import dask
+
+    if cfg.kind == "slurm":
+        cluster = slurm_cluster(cfg)
+        cluster.scale(jobs=cfg.slurm.jobs)
+        return cluster
+    if cfg.kind == "kubernetes":
+        return kubernetes_cluster(cfg)
+    # A local nanny reads the environment it spawns its worker with when it is made.
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
+        gpus = visible_gpus() if cfg.gpus == "auto" else 0
+        if gpus:
+            from dask_cuda import LocalCUDACluster
+
+            log.info("%d GPU(s): a LocalCUDACluster, one worker per GPU", gpus)
+            return LocalCUDACluster(**local_cuda_kwargs(cfg, gpus))
+        return LocalCluster(**local_cluster_kwargs(cfg))
 
 
 @contextlib.contextmanager
@@ -126,19 +184,7 @@ def open_client(cfg: ClusterConfig) -> Iterator[Client]:
             except (OSError, TimeoutError) as e:
                 raise ClusterError(f"cannot reach the Dask scheduler at {cfg.address}: {e}") from e
         else:
-            gpus = visible_gpus() if cfg.kind == "local" and cfg.gpus == "auto" else 0
-            if gpus:
-                from dask_cuda import LocalCUDACluster
-
-                log.info("%d GPU(s): a LocalCUDACluster, one worker per GPU", gpus)
-                cluster = LocalCUDACluster(**local_cuda_kwargs(cfg, gpus))
-            elif cfg.kind == "local":
-                cluster = LocalCluster(**local_cluster_kwargs(cfg))
-            elif cfg.kind == "slurm":
-                cluster = slurm_cluster(cfg)
-                cluster.scale(jobs=cfg.slurm.jobs)
-            else:
-                cluster = kubernetes_cluster(cfg)
+            cluster = _start_cluster(cfg)
             client = Client(cluster)
         try:
             yield client

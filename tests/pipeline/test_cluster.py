@@ -199,3 +199,61 @@ def test_kubernetes_manifest_gpu_workers_advertise_what_the_crowd_step_asks_for(
     assert mounts == {"/data"}  # every worker sees the run directory at one path
     ports = {p["port"] for p in cluster["spec"]["scheduler"]["service"]["ports"]}
     assert 8786 in ports
+
+
+def _parsed(literal: str) -> dict[str, Any]:
+    """What a nanny makes of WORKER_ENV_VARIABLE=literal: distributed's pre-spawn environment."""
+    import dask.config
+
+    from pipeline.cluster import WORKER_ENV_VARIABLE
+
+    return dask.config.collect_env({WORKER_ENV_VARIABLE: literal})["distributed"]["nanny"][
+        "pre_spawn_environ"
+    ]
+
+
+def test_local_workers_start_with_the_worker_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Distributed's default MALLOC_TRIM_THRESHOLD_ (65536) is not what a local worker gets."""
+    from pipeline.cluster import WORKER_ENV, open_client
+
+    assert WORKER_ENV["MALLOC_TRIM_THRESHOLD_"] is None and WORKER_ENV["OMP_NUM_THREADS"] == "1"
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # an earlier nanny of this process
+    with open_client(ClusterConfig(gpus="none", n_workers=1)) as client:
+        seen = client.run(lambda: {k: os.environ.get(k) for k in WORKER_ENV})
+    assert list(seen.values()) == [WORKER_ENV]
+
+
+def test_slurm_workers_start_with_the_worker_environment(make_slurm: Any) -> None:
+    from pipeline.cluster import WORKER_ENV, WORKER_ENV_VARIABLE
+
+    script = make_slurm(SlurmConfig(job_script_prologue=["module load cuda"])).job_script()
+    export = next(line for line in script.splitlines() if line.startswith(f"export {WORKER_ENV_VARIABLE}="))
+    assert _parsed(export.split("=", 1)[1].strip('"')) == WORKER_ENV
+    lines = script.splitlines()
+    assert lines.index(export) < lines.index("module load cuda")  # the user's prologue comes after
+
+
+def test_kubernetes_workers_start_with_the_worker_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    import yaml
+
+    from pipeline.cluster import WORKER_ENV, WORKER_ENV_VARIABLE, kubernetes_cluster, worker_env_literal
+    from tests.conftest import REPO
+
+    docs = list(yaml.safe_load_all((REPO / "deploy" / "kubernetes" / "gigacrowd-cluster.yaml").read_text()))
+    groups = [d["spec"]["worker"]["spec"] for d in docs if d["kind"] in ("DaskCluster", "DaskWorkerGroup")]
+    for spec in groups:
+        env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
+        assert (
+            env[WORKER_ENV_VARIABLE] == worker_env_literal()
+            and _parsed(env[WORKER_ENV_VARIABLE]) == WORKER_ENV
+        )
+    made: dict[str, Any] = {}
+    operator = types.ModuleType("dask_kubernetes.operator")
+    operator.KubeCluster = lambda **kw: made.update(kw)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "dask_kubernetes", types.ModuleType("dask_kubernetes"))
+    monkeypatch.setitem(sys.modules, "dask_kubernetes.operator", operator)
+    kubernetes_cluster(ClusterConfig(kind="kubernetes"))
+    assert _parsed(made["env"][WORKER_ENV_VARIABLE]) == WORKER_ENV
