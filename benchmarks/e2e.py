@@ -53,12 +53,13 @@ STAGES = ("ingest", "detect", "pose2d", "regress", "crowd", "write")
 
 
 class _WorkerMemory:
-    """Peak of the summed RSS of this process's child processes (the local cluster's workers), MB."""
+    """Peak of the summed RSS of this process's child processes (the local cluster's workers), and the
+    largest single one's, MB."""
 
     def __init__(self) -> None:
         import psutil
 
-        self.me, self.peak, self._stop = psutil.Process(), 0.0, threading.Event()
+        self.me, self.peak, self.largest, self._stop = psutil.Process(), 0.0, 0.0, threading.Event()
         self.thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
@@ -66,7 +67,9 @@ class _WorkerMemory:
             total = 0
             for p in self.me.children(recursive=True):
                 with contextlib.suppress(Exception):  # a worker that just exited
-                    total += p.memory_info().rss
+                    rss = p.memory_info().rss
+                    total += rss
+                    self.largest = max(self.largest, rss / 2**20)
             self.peak = max(self.peak, total / 2**20)
             self._stop.wait(0.2)
 
@@ -93,7 +96,11 @@ def _cpu_times() -> tuple[float, float]:
     return user, system
 
 
-def run_one(width: int, height: int, people: int, workers: int, seed: int) -> dict[str, Any]:
+def run_one(
+    width: int, height: int, people: int, workers: int, seed: int, score: bool = False
+) -> dict[str, Any]:
+    """One run on a synthetic frame (module docstring); with `score`, also its GigaCrowd metrics
+    against the frame's truth."""
     import yaml
 
     import pipeline.run as run_module
@@ -149,6 +156,7 @@ def run_one(width: int, height: int, people: int, workers: int, seed: int) -> di
             shutil.copytree(synth, cached)
         if not summary.ok:
             raise SystemExit(f"run failed: {summary.failed}")
+        metrics = _score(Path(tmp) / "e2e", synth) if score else {}
         frame = next(p for p in (Path(tmp) / "e2e").iterdir() if (p / CROWD_REPORT).is_file())
         manifest = json.loads((frame / MANIFEST).read_text())
         crowd = json.loads((frame / CROWD_REPORT).read_text())
@@ -174,7 +182,26 @@ def run_one(width: int, height: int, people: int, workers: int, seed: int) -> di
             },
             "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "workers_peak_rss_mb": round(mem.peak, 1),
+            "largest_worker_peak_rss_mb": round(mem.largest, 1),
+            "metrics": metrics,
         }  # fmt: skip
+
+
+def _score(scene_dir: Path, synthetic: Path) -> dict[str, float]:
+    """GigaCrowd metrics of a run's persons (its predict.json) against the truth of its frames."""
+    from schemas.layout import TRUTH_FILE
+    from schemas.truth import read_truth
+    from tasks.evaluate import evaluate
+    from tasks.export import gigacrowd_predictions
+    from tasks.models.body import body_fn
+
+    preds = gigacrowd_predictions(scene_dir)
+    truths = {}
+    for file in synthetic.rglob(TRUTH_FILE):
+        truth = read_truth(file)
+        truths |= dict.fromkeys(truth.frames, truth)
+    report = evaluate(preds, {k: truths[k] for k in preds}, body_fn("builtin:neutral"))
+    return {k: round(float(v), 4) for k, v in report.overall.means.items()}
 
 
 def unit_costs(row: dict[str, Any]) -> dict[str, float]:
