@@ -135,7 +135,7 @@ def synthetic(
     return {"size": size, "people": people, "seed": seed, "rows": rows}
 
 
-def speed(size: str, people: int, seed: int, repeats: int = 3) -> dict[str, float]:
+def speed(size: str, people: int, seed: int, repeats: int = 5) -> dict[str, float]:
     """Stage cost vs bare model cost on the same work, one process, one thread (= one Dask worker)."""
     from pipeline.stages import detect_batch_unit, pose_batch_unit
     from schemas.scene import DetectConfig, IngestConfig, Pose2dConfig, SyntheticConfig

@@ -36,7 +36,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 # images: list of (H, W, 3) uint8 RGB -> per image (K, 5) x1, y1, x2, y2, score in its own pixels.
 Detector = Callable[[list[np.ndarray]], list[np.ndarray]]
+T = TypeVar("T")  # what detect_tiles' reader gives its detector
 
 # Columns of the detection array: x1, y1, x2, y2 (full-res px), score, level, tile_id, cut (0/1).
 DET_COLUMNS = ("x1", "y1", "x2", "y2", "score", "level", "tile_id", "cut")
@@ -272,14 +273,14 @@ def cut_flags(boxes: np.ndarray, tile: Tile) -> np.ndarray:
 
 def detect_tiles(
     tiles: Iterable[Tile],
-    read: Callable[[Tile], np.ndarray],
-    detector: Detector,
+    read: Callable[[Tile], T],
+    detector: Callable[[list[T]], list[np.ndarray]],
     batch: int = 8,
 ) -> np.ndarray:
     """Run `detector` on every tile; (N, 8) float64 detections, columns DET_COLUMNS, full-res pixels.
 
-    read(tile) -> (h, w, 3) uint8 RGB pixels of the tile; detector(images) -> per image (K, 5) boxes
-    x1, y1, x2, y2, score in that image's pixels.
+    read(tile) -> the tile's input (its (h, w, 3) uint8 RGB pixels, or those already prepared for the
+    network); detector(inputs) -> per input (K, 5) boxes x1, y1, x2, y2, score in the tile's pixels.
     """
     out: list[np.ndarray] = []
     tiles = list(tiles)
@@ -424,10 +425,11 @@ def detect_batch(levels: list[Any], tiles: list[Tile], cfg: DetectConfig) -> np.
 
     model = load_detector(cfg.backend, cfg.model, cfg.input_size, cfg.device)
 
-    def detector(images: list[np.ndarray]) -> list[np.ndarray]:
-        return model(images, score_thr=cfg.score_threshold, nms_iou=cfg.nms_iou)
+    def detector(prepared: list[tuple[np.ndarray, float]]) -> list[np.ndarray]:
+        return model.detect(prepared, score_thr=cfg.score_threshold, nms_iou=cfg.nms_iou)
 
-    return detect_tiles(tiles, lambda t: read_tile(levels, t), detector)
+    # The reader thread letterboxes too: the network's thread only runs the network.
+    return detect_tiles(tiles, lambda t: model.prepare(read_tile(levels, t)), detector)
 
 
 def prune_fine(

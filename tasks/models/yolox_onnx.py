@@ -111,14 +111,19 @@ class YoloxDetector:
         """batch (B, 3, h, w) float32 letterboxed -> (B, A, 5 + C) raw (undecoded) network output."""
         raise NotImplementedError
 
-    def __call__(
-        self, images: list[np.ndarray], score_thr: float = 0.23, nms_iou: float = 0.65
+    def prepare(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """image (H, W, 3) uint8 RGB -> the network's (3, h, w) float32 input and its letterbox ratio.
+        Separate from `detect` so that a reader thread can prepare the next images while the network
+        runs on these."""
+        return letterbox(image, self.size)
+
+    def detect(
+        self, prepared: list[tuple[np.ndarray, float]], score_thr: float = 0.23, nms_iou: float = 0.65
     ) -> list[np.ndarray]:
-        """images: list of (H, W, 3) uint8 RGB -> per image (K, 5) float32 x1, y1, x2, y2, score in its
-        pixels, persons only, score >= score_thr, NMS at nms_iou within the image."""
-        if not images:
+        """`prepare`d images -> per image (K, 5) float32 x1, y1, x2, y2, score in its pixels, persons
+        only, score >= score_thr, NMS at nms_iou within the image."""
+        if not prepared:
             return []
-        prepared = [letterbox(im, self.size) for im in images]
         if self.batched:
             raw = list(self.raw(np.stack([p[0] for p in prepared])))
         else:  # one at a time, without a stacked copy of the inputs
@@ -127,6 +132,13 @@ class YoloxDetector:
             person_boxes(r, self.size, ratio, score_thr, nms_iou)
             for r, (_, ratio) in zip(raw, prepared, strict=True)
         ]
+
+    def __call__(
+        self, images: list[np.ndarray], score_thr: float = 0.23, nms_iou: float = 0.65
+    ) -> list[np.ndarray]:
+        """images: list of (H, W, 3) uint8 RGB -> per image (K, 5) float32 x1, y1, x2, y2, score in its
+        pixels, persons only, score >= score_thr, NMS at nms_iou within the image."""
+        return self.detect([self.prepare(im) for im in images], score_thr, nms_iou)
 
 
 class YoloxOnnx(YoloxDetector):
