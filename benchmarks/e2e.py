@@ -17,8 +17,10 @@ system CPU seconds (system time is the kernel's: page faults, memory mapped and 
 times with one worker, divided by the work each did, are the per-unit costs of the cost model.
 
 Cost model (printed, and in the JSON): a frame's time on one worker is
-    ingest: a * GP + detect: b * tiles + pose2d: c * boxes + regress: d * boxes + crowd: e * iterations
-    + write: g * people;
+    ingest: a * GP + detect: b * tiles + pose2d: c * boxes + regress: d * boxes
+    + crowd: e * work(people) + write: g * people,
+with the crowd step's work that of the default method for that many people (crowd_work: people
+trained in its steps' batches, plus a third of those it forwards without gradients);
 a dataset of F frames on W workers (each one GPU, or one CPU core here) takes
     T(W) = max(sum of fan-out work / W + F * crowd / min(W, F), the longest single frame's crowd)
     + the run's overhead outside the stages (measured),
@@ -164,10 +166,12 @@ def run_one(
         detect_info = next((u.get("info", {}) for k, u in units.items() if k.startswith("detect")), {})
         boxes = int(crowd["people"])
         tiles = int(detect_info.get("tiles", 0))
+        planned = int(detect_info.get("planned_tiles", tiles))
         gp = width * height / 1e9
         return {
             "width": width, "height": height, "gigapixels": round(gp, 3), "people": people,
-            "workers": workers, "boxes": boxes, "tiles": tiles, "crowd_iterations": crowd["iterations"],
+            "workers": workers, "boxes": boxes, "tiles": tiles, "planned_tiles": planned,
+            "crowd_iterations": crowd["iterations"],
             "stage_seconds": {k: v for k, v in times.items() if k != "generate"},
             "stage_cores_busy": {k: v for k, v in cores.items() if k != "generate"},
             "stage_cpu_seconds": {k: v for k, v in cpu.items() if k != "generate"},
@@ -204,34 +208,57 @@ def _score(scene_dir: Path, synthetic: Path) -> dict[str, float]:
     return {k: round(float(v), 4) for k, v in report.overall.means.items()}
 
 
+def crowd_work(people: int) -> float:
+    """The default crowd method's (global, auto steps) work on a frame of `people`, in people trained
+    (forward and backward): its steps' batches, plus the people it forwards without gradients
+    (everyone at the start, at each plane refresh and at the end) at a third of that (a backward pass
+    costs about two forwards)."""
+    from schemas.scene import GlobalConfig
+    from tasks.crowd.global_ import global_steps
+
+    cfg = GlobalConfig()
+    steps = global_steps(people, cfg)
+    return steps * min(cfg.batch, people) + people * (2 + steps // cfg.refresh) / 3
+
+
 def unit_costs(row: dict[str, Any]) -> dict[str, float]:
-    """Seconds per unit of work from a one-worker row: per GP, per tile, per box, per iteration."""
+    """Seconds per unit of work from a one-worker row: per GP, per tile, per box, per crowd step."""
     s = row["stage_seconds"]
     return {
         "ingest_s_per_gp": s["ingest"] / row["gigapixels"],
         "detect_s_per_tile": s["detect"] / max(row["tiles"], 1),
         "pose2d_s_per_box": s["pose2d"] / row["boxes"],
         "regress_s_per_box": s["regress"] / row["boxes"],
-        "crowd_s_per_iteration": s["crowd"] / max(row["crowd_iterations"], 1),
-        "crowd_iterations_per_person": row["crowd_iterations"] / row["boxes"],
+        "crowd_s_per_person_trained": s["crowd"] / crowd_work(row["boxes"]),
         "write_s_per_box": s["write"] / row["boxes"],
-        "tiles_per_gp": row["tiles"] / row["gigapixels"],
+        # the share of the planned tiles that ran (the rest pruned by the height prior)
+        "tiles_kept": row["tiles"] / row.get("planned_tiles", row["tiles"]),
         # outside the stages: cluster start-up, manifests, the report (measured, once per run)
         "overhead_s": max(row["total_seconds"] - sum(s.values()), 0.0),
     }
 
 
+def planned_tiles(gp: float, aspect: float = 16 / 9) -> int:
+    """The default tile plan's size for a frame of `gp` gigapixels, `aspect` width / height."""
+    from schemas.scene import DetectConfig
+    from tasks.detect import plan_for
+
+    height = math.sqrt(gp * 1e9 / aspect)
+    return len(plan_for((round(height * aspect), round(height)), DetectConfig()))
+
+
 def predict(costs: dict[str, float], frames: int, gp: float, people: int, workers: int,
-            gpu_speedup: float = 1.0) -> dict[str, float]:  # fmt: skip
-    """Seconds for `frames` frames of `gp` gigapixels with `people` people each on `workers` workers."""
+            gpu_speedup: float = 1.0, aspect: float = 16 / 9) -> dict[str, float]:  # fmt: skip
+    """Seconds for `frames` frames of `gp` gigapixels (`aspect` width / height) with `people` people
+    each on `workers` workers."""
+    tiles = costs["tiles_kept"] * planned_tiles(gp, aspect)
     fan_out = frames * (
         costs["ingest_s_per_gp"] * gp
-        + costs["detect_s_per_tile"] * costs["tiles_per_gp"] * gp / gpu_speedup
+        + costs["detect_s_per_tile"] * tiles / gpu_speedup
         + (costs["pose2d_s_per_box"] + costs["regress_s_per_box"] / gpu_speedup) * people
         + costs["write_s_per_box"] * people
     )
-    # the crowd step's iterations grow with the people of the frame (global: auto steps)
-    crowd_one = costs["crowd_s_per_iteration"] * costs["crowd_iterations_per_person"] * people / gpu_speedup
+    crowd_one = costs["crowd_s_per_person_trained"] * crowd_work(people) / gpu_speedup
     crowd_rounds = math.ceil(frames / min(workers, frames))
     total = max(fan_out / workers + crowd_rounds * crowd_one, crowd_one) + costs["overhead_s"]
     return {
@@ -240,9 +267,30 @@ def predict(costs: dict[str, float], frames: int, gp: float, people: int, worker
     }  # fmt: skip
 
 
+def check(costs: dict[str, float], row: dict[str, Any]) -> dict[str, Any]:
+    """The model's prediction for a measured run `row` (e.g. benchmarks/scale.py's 1-gigapixel frame of
+    5000 people on 2 workers) against what was measured: the frame's size and people found, its tiles
+    as the model plans them (the run's own count beside them)."""
+    aspect = row["width"] / row["height"]
+    pred = predict(costs, 1, row["gigapixels"], row["boxes"], row["workers"], aspect=aspect)
+    return {
+        "frame": f"{row['width']}x{row['height']}, {row['people']} people ({row['boxes']} found), "
+        f"{row['workers']} workers",
+        "measured_s": row["total_seconds"], "predicted_s": pred["seconds"],
+        "ratio": round(pred["seconds"] / row["total_seconds"], 2),
+        "measured_crowd_s": row["stage_seconds"]["crowd"],
+        "predicted_crowd_s": pred["crowd_one_frame_seconds"],
+        "tiles": row["tiles"],
+        "tiles_modelled": round(costs["tiles_kept"] * planned_tiles(row["gigapixels"], aspect)),
+    }  # fmt: skip
+
+
 def cost_model(
-    rows: list[dict[str, Any]], gpus: int, dataset: tuple[int, float, int], gpu_speedup: float
-) -> dict[str, Any]:
+    rows: list[dict[str, Any]], gpus: int, dataset: tuple[int, float, int], gpu_speedup: float,
+    checks: list[dict[str, Any]] = (),  # type: ignore[assignment]
+) -> dict[str, Any]:  # fmt: skip
+    """Per-unit costs of the largest one-worker row, the dataset's predicted time on `gpus` workers and
+    the scaling curve; and the prediction for each measured run of `checks` next to its measurement."""
     one = [r for r in rows if r["workers"] == 1]
     if not one:
         raise SystemExit("the cost model needs a one-worker measurement")
@@ -264,6 +312,7 @@ def cost_model(
         },
         "stops_scaling": "beyond one worker per frame the crowd steps (one task per frame) no longer "
         "shorten; the floor is the slowest frame's crowd step plus the driver's overhead",
+        "checks": [check(costs, r) for r in checks],
     }  # fmt: skip
 
 
@@ -338,6 +387,10 @@ def main() -> int:
         help="instead: the driver's peak RSS for runs of N frames each (--frames' first size)",
     )  # fmt: skip
     ap.add_argument(
+        "--check", nargs="+", type=Path, default=[RESULTS / "scale-project.json"],
+        help="measured runs (benchmarks/scale.py's JSON) the model's prediction is compared with",
+    )  # fmt: skip
+    ap.add_argument(
         "--worker-env", choices=("project", "dask"), default="project", dest="worker_env",
         help="the workers' environment: pipeline/cluster.WORKER_ENV, or Distributed's own (for comparison)",
     )  # fmt: skip
@@ -376,7 +429,8 @@ def main() -> int:
                 } | {"total": round(ref["total_seconds"] / r["total_seconds"], 2)}  # fmt: skip
     frames_s, rest = args.dataset.split("x")
     gp_s, people_s = rest.split(":")
-    model = cost_model(rows, args.gpus, (int(frames_s), float(gp_s), int(people_s)), args.gpu_speedup)
+    checks = [json.loads(f.read_text()) for f in args.check if f.exists()]
+    model = cost_model(rows, args.gpus, (int(frames_s), float(gp_s), int(people_s)), args.gpu_speedup, checks)
     print(json.dumps(model, indent=1))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "e2e.json").write_text(json.dumps({"rows": rows, "cost_model": model}, indent=2) + "\n")
