@@ -48,6 +48,8 @@ PERSONS = pa.schema(
             ("finetuned", pa.bool_()),
             ("keypoint_error", pa.float32()),
             ("ground_distance", pa.float32()),
+            ("stature", pa.float32()),
+            ("support", pa.string()),
         ]
     ]
 )
@@ -75,7 +77,10 @@ def file_metadata(
         "joints3d": "24 SMPL joints, camera frame, scale and transl included; pelvis = joint 0",
         "finetuned": "true when the crowd step produced the row, false when the regressor did",
         "keypoint_error": "confidence-weighted squared reprojection error in box units (x - c) / b",
-        "ground_distance": "metres from the feet to the frame's robust ground plane",
+        "ground_distance": "metres from the feet to the frame's ground plane (ground_plane), before the snap",
+        "stature": "metres: the body's rest-pose height times scale",
+        "support": "floor, level_2, ... (further levels), not_standing, off_floor or not_judged: what the "
+        "crowd step judged the person stands on; only people on a level are snapped to it",
         "pipeline_version": pipeline_version,
         "config_hash": config_hash,
         **extra,

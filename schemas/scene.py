@@ -348,9 +348,10 @@ class CrowdrecConfig(LossWeights):
 
 
 class GlobalConfig(LossWeights):
-    """One ground plane for the whole frame (tasks/crowd/global_.py): the plane is fitted to everyone,
-    each step optimises a batch drawn from the whole frame against it, a final pass predicts everyone
-    with the final weights. Its keypoint term weighs more, and its pose prior less, than crowdrec's:
+    """The frame's floors and who stands on them (tasks/crowd/global_.py, tasks/support.py): each step
+    optimises a batch drawn from the whole frame, pulling the feet of the people on a level to it, a
+    final pass predicts everyone with the final weights and the snap stands them on it. Its keypoint
+    term weighs more, and its pose prior less, than crowdrec's:
     with the ground held by the whole crowd, the network may follow each person's keypoints further
     (how the values were chosen: benchmarks/history.md)."""
 
@@ -392,10 +393,26 @@ class GlobalConfig(LossWeights):
     )
     snap: bool = Field(
         default=True,
-        description="finally scale each person about the camera centre so that its feet are on the "
-        "plane: its image is unchanged, its depth is the ground's (the scale is stored, GigaCrowd's "
-        "scale_smpl)",
+        description="finally stand each person on a level on it: the feet where their image ray meets "
+        "the level (the depth the ground gives), the body scaled about the camera towards that depth "
+        "as far as stature_prior allows (the scale is stored, GigaCrowd's scale_smpl), so the image "
+        "is unchanged unless the stature would leave the prior",
     )
+    stature_prior: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]] = Field(
+        default=(1.5, 1.95),
+        description="metres: the statures (rest-pose height x scale) the crowd step may give a person "
+        "(tasks/support.py); it judges the floors with it, and holds the snap within it. Adults; a "
+        "wide range such as [0.5, 3.0] lets the snap follow the ground's depth whatever the stature "
+        "(synthetic crowds of tiny people with poor keypoints score higher so; real photographs then "
+        "get giants)",
+    )
+
+    @model_validator(mode="after")
+    def _prior_ordered(self) -> GlobalConfig:
+        lo, hi = self.stature_prior
+        if lo >= hi:
+            raise ValueError(f"stature_prior: the lower bound {lo} must be below the upper {hi}")
+        return self
 
 
 class CrowdConfig(_Section):

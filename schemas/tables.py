@@ -77,6 +77,8 @@ SMPL = _required(
         ("finetuned", pa.bool_()),
         ("keypoint_error", pa.float32()),
         ("ground_distance", pa.float32()),
+        ("stature", pa.float32()),
+        ("support", pa.string()),
     ],
     metadata={
         "contract": "smpl",
@@ -89,7 +91,13 @@ SMPL = _required(
         "cam_crop": "CLIFF crop camera (s, tx, ty); crop_size b and centre crop_x, crop_y in pixels",
         "finetuned": "true after the crowd step (crowd.parquet), false straight from the regressor",
         "keypoint_error": "confidence-weighted squared COCO-17 reprojection error, box units (x - c) / b",
-        "ground_distance": "metres from the feet to the robust plane of the frame's feet (NaN: < 3 people)",
+        "ground_distance": "metres from the feet (ankle midpoint) to the frame's ground plane, before the "
+        "snap: the crowd step's main floor, or in smpl.parquet the robust plane of everyone's feet (NaN: no "
+        "plane)",
+        "stature": "metres: the body's rest-pose height (its betas) times scale",
+        "support": "what the person stands on, as the crowd step judged it: floor (the main level), level_2, "
+        "... (further levels), not_standing (seated, riding, crouching), off_floor (on no level found), "
+        "not_judged",
     },
 )
 
@@ -116,7 +124,7 @@ class SmplRows:
     the constant frame_id). det_id (N,); global_orient (N, 3) and body_pose (N, 69) axis-angle rad;
     betas (N, 10); transl (N, 3) m; scale (N,); cam_crop (N, 3); joints3d (N, 24, 3) m; focal, cx, cy
     (N,) px; crop_size, crop_x, crop_y (N,) px; finetuned (N,) bool; keypoint_error (N,) squared box units;
-    ground_distance (N,) m. Column meanings: SMPL's metadata."""
+    ground_distance (N,) m; stature (N,) m; support (N,) str. Column meanings: SMPL's metadata."""
 
     det_id: np.ndarray
     global_orient: np.ndarray
@@ -135,6 +143,8 @@ class SmplRows:
     finetuned: np.ndarray
     keypoint_error: np.ndarray
     ground_distance: np.ndarray
+    stature: np.ndarray
+    support: np.ndarray
 
     def __len__(self) -> int:
         return len(self.det_id)

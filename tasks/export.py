@@ -34,7 +34,7 @@ def persons_table(detections: pa.Table, keypoints: pa.Table, smpl: pa.Table) -> 
         **{c: smpl.column(c) for c in ("betas", "global_orient", "body_pose", "transl", "scale", "joints3d")},
         "pelvis": fixed_list(joints[:, 0], 3),
         **{c: smpl.column(c) for c in ("focal", "cx", "cy", "crop_size", "finetuned")},
-        **{c: smpl.column(c) for c in ("keypoint_error", "ground_distance")},
+        **{c: smpl.column(c) for c in ("keypoint_error", "ground_distance", "stature", "support")},
     }
     return pa.table(cols, schema=PERSONS)
 

@@ -92,14 +92,18 @@ class Quality:
 
 def quality(
     joints: np.ndarray, coco: np.ndarray, kp: torch.Tensor, centre: torch.Tensor, b: torch.Tensor,
-    focal: torch.Tensor, pp: torch.Tensor, max_angle_deg: float = 30.0,
+    focal: torch.Tensor, pp: torch.Tensor, max_angle_deg: float = 30.0, plane: np.ndarray | None = None,
 ) -> Quality:  # fmt: skip
     """How well each person fits its keypoints and the crowd's ground. joints (N, 24, 3) and coco
     (N, 17, 3) camera frame m (translation included); kp (N, 17, 3) px + confidence; centre (N, 2),
-    b (N,) crop px; focal (N,) px; pp (N, 2) principal point px."""
+    b (N,) crop px; focal (N,) px; pp (N, 2) principal point px; plane (4,) the ground n . X + d = 0
+    to measure against (None: the robust plane of everyone's feet)."""
     j = torch.as_tensor(joints, dtype=torch.float32)
     c = torch.as_tensor(coco, dtype=torch.float32)
     err = keypoint_errors(c, kp, centre, b, focal, pp).numpy()
+    if plane is not None:
+        plane = np.asarray(plane, np.float64)
+        return Quality(err, feet(j).double().numpy() @ plane[:3] + plane[3], plane)
     if len(j) < 3:
         return Quality(err, np.full(len(j), np.nan), np.full(4, np.nan))
     f = feet(j)

@@ -257,18 +257,22 @@ def cliff_affine(box: np.ndarray) -> np.ndarray:
 def smpl_rows(
     det_id: np.ndarray, pose: np.ndarray, betas: np.ndarray, transl: np.ndarray, scale: np.ndarray,
     cam: np.ndarray, joints: np.ndarray, focal: np.ndarray, pp: np.ndarray, centre: np.ndarray,
-    b: np.ndarray, finetuned: bool, q: Quality,
+    b: np.ndarray, finetuned: bool, q: Quality, stature: np.ndarray, support: np.ndarray | None = None,
 ) -> SmplRows:  # fmt: skip
     """A frame's people as smpl-contract rows. det_id (N,); pose (N, 72) axis-angle rad; betas (N, 10);
     transl (N, 3) m; scale (N,); cam (N, 3) crop camera; joints (N, 24, 3) m, camera frame (scale and
     transl included); focal (N,) px; pp (2,) principal point px; centre (N, 2) and b (N,) crop px;
-    finetuned: made by the crowd step; q: how each fits its keypoints and the ground."""
+    finetuned: made by the crowd step; q: how each fits its keypoints and the ground; stature (N,) m
+    rest-pose height x scale; support (N,) labels of tasks/support.py (None: not judged)."""
+    from tasks.support import NOT_JUDGED
+
     n = len(det_id)
     return SmplRows(
         det_id=np.asarray(det_id), global_orient=pose[:, :3], body_pose=pose[:, 3:], betas=betas,
         transl=transl, scale=scale, cam_crop=cam, joints3d=joints, focal=focal, cx=np.full(n, pp[0]),
         cy=np.full(n, pp[1]), crop_size=b, crop_x=centre[:, 0], crop_y=centre[:, 1],
         finetuned=np.full(n, finetuned), keypoint_error=q.keypoint_error, ground_distance=q.ground_distance,
+        stature=stature, support=np.full(n, NOT_JUDGED, object) if support is None else support,
     )  # fmt: skip
 
 
@@ -292,7 +296,20 @@ def frame_smpl(
     q = quality(joints, coco, x.kp_px, x.centre, x.b, x.focal, x.pp)
     n = len(det_id)
     rows = smpl_rows(
-        det_id, r.pose, r.betas, r.transl, np.ones(n), r.cam, joints, r.focal, r.pp, r.centre, r.b, False, q
+        det_id,
+        r.pose,
+        r.betas,
+        r.transl,
+        np.ones(n),
+        r.cam,
+        joints,
+        r.focal,
+        r.pp,
+        r.centre,
+        r.b,
+        False,
+        q,
+        body.statures(r.betas),
     )
     meta = {
         "regressor": r.regressor, "regressor_sha256": r.regressor_sha256, "body_model": body.name,

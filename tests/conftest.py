@@ -167,7 +167,8 @@ def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
 
 def smpl_of(r: dict[str, Any], det_id: np.ndarray, metadata: dict[str, str] | None = None) -> Any:
     """A frame's smpl table (schemas/tables.FrameSmpl) from arrays named as tasks/regress.smpl_rows's
-    arguments (scale optional, default 1), keypoint_error and ground_distance."""
+    arguments (scale optional, default 1; stature default 1.7 m; support default not judged),
+    keypoint_error and ground_distance."""
     from schemas.tables import FrameSmpl
     from tasks.quality import Quality
     from tasks.regress import smpl_rows
@@ -176,6 +177,7 @@ def smpl_of(r: dict[str, Any], det_id: np.ndarray, metadata: dict[str, str] | No
     q = Quality(r["keypoint_error"], r["ground_distance"], np.zeros(4))
     rows = smpl_rows(
         det_id, r["pose"], r["betas"], r["transl"], r.get("scale", np.ones(n)), r["cam"], r["joints"],
-        r["focal"], r["pp"], r["centre"], r["b"], r["finetuned"], q,
+        r["focal"], r["pp"], r["centre"], r["b"], r["finetuned"], q, r.get("stature", np.full(n, 1.7)),
+        r.get("support"),
     )  # fmt: skip
     return FrameSmpl(rows, metadata or {})

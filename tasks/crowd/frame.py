@@ -22,6 +22,7 @@ from tasks.models.registry import load_regressor, resolve_device
 from tasks.quality import Quality, quality
 from tasks.regress import crop_params, smpl_rows
 from tasks.robust import robust_sigma
+from tasks.support import FLOOR, person_measures, plausibility
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def crowd_frame(
     fit = finetune(model, people.to(device), on_device, method, seed=seed)
     if not all(bool(torch.isfinite(t).all()) for t in (fit.rotmat, fit.betas, fit.transl)):
         raise ValueError(f"finetuning ({cfg.method}) diverged: non-finite people; {SMPL_FILE} is kept")
-    smpl, coco, q = _rows(fit, before, boxes, people, body, focal, pp)
+    smpl, q = _rows(fit, before, boxes, people, body, focal, pp)
     meta = {
         "regressor": f"{regress.backend}:{regressor.name}", "regressor_sha256": regressor.sha256,
         "body_model": body.name, "body_model_sha256": body.sha256, "crowd_method": cfg.method,
@@ -65,7 +66,7 @@ def crowd_frame(
         "evaluations": fit.evaluations, "iterations": len(fit.curve), "loss_curve": fit.curve,
         "seed": seed, "device": device,
     }  # fmt: skip
-    return CrowdResult(FrameSmpl(smpl, meta), report | _changes(before, smpl, fit, coco, q, people))
+    return CrowdResult(FrameSmpl(smpl, meta), report | _changes(before, smpl, fit, q))
 
 
 def _copy_to(body: BodyModel, device: str) -> BodyModel:
@@ -82,54 +83,73 @@ def _plane(fit: Fit) -> list[float] | None:
 def _rows(
     fit: Fit, before: FrameSmpl, boxes: np.ndarray, people: People, body: BodyModel, focal: float,
     pp: tuple[float, float],
-) -> tuple[SmplRows, np.ndarray, Quality]:  # fmt: skip
-    """The finetuned people as smpl rows; their COCO joints (N, 17, 3) m and quality."""
+) -> tuple[SmplRows, Quality]:  # fmt: skip
+    """The finetuned people as smpl rows and their quality: ground_distance
+    of the feet before the snap from the method's main floor (NaN when it found none)."""
     n = len(boxes)
     pose = roma.rotmat_to_rotvec(fit.rotmat.cpu()).reshape(n, 72).numpy()
     centre, b = crop_params(boxes)
     scale = np.ones(n, np.float32) if fit.scale is None else fit.scale.cpu().numpy()
     betas, transl, joints = fit.betas.cpu().numpy(), fit.transl.cpu().numpy(), fit.joints.cpu().numpy()
     _, _, coco = body.numpy_forward(pose, betas, transl, scale=scale)
-    q = _quality(joints, coco, people)
+    inverse = 1.0 / scale[:, None, None]
+    plane = fit.plane if fit.plane is not None else np.full(4, np.nan)
+    q = _quality(joints * inverse, coco * inverse, people, plane)  # the feet before the snap
     rows = smpl_rows(
         before.rows.det_id, pose, betas, transl, scale, fit.cam.cpu().numpy(), joints, np.full(n, focal),
-        np.asarray(pp), centre, b, True, q,
+        np.asarray(pp), centre, b, True, q, body.statures(betas) * scale, fit.support,
     )  # fmt: skip
-    return rows, coco, q
+    return rows, q
 
 
-def _quality(joints: np.ndarray, coco: np.ndarray, people: People) -> Quality:
-    """tasks/quality.quality of the people this step read (joints (N, 24, 3), coco (N, 17, 3) m)."""
-    return quality(joints, coco, people.kp, people.centre, people.b, people.focal, people.pp)
+def _quality(joints: np.ndarray, coco: np.ndarray, people: People, plane: np.ndarray) -> Quality:
+    """tasks/quality.quality of the people this step read (joints (N, 24, 3), coco (N, 17, 3) m)
+    against `plane` (4,)."""
+    return quality(joints, coco, people.kp, people.centre, people.b, people.focal, people.pp, plane=plane)
 
 
 def _median(a: np.ndarray) -> float | None:
     return float(np.median(a)) if len(a) else None
 
 
-def _changes(
-    before: FrameSmpl, after: SmplRows, fit: Fit, coco: np.ndarray, q: Quality, people: People
-) -> dict[str, Any]:
+def _changes(before: FrameSmpl, after: SmplRows, fit: Fit, q: Quality) -> dict[str, Any]:
     """The report's before/after fields: mean joint change (m), the feet's robust spread about the
-    plane (m: before, finetuned, after the snap), the snap's scale percentiles, median keypoint error."""
+    ground (m: before the step, about the refitted robust plane of everyone's feet; finetuned, before
+    the snap, about the method's main floor, people on it), the snap's scale percentiles, median
+    keypoint error, the floors and support (tasks/support.py) and the plausibility measures."""
     n = len(after)
-    scale = after.scale
-    joints = after.joints3d
-    inverse = 1.0 / scale[:, None, None]
-    # after the snap the feet are on the plane by construction: "finetuned" is before that last step
-    unsnapped = _quality(joints * inverse, coco * inverse, people) if fit.scale is not None else q
-    return {
-        "mean_joint_change_m": float(np.linalg.norm(joints - before.rows.joints3d, axis=-1).mean())
+    on = after.support == FLOOR
+    levels = fit.levels
+    report: dict[str, Any] = {
+        "mean_joint_change_m": float(np.linalg.norm(after.joints3d - before.rows.joints3d, axis=-1).mean())
         if n
         else 0.0,
         "feet_spread_m": {
             "before": robust_sigma(before.rows.ground_distance),
-            "finetuned": robust_sigma(unsnapped.ground_distance),
-            "after": robust_sigma(q.ground_distance),
+            "finetuned": robust_sigma(q.ground_distance[on]) if on.any() else robust_sigma(q.ground_distance),
         },
-        "scale_percentiles_5_50_95": np.percentile(scale, [5, 50, 95]).round(4).tolist() if n else None,
+        "scale_percentiles_5_50_95": np.percentile(after.scale, [5, 50, 95]).round(4).tolist() if n else None,
         "keypoint_error_median": {
             "before": _median(before.rows.keypoint_error),
             "after": _median(q.keypoint_error),
         },
+        "plausibility": plausibility(
+            person_measures(
+                after.joints3d,
+                after.stature,
+                after.support,
+                levels,
+                before.rows.joints3d,
+                before.rows.stature,
+            )
+        ),
     }
+    if levels is not None:
+        report["levels"] = [
+            {"plane": [float(v) for v in levels.plane(k)], "camera_height_m": round(float(h), 3),
+             "people": int((levels.level == k).sum())}
+            for k, h in enumerate(levels.heights)
+        ]  # fmt: skip
+        report["warning"] = levels.warning
+        report["up_from"] = levels.up_source
+    return report

@@ -1,12 +1,17 @@
-"""`crowd.method: global`: one crowd, one ground plane for the whole frame. Settings: crowd.global.
+"""`crowd.method: global`: one crowd on its floors, for the whole frame. Settings: crowd.global.
 
-The plane is fitted to everyone in the frame, robustly (directions far from the crowd's are dropped;
-the offset is a median); its direction is refreshed every `refresh` steps, its offset (the camera's
-height above the ground, hence the crowd's scale) is held at the network's first prediction (`height`:
-no term observes a crowd's scale, so refitted it drifts with the optimiser's path). Each step optimises
-a batch drawn from the whole frame against it with a robust (Huber) spread of the feet about the plane
-(AdamW, a linear warm-up, then cosine annealing); a final pass predicts everyone with the final weights.
-When the focal is known (given or estimated), the plane's direction comes from the image instead
+Who stands on which floor is judged once, from the network's first prediction (tasks/support.py):
+people whose 2D legs are folded (seated, riding, crouching) stand on none; the others stand on the
+level (the main floor, or a second one such as a terrace) that gives them a plausible stature, or on
+none when their feet are far from every level (in the air, on a vehicle); a frame where too few
+people agree on a level gets a warning and no crowd term. The levels' up direction is refreshed every
+`refresh` steps, their heights above the camera (hence the crowd's scale) are held at the first
+prediction's (`height`: no term observes a crowd's scale, so refitted it drifts with the optimiser's
+path). Each step optimises a batch drawn from the whole frame with a robust (Huber) spread of the
+feet of the people on a level about it (AdamW, a linear warm-up, then cosine annealing); a final pass
+predicts everyone with the final weights, and the snap scales each person on a level about the
+camera onto it, within the stature prior.
+When the focal is known (given or estimated), the up direction comes from the image instead
 (ground_normal): the network's depths err by a few percent more at the back of a crowd than at the
 front, and a plane fitted to its feet tilts with them; the people's head-over-feet lines in the image
 do not depend on the network.
@@ -15,6 +20,7 @@ do not depend on the network.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -25,9 +31,9 @@ from schemas.scene import CrowdConfig, CrowdrecConfig, GlobalConfig
 from tasks.crowd.crowdrec import planned_evaluations
 from tasks.crowd.method import CrowdMethod, Log, begin, data_terms
 from tasks.crowd.people import Fit, People
-from tasks.crowd.terms import snap_to_plane
 from tasks.models.body import BodyModel
 from tasks.quality import HEAD, feet, fit_plane, robust_ground
+from tasks.support import Levels, find_levels, snap, standing_pose, support_labels
 
 STATURE_M = 1.6  # a typical ankle-to-head length: keeps the global spread in metres-like units
 
@@ -87,35 +93,69 @@ def warmup_cosine(
 
 
 class _Ground:
-    """The plane the feet are pulled to: its direction given (normal) or fitted robustly to the feet,
-    its offset the median height of the feet along it; with cfg.height 'first' the offset is held at
-    the first prediction's (it sets the crowd's scale, which no term observes)."""
+    """The floors the feet are pulled to (tasks/support.py): their up direction given (normal) or
+    fitted robustly to the feet; the levels, and who stands on which, judged once from the first
+    prediction (pose and plausible statures); a level's height is held at the first prediction's
+    (cfg.height 'first': it sets the crowd's scale, which no term observes) or refitted to its
+    people's feet at every refresh ('refit')."""
 
-    def __init__(self, cfg: GlobalConfig, normal: np.ndarray | None, device: torch.device) -> None:
-        self.cfg = cfg
-        self.up = None if normal is None else torch.as_tensor(normal, dtype=torch.float32, device=device)
-        self.first: torch.Tensor | None = None
+    def __init__(self, cfg: GlobalConfig, normal: np.ndarray | None) -> None:
+        self.cfg, self.normal = cfg, normal
+        self.levels: Levels | None = None
 
-    def fit(self, joints: torch.Tensor) -> torch.Tensor:
-        """(4,) the plane n . X + d = 0 of joints (N, 24, 3) m; the first call fixes the held offset."""
-        f = feet(joints)
-        if self.up is not None:
-            plane = torch.cat([self.up, -(f @ self.up).median().reshape(1)])
-        else:
-            up = robust_ground(joints, self.cfg.max_angle_deg)
-            plane = torch.tensor(fit_plane(f, up), dtype=torch.float32, device=f.device)
-        if self.first is None:
-            self.first = plane
-        return torch.cat([plane[:3], self.first[3:]]) if self.cfg.height == "first" else plane
+    def _up(self, joints: torch.Tensor, on: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+        """The up direction and where it came from: the given normal, or the plane fitted to the
+        feet of joints (N, 24, 3) m (of the people `on`, when given) unless it leaves the bodies'
+        own up by more than cfg.max_angle_deg (a few people, or people in a row, leave a plane
+        through their feet free to swing about them), then the bodies' up."""
+        if self.normal is not None:
+            return np.asarray(self.normal, np.float64), "given"
+        j = joints if on is None or on.sum() < 3 else joints[torch.as_tensor(on)]
+        body_up = robust_ground(j, self.cfg.max_angle_deg)
+        fitted = fit_plane(feet(j), body_up)[:3]
+        if float(fitted @ body_up.double().cpu().numpy()) >= math.cos(math.radians(self.cfg.max_angle_deg)):
+            return fitted, "the plane of the feet"
+        return (
+            body_up.double().cpu().numpy(),
+            "the bodies' up (the plane of the feet leaves it by more than max_angle_deg)",
+        )
+
+    def judge(self, joints: torch.Tensor, statures: np.ndarray, pose: np.ndarray) -> Levels:
+        """The levels and everyone's level from the first prediction's joints (N, 24, 3) m, rest-pose
+        statures (N,) m and 2D pose judgement (N,) (support.standing_pose)."""
+        f = feet(joints).detach().double().cpu().numpy()
+        up, source = self._up(joints)
+        levels = find_levels(f, up, statures, pose != 0, prior=self.cfg.stature_prior)
+        self.levels = replace(levels, up_source=source)
+        return self.levels
+
+    def refresh(self, joints: torch.Tensor) -> Levels:
+        """The levels after the weights moved: the direction refitted to the people on a level (when
+        not given), the heights held or refitted (cfg.height); nobody changes level."""
+        assert self.levels is not None
+        lv = self.levels
+        on = lv.level >= 0
+        up, source = self._up(joints, on)
+        heights = lv.heights
+        if self.cfg.height == "refit" and len(heights):
+            own = -(feet(joints).detach().double().cpu().numpy() @ up)
+            heights = np.array([np.median(own[lv.level == k]) for k in range(len(heights))])
+        self.levels = Levels(up, heights, lv.level, lv.warning, source)
+        return self.levels
 
 
-def _spread(joints: torch.Tensor, plane: torch.Tensor, huber_m: float) -> torch.Tensor:
-    """Huber spread (delta huber_m, m) of the feet of joints (N, 24, 3) about plane (4,), measured in
-    units of the people's own stature: shrinking the whole crowd towards the camera (smaller bodies,
-    nearer) keeps every reprojection and would shrink a spread in metres for free."""
-    f = feet(joints)
-    height = f @ plane[:3] + plane[3]  # signed distance of each person's feet from the plane, m
-    stature = (joints[:, HEAD] - f).norm(dim=-1).median()
+def _spread(joints: torch.Tensor, planes: torch.Tensor, huber_m: float) -> torch.Tensor:
+    """Huber spread (delta huber_m, m) of the feet of joints (N, 24, 3) about each person's level,
+    planes (N, 4) (NaN rows: on no level, left out), measured in units of the people's own stature:
+    shrinking the whole crowd towards the camera (smaller bodies, nearer) keeps every reprojection
+    and would shrink a spread in metres for free."""
+    on = torch.isfinite(planes[:, 0])
+    if not bool(on.any()):
+        return joints.sum() * 0.0
+    j, pl = joints[on], planes[on]
+    f = feet(j)
+    height = (f * pl[:, :3]).sum(-1) + pl[:, 3]  # signed distance of each person's feet from its level, m
+    stature = (j[:, HEAD] - f).norm(dim=-1).median()
     rel = height / stature * STATURE_M
     return nn.functional.huber_loss(rel, torch.zeros_like(rel), delta=huber_m)
 
@@ -125,9 +165,10 @@ def finetune_global(
     log: Log | None = None, normal: np.ndarray | None = None,
 ) -> Fit:  # fmt: skip
     """The globally consistent procedure (module docstring) for `steps` steps; `model` is finetuned
-    in place. normal (3,), the unit up in the camera frame, fixes the plane's direction (ground_normal);
-    then only its offset is fitted to the feet (their median height along it): with cfg.height
-    'first' once, to the network's first prediction, and held; with 'refit' at every refresh."""
+    in place. normal (3,), the unit up in the camera frame, fixes the floors' direction
+    (ground_normal); else it is fitted to the feet. Who stands on which level is judged from the
+    first prediction (tasks/support.py); only they are pulled to their level and snapped to it, and
+    without a level (a frame with no consistent floor) the crowd term is off."""
     gen = torch.Generator().manual_seed(seed)
     net, current = begin(model, people, body)
     rotmat0 = current.rotmat
@@ -135,29 +176,42 @@ def finetune_global(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, steps, cfg.warmup, cfg.min_lr)
     curve: list[float] = []
-    ground = _Ground(cfg, normal, people.kp.device)
-    plane = ground.fit(current.joints)
+    ground = _Ground(cfg, normal)
+    pose = standing_pose(people.kp.detach().cpu().numpy())
+    levels = ground.judge(current.joints, body.statures(current.betas.cpu().numpy()), pose)
+    if levels.warning and log:
+        log(f"global: {levels.warning}; the crowd term is off")
+    device = people.kp.device
+    planes = torch.as_tensor(levels.planes(), dtype=torch.float32, device=device)
+    w_crowd = cfg.w_crowd if len(levels.heights) else 0.0
     for step in range(steps):
-        if step and step % cfg.refresh == 0:
-            plane = ground.fit(net.everyone().joints)
+        if step and step % cfg.refresh == 0 and len(levels.heights):
+            levels = ground.refresh(net.everyone().joints)
+            planes = torch.as_tensor(levels.planes(), dtype=torch.float32, device=device)
         idx = torch.randperm(n, generator=gen)[: cfg.batch]
         out = net(idx)
-        spread = _spread(out.joints, plane, cfg.huber_m)
-        loss = data_terms(out, idx, people, rotmat0, cfg) + cfg.scale * cfg.w_crowd * spread / cfg.huber_m
+        spread = _spread(out.joints, planes[idx.to(device)], cfg.huber_m)
+        loss = data_terms(out, idx, people, rotmat0, cfg) + cfg.scale * w_crowd * spread / cfg.huber_m
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         curve.append(float(loss.detach()))
     fit = Fit.of(net.everyone())
-    fit.plane = ground.fit(fit.joints).double().cpu().numpy()
+    if len(levels.heights):
+        levels = ground.refresh(fit.joints)
+        fit.plane = levels.plane(0)
     fit.curve, fit.evaluations = curve, net.evaluations
     if cfg.snap:
-        fit.scale = snap_to_plane(
-            fit.joints, torch.as_tensor(fit.plane, dtype=fit.joints.dtype, device=fit.joints.device)
-        )
-        fit.transl = fit.transl * fit.scale[:, None]
-        fit.joints = fit.joints * fit.scale[:, None, None]
+        f = feet(fit.joints).double().cpu().numpy()
+        statures = body.statures(fit.betas.cpu().numpy())
+        scale, transl = snap(f, fit.transl.double().cpu().numpy(), levels, statures, cfg.stature_prior)
+        like = fit.joints
+        fit.scale = torch.as_tensor(scale, dtype=like.dtype, device=like.device)
+        new_transl = torch.as_tensor(transl, dtype=like.dtype, device=like.device)
+        fit.joints = (fit.joints - fit.transl[:, None]) * fit.scale[:, None, None] + new_transl[:, None]
+        fit.transl = new_transl
+    fit.levels, fit.support = levels, support_labels(levels, pose)
     if log:
         log(f"global: {steps} steps over {n} people, loss {curve[-1] if curve else float('nan'):.4g}")
     return fit

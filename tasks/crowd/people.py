@@ -12,6 +12,7 @@ from torch import nn
 
 from tasks.models.body import BodyModel
 from tasks.regress import Regressor, box_inputs, cam_crop_to_full, cut_crops
+from tasks.support import Levels
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,8 @@ class Fit:
     """Per person: rotmat (N, 24, 3, 3), betas (N, 10), cam (N, 3), transl (N, 3) m, joints (N, 24, 3)
     m; the ground plane (4,) n . X + d = 0 with n the unit up (None if not fitted); loss curve per
     iteration; network evaluations (people forwarded); scale (N,): joints = scale * body(pose, betas)
-    + transl (GigaCrowd's scale_smpl), set when the people were snapped to the plane."""
+    + transl (GigaCrowd's scale_smpl), set when the people were snapped to their floor; the floors and
+    each person's support when the method judged them."""
 
     rotmat: torch.Tensor
     betas: torch.Tensor
@@ -64,7 +66,9 @@ class Fit:
     plane: np.ndarray | None = None
     curve: list[float] = field(default_factory=list)
     evaluations: int = 0
-    scale: torch.Tensor | None = None  # (N,) body scale about the camera (snap_to_plane); None: all 1
+    scale: torch.Tensor | None = None  # (N,) body scale about the camera (the snap); None: all 1
+    levels: Levels | None = None  # the floors found and who stands on which (tasks/support.py)
+    support: np.ndarray | None = None  # (N,) support labels (tasks/support.py); None: not judged
 
     @classmethod
     def of(cls, out: NetOutput) -> Fit:

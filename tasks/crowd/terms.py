@@ -33,17 +33,3 @@ def plane_of(joints: torch.Tensor, up: torch.Tensor) -> np.ndarray:
     """(4,) plane n . X + d = 0 with n = up through the median height of the feet (ankle midpoints)."""
     d = -float((feet(joints) @ up).median())
     return np.array([*up.tolist(), d])
-
-
-def snap_to_plane(
-    joints: torch.Tensor, plane: torch.Tensor, limits: tuple[float, float] = (0.5, 2.0)
-) -> torch.Tensor:
-    """(N,) the scale about the camera centre that puts each person's feet (ankle midpoint of joints
-    (N, 24, 3), camera frame m) on `plane` (4,) n . X + d = 0: lambda = -d / (n . feet), clipped to
-    `limits`; 1 where the feet's ray runs parallel to the plane. Scaling a person about the camera
-    centre leaves its image unchanged, so the keypoints fit as before, and moves it along its rays
-    to the depth where it stands on the crowd's ground."""
-    along = feet(joints) @ plane[:3]
-    lam = -plane[3] / torch.where(along.abs() > 1e-9, along, torch.ones_like(along))
-    lam = torch.where(along.abs() > 1e-9, lam, torch.ones_like(lam))
-    return lam.clamp(*limits)

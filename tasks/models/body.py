@@ -183,6 +183,15 @@ class BodyModel(torch.nn.Module):
             verts[sl], joints[sl], coco[sl] = out.vertices.numpy(), out.joints.numpy(), out.coco17.numpy()
         return verts, joints, coco
 
+    @torch.no_grad()
+    def statures(self, betas: np.ndarray) -> np.ndarray:
+        """betas (N, 10) -> (N,) m: each body's height in the rest pose (its template shaped by betas,
+        no pose: SMPL's rest pose stands with y up), lowest vertex to highest, before any scale."""
+        b = torch.from_numpy(np.array(betas, np.float32).reshape(-1, 10))
+        sd = self.smpl.shapedirs[:, 1]  # (V, 10): only the vertices' heights are needed
+        y = self.smpl.v_template[:, 1][None] + b @ sd.T
+        return (y.amax(1) - y.amin(1)).numpy().astype(np.float64)
+
     def joints_numpy(
         self, pose: np.ndarray, shape: np.ndarray, transl: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -36,6 +36,7 @@ from schemas.layout import (
     TRUTH_FILE,
 )
 from tasks.ingest import open_levels
+from tasks.support import STATURE_PRIOR_M
 from tests.conftest import DEMO_PHOTO, REPO, odd_crop, write_kind
 
 
@@ -293,11 +294,17 @@ def _check_crowd(frame: Path, people: int) -> None:
     assert err[1] < err[0]
     spread = report["feet_spread_m"]
     assert spread["finetuned"] < spread["before"]  # the finetune itself, before the snap
-    assert spread["after"] < 0.01  # snapped: the feet on the plane
-    # the snap scaled people about the camera: the final joints are the scale times the finetuned ones
+    # the snap stood the people on a level on it, every stature within the prior
+    plaus = report["plausibility"]
+    assert plaus["on_a_level"] >= people // 2 and plaus["on_level_within_m"]["0.1"] == 1.0
+    stature = table.column("stature").to_numpy()
+    assert (stature >= STATURE_PRIOR_M[0] - 1e-4).all() and (stature <= STATURE_PRIOR_M[1] + 1e-4).all()
+    support = table.column("support").to_numpy(zero_copy_only=False)
+    assert set(support) <= {"floor", "level_2", "not_standing", "off_floor"}
+    assert set(before.column("support").to_numpy(zero_copy_only=False)) == {"not_judged"}
     scale = table.column("scale").to_numpy()
     lo, mid, hi = report["scale_percentiles_5_50_95"]
-    assert 0.5 <= lo <= mid <= hi <= 2.0 and np.median(scale) == pytest.approx(mid, rel=1e-3)
+    assert np.median(scale) == pytest.approx(mid, rel=1e-3) and lo <= mid <= hi
     assert np.ptp(scale) > 1e-3 and np.all(before.column("scale").to_numpy() == 1)
 
 

@@ -14,10 +14,11 @@ from schemas.scene import CrowdConfig
 from tasks.crowd import People, crowd_method, finetune, keypoint_people, predict_all
 from tasks.crowd.crowdrec import StopRule, batches, crowdrec_schedule, planned_evaluations
 from tasks.crowd.global_ import Global, global_steps, ground_normal, warmup_cosine
-from tasks.crowd.terms import crowd_loss, plane_of, snap_to_plane
+from tasks.crowd.terms import crowd_loss, plane_of
 from tasks.models.body import BodyModel
 from tasks.models.embedded import KeypointRegressor, load_embedded
 from tasks.quality import L_ANKLE, R_ANKLE, ground_direction, keypoint_errors, robust_ground
+from tasks.support import STATURE_PRIOR_M, find_levels, standing_pose
 from tasks.synth import KeypointFrame
 
 
@@ -236,26 +237,6 @@ def test_normalised_crops_equal_cliff_on_normalised_crops() -> None:
         torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-4)
 
 
-def test_snap_to_plane_scales_each_person_about_the_camera_onto_the_ground() -> None:
-    plane = torch.tensor([0.0, -1.0, 0.0, 1.5])  # the ground 1.5 m below the camera (y down)
-    joints = torch.zeros(3, 24, 3)
-    joints[:, L_ANKLE] = joints[:, R_ANKLE] = torch.tensor(
-        [[0.0, 1.65, 11.0], [2.0, 1.0, 8.0], [1.0, 0.0, 5.0]]
-    )
-    joints[:, 0] = joints[:, L_ANKLE] - torch.tensor([0.0, 0.9, 0.0])  # pelvis above the feet
-    lam = snap_to_plane(joints, plane)
-    # 1.5 / 1.65 (a person too far is brought nearer), 1.5 / 1.0 (too near, sent further), a ray
-    # parallel to the ground: unchanged
-    assert lam.tolist() == pytest.approx([1.5 / 1.65, 1.5, 1.0], rel=1e-6)
-    feet = lam[:2, None] * joints[:2, L_ANKLE]
-    assert (feet @ plane[:3] + plane[3]).abs().max() < 1e-6
-    # the image is unchanged: every joint projects where it did
-    shown = joints[:, [0, L_ANKLE, R_ANKLE]]  # the joints set here
-    scaled = lam[:, None, None] * shown
-    assert torch.allclose(scaled[..., :2] / scaled[..., 2:], shown[..., :2] / shown[..., 2:], atol=1e-6)
-    assert snap_to_plane(joints, plane, limits=(0.95, 1.05)).tolist() == pytest.approx([0.95, 1.05, 1.0])
-
-
 def test_the_ground_direction_comes_from_the_image_when_the_focal_is_known() -> None:
     f, _ = _synthetic(80, seed=4, jitter=0.0, dropped=0.0)
     cam, boxes, kp = f.camera, f.boxes, f.kp
@@ -282,11 +263,18 @@ def test_global_with_a_fixed_normal_fits_only_the_offset(crowd: tuple[People, Bo
     cfg = CrowdConfig.model_validate({"method": "global", "global": {"steps": 4, "refresh": 2, "snap": True}})
     fit = finetune(KeypointRegressor(width=32).eval(), people, body, Global(cfg, normal=up))
     assert fit.plane is not None and np.allclose(fit.plane[:3], up, atol=1e-6)
+    assert fit.levels is not None and fit.support is not None
     feet = ((fit.joints[:, L_ANKLE] + fit.joints[:, R_ANKLE]) / 2).double().numpy()
     on = np.abs(feet @ up + fit.plane[3])
-    # snapped onto it: everyone whose scale was not clipped stands on the plane
-    free = ((fit.scale > 0.5) & (fit.scale < 2.0)).numpy()
+    # snapped onto it: everyone on the floor whose scale the stature prior did not hold stands on it
+    stature = body.statures(fit.betas.numpy()) * fit.scale.numpy()
+    floor = fit.support == "floor"
+    free = floor & (stature > STATURE_PRIOR_M[0] + 1e-4) & (stature < STATURE_PRIOR_M[1] - 1e-4)
     assert free.sum() > len(free) // 2 and on[free].max() < 1e-3
+    assert (fit.scale.numpy()[fit.levels.level < 0] == 1).all()  # on no level: not snapped
+    on_level = fit.levels.level >= 0
+    assert (stature[on_level] >= STATURE_PRIOR_M[0] - 1e-4).all()
+    assert (stature[on_level] <= STATURE_PRIOR_M[1] + 1e-4).all()
 
 
 def test_global_holds_the_camera_height_of_the_first_prediction(crowd: tuple[People, BodyModel]) -> None:
@@ -298,9 +286,14 @@ def test_global_holds_the_camera_height_of_the_first_prediction(crowd: tuple[Peo
 
     def feet_height(joints: torch.Tensor) -> float:
         feet = (joints[:, L_ANKLE] + joints[:, R_ANKLE]) / 2
-        return float((feet @ torch.as_tensor(up, dtype=feet.dtype)).median())  # torch's: the lower middle
+        return float(np.median((feet @ torch.as_tensor(up, dtype=feet.dtype)).numpy()))
 
-    first = feet_height(predict_all(model, people, body).joints)
+    start = predict_all(model, people, body)
+    pose = standing_pose(people.kp.numpy())
+    first = find_levels(
+        ((start.joints[:, L_ANKLE] + start.joints[:, R_ANKLE]) / 2).double().numpy(), up,
+        body.statures(start.betas.numpy()), pose != 0,
+    )  # fmt: skip
     fits = {}
     for height in ("first", "refit"):
         g = {"steps": 6, "refresh": 2, "lr": 1e-3, "warmup": 0, "snap": False, "height": height}
@@ -308,11 +301,13 @@ def test_global_holds_the_camera_height_of_the_first_prediction(crowd: tuple[Peo
         fits[height] = finetune(model, people, body, Global(cfg, normal=up))
     held, refit = fits["first"], fits["refit"]
     assert held.plane is not None and refit.plane is not None
-    # first: the plane's offset (the camera's height above it) is the first prediction's median feet
-    assert held.plane[3] == pytest.approx(-first, abs=1e-5)
-    # refit: the finetuned feet's, which have moved (else this test could not tell the two apart)
-    assert refit.plane[3] == pytest.approx(-feet_height(refit.joints), abs=1e-5)
-    assert abs(refit.plane[3] + first) > 1e-3
+    # first: the plane's offset (the camera's height above it) is the floor found in the first prediction
+    assert len(first.heights) and held.plane[3] == pytest.approx(first.heights[0], abs=1e-5)
+    # refit: the median of the finetuned feet of the people on it, which have moved (else this test
+    # could not tell the two apart)
+    floor = torch.as_tensor(refit.support == "floor")
+    assert refit.plane[3] == pytest.approx(-feet_height(refit.joints[floor]), abs=1e-4)
+    assert abs(refit.plane[3] - first.heights[0]) > 1e-3
 
 
 def test_global_beats_crowdrec_and_the_network_on_a_synthetic_crowd() -> None:
@@ -389,13 +384,23 @@ def test_crowd_frame_finetunes_a_frame_and_reports_what_it_did(regressed: tuple[
     assert report["ground_normal"].startswith("camera") and report["ground_offset"] == "first"
     assert report["evaluations"] == 60 * 2 + 30 * 50 and report["iterations"] == 30
     spread = report["feet_spread_m"]
-    assert spread["after"] < 0.01 < spread["finetuned"] < spread["before"]  # snapped onto the plane
-    assert min(report["scale_percentiles_5_50_95"]) >= 0.5 and report["mean_joint_change_m"] > 0.05
-    # after the snap, everyone whose scale was not clipped stands on the plane
+    assert spread["finetuned"] < spread["before"] and report["mean_joint_change_m"] > 0.05
+    # standing adults on one floor: nearly all judged on it, one level, no warning
+    assert report["warning"] is None and len(report["levels"]) >= 1
+    floor = rows.support == "floor"
+    assert floor.mean() >= 0.9 and report["levels"][0]["people"] == floor.sum()
+    # after the snap, everyone on the floor whose stature the prior did not hold stands on it, and
+    # ground_distance is the feet's distance before the snap
     feet = (rows.joints3d[:, L_ANKLE] + rows.joints3d[:, R_ANKLE]) / 2
     plane = np.array(report["ground_plane"])
-    free = (rows.scale > 0.5) & (rows.scale < 2.0)
-    assert np.abs(feet[free] @ plane[:3] + plane[3]).max() < 1e-3
+    lo, hi = STATURE_PRIOR_M
+    free = (rows.support == "floor") & (rows.stature > lo + 1e-4) & (rows.stature < hi - 1e-4)
+    assert free.sum() >= 50 and np.abs(feet[free] @ plane[:3] + plane[3]).max() < 1e-3
+    assert np.abs(rows.ground_distance[free]).max() > 0.01
+    assert (rows.stature[rows.support == "floor"] >= lo - 1e-4).all()
+    assert (rows.stature[rows.support == "floor"] <= hi + 1e-4).all()
+    plaus = report["plausibility"]
+    assert plaus["people"] == 60 and plaus["on_level_within_m"]["0.1"] >= 0.8
 
 
 def test_a_new_crowd_method_runs_from_its_class_and_its_registry_entry(
@@ -419,3 +424,28 @@ def test_a_new_crowd_method_runs_from_its_class_and_its_registry_entry(
     assert out.report["method"] == "unchanged" and out.report["toy"] == 60 and out.report["iterations"] == 0
     np.testing.assert_allclose(out.smpl.rows.joints3d, before.rows.joints3d, atol=1e-5)
     assert out.report["mean_joint_change_m"] < 1e-5 and out.smpl.rows.finetuned.all()
+
+
+def test_crowd_frame_leaves_seated_people_where_the_network_put_them(
+    regressed: tuple[KeypointFrame, Any],
+) -> None:
+    """Five people's 2D legs folded as a seated person's (thigh forward, shin down): judged not
+    standing, neither pulled to the floor nor stood on it (scale 1: their statures are plausible)."""
+    from schemas.scene import RegressConfig
+    from tasks.crowd import crowd_frame
+
+    f, before = regressed
+    kp = f.kp.copy()
+    seated = np.arange(5)
+    for i in seated:
+        for hip, knee, ankle in ((11, 13, 15), (12, 14, 16)):
+            trunk = np.linalg.norm(kp[i, hip, :2] - kp[i, hip - 6, :2])  # shoulder to hip, px
+            kp[i, knee, :2] = kp[i, hip, :2] + [0.9 * trunk, 0.0]
+            kp[i, ankle, :2] = kp[i, knee, :2] + [0.0, 0.9 * trunk]
+            kp[i, [hip, knee, ankle, hip - 6], 2] = 1.0
+    cfg = CrowdConfig.model_validate({"global": {"steps": 10}})
+    out = crowd_frame(_frame_levels(f), f.boxes, kp, before, cfg, RegressConfig(), seed=0)
+    rows = out.smpl.rows
+    assert (rows.support[seated] == "not_standing").all() and (rows.support[5:] != "not_standing").all()
+    assert rows.scale[seated] == pytest.approx(np.ones(5))
+    assert out.report["plausibility"]["support"]["not_standing"] == 5
