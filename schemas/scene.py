@@ -401,10 +401,8 @@ class GlobalConfig(LossWeights):
     stature_prior: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]] = Field(
         default=(1.5, 1.95),
         description="metres: the statures (rest-pose height x scale) the crowd step may give a person "
-        "(tasks/support.py); it judges the floors with it, and holds the snap within it. Adults; a "
-        "wide range such as [0.5, 3.0] lets the snap follow the ground's depth whatever the stature "
-        "(synthetic crowds of tiny people with poor keypoints score higher so; real photographs then "
-        "get giants)",
+        "(tasks/support.py): the floors are judged with it and the snap held within it. Adults: the "
+        "shipped body's shape space does not reach children",
     )
 
     @model_validator(mode="after")
