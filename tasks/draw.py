@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -127,8 +128,10 @@ def _colours(values: np.ndarray) -> np.ndarray:
 
 
 def _nice_step(span: float) -> float:
-    raw = span / 8
-    return float(min((1, 2, 5, 10, 20, 50, 100, 200, 500), key=lambda s: abs(s - raw)))
+    """A grid step (m) of 1, 2 or 5 times a power of ten giving about 8 lines over `span` m."""
+    raw = max(span / 8, 1e-3)
+    power = 10.0 ** math.floor(math.log10(raw))
+    return float(min((power, 2 * power, 5 * power, 10 * power), key=lambda s: abs(s - raw)))
 
 
 def birdseye(

@@ -24,7 +24,7 @@ it. COCO-17 keypoints in pixels with confidence.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -187,10 +187,12 @@ def find_levels(
 def snap(
     feet: np.ndarray, transl: np.ndarray, levels: Levels, statures: np.ndarray,
     prior: tuple[float, float] = STATURE_PRIOR_M,
-) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+) -> tuple[np.ndarray, np.ndarray, Levels]:  # fmt: skip
     """Stand each person on a level on it: (scale (N,), transl (N, 3) m) such that vertices =
-    scale * body + transl. The feet go where their image ray meets the level (scale lambda about the
-    camera centre: the depth the ground gives, and the image unchanged); the body's size goes as far
+    scale * body + transl, and the levels without the people the finetune took more than
+    MAX_DEPTH_RATIO off theirs (not standing on it: they keep their place). The feet go where their
+    image ray meets the level (scale lambda about the camera centre: the depth the ground gives, and
+    the image unchanged); the body's size goes as far
     towards lambda as the stature prior allows, about the feet: where lambda would make a giant or a
     child of an adult, the person stands at the ground's depth with a plausible stature, and their
     image grows or shrinks by the difference. People on no level keep their place; a stature that
@@ -201,14 +203,21 @@ def snap(
     lo, hi = prior[0] / statures, prior[1] / statures
     scale = np.clip(1.0, lo, hi)
     out = transl * scale[:, None]
-    on = np.flatnonzero(levels.level >= 0)
-    own = -(feet[on] @ levels.up)
-    lam = levels.heights[levels.level[on]] / np.maximum(own, 1e-9)
+    own = -(feet @ levels.up)
+    lam = np.full(len(feet), np.inf)
+    lam[levels.level >= 0] = levels.heights[levels.level[levels.level >= 0]] / np.maximum(
+        own[levels.level >= 0], 1e-9
+    )
+    # a person the finetune took more than MAX_DEPTH_RATIO off its level is not standing on it
+    on = np.flatnonzero((own > 0) & (lam <= MAX_DEPTH_RATIO) & (lam >= 1 / MAX_DEPTH_RATIO))
+    lam = lam[on]
     s = np.clip(lam, lo[on], hi[on])
     scale[on] = s
     # feet' = s (feet - transl) + transl' = lam feet
     out[on] = lam[:, None] * feet[on] - s[:, None] * (feet[on] - transl[on])
-    return scale, out
+    level = np.full(len(feet), -1)
+    level[on] = levels.level[on]
+    return scale, out, replace(levels, level=level)
 
 
 def support_labels(levels: Levels, pose: np.ndarray) -> np.ndarray:

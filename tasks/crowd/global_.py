@@ -205,7 +205,9 @@ def finetune_global(
     if cfg.snap:
         f = feet(fit.joints).double().cpu().numpy()
         statures = body.statures(fit.betas.cpu().numpy())
-        scale, transl = snap(f, fit.transl.double().cpu().numpy(), levels, statures, cfg.stature_prior)
+        scale, transl, levels = snap(
+            f, fit.transl.double().cpu().numpy(), levels, statures, cfg.stature_prior
+        )
         like = fit.joints
         fit.scale = torch.as_tensor(scale, dtype=like.dtype, device=like.device)
         new_transl = torch.as_tensor(transl, dtype=like.dtype, device=like.device)

@@ -112,12 +112,13 @@ def test_a_frame_without_a_common_floor_gets_a_warning_and_no_level() -> None:
 def test_snap_stands_people_on_their_level_within_the_stature_prior() -> None:
     # one level 6 m below the camera; feet implying 6, 5.5 (a 9% depth error), 4 (scaled about the
     # camera onto the floor a 1.72 m body would be 2.58 m); one person on no level, one on no level
-    # with a 1.3 m body
+    # with a 1.3 m body; then people the finetune took far off their level, or above the camera
     feet = _feet([6.0, 5.5, 4.0, 6.0, 6.0])
     transl = feet - [0.0, 0.9, 0.0]  # the body's own feet 0.9 m below its origin (y down)
     levels = Levels(UP, np.array([6.0]), np.array([0, 0, 0, -1, -1]))
     statures = np.array([1.72, 1.72, 1.72, 1.72, 1.3])
-    scale, moved = snap(feet, transl, levels, statures)
+    scale, moved, after = snap(feet, transl, levels, statures)
+    assert after.level.tolist() == [0, 0, 0, -1, -1]
     lo, hi = STATURE_PRIOR_M
     assert scale.tolist() == pytest.approx([1.0, 6.0 / 5.5, hi / 1.72, 1.0, lo / 1.3])
     np.testing.assert_allclose(moved[[0, 3]], transl[[0, 3]])
@@ -129,6 +130,10 @@ def test_snap_stands_people_on_their_level_within_the_stature_prior() -> None:
     assert stood[:3] @ UP + 6.0 == pytest.approx(np.zeros(3), abs=1e-9)
     np.testing.assert_allclose(stood[2], feet[2] * 1.5)  # where the ray meets the floor
     assert (statures * scale >= lo - 1e-9).all() and (statures * scale <= hi + 1e-9).all()
+    far = _feet([2.5, -1.0])  # the level 2.4x farther than the feet imply; feet above the camera
+    scale, moved, after = snap(far, far, Levels(UP, np.array([6.0]), np.array([0, 0])), np.full(2, 1.72))
+    assert after.level.tolist() == [-1, -1] and scale.tolist() == [1.0, 1.0]
+    np.testing.assert_allclose(moved, far)
 
 
 def test_plausibility_counts_statures_support_and_feet_on_their_level() -> None:
