@@ -68,8 +68,8 @@ def file_metadata(
         "num_betas": 10,
         "rotation_format": "axis-angle (radians), SMPL joint order; global_orient in the camera frame",
         "vertices": "scale * body_model(global_orient, body_pose, betas) + transl",
-        "scale": "GigaCrowd scale_smpl: 1, or the scale about the camera centre that stood the person on "
-        "the crowd's ground plane (crowd.global.snap)",
+        "scale": "GigaCrowd scale_smpl: 1, or the body's scale when the crowd step stood the person on "
+        "its level (crowd.global.snap; the stature within crowd.global.stature_prior)",
         "camera": "OpenCV: x right, y down, z forward; focal, cx, cy in full-resolution pixels",
         "units": {"length": "metres", "pixels": "full-resolution pixels of the original frame"},
         "bbox": "x1, y1, x2, y2",

@@ -422,8 +422,8 @@ class CrowdConfig(_Section):
     enabled: bool = True
     method: Literal["crowdrec", "global"] = Field(
         default="global",
-        description="crowdrec: the published per-batch procedure; global: one ground plane for the "
-        "whole frame, batches drawn across it, a final pass with the final weights",
+        description="crowdrec: the published per-batch procedure; global: the frame's floors and who "
+        "stands on them, batches drawn across the frame, a final pass with the final weights",
     )
     crowdrec: CrowdrecConfig = CrowdrecConfig()
     global_: GlobalConfig = Field(default=GlobalConfig(), alias="global")

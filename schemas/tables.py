@@ -85,7 +85,8 @@ SMPL = _required(
         "pose": "axis-angle radians, SMPL joint order; global_orient in the camera frame",
         "transl": "metres, camera frame, added to the raw body-model output",
         "scale": "the raw body-model output is scaled by it before transl is added (GigaCrowd scale_smpl): "
-        "1, or the scale about the camera centre that stood the person on the crowd's ground",
+        "1, or the body's scale when the crowd step stood the person on its level (the feet where their "
+        "ray meets it; the stature within the prior)",
         "joints3d": "24 SMPL joints, metres, camera frame (scale and transl included)",
         "camera": "OpenCV: x right, y down, z forward; focal, cx, cy in full-resolution pixels",
         "cam_crop": "CLIFF crop camera (s, tx, ty); crop_size b and centre crop_x, crop_y in pixels",

@@ -1,11 +1,11 @@
 """The reduce step: finetune the regressor network's WEIGHTS on one frame so that its people stand on
-one ground plane while their projections keep fitting their 2D keypoints (reference/method.md
-section 4).
+their floor while their projections keep fitting their 2D keypoints (reference/method.md section 4).
 
-- terms.py: the loss terms, ground planes and per-person quality (pure tensor functions);
+- terms.py: the loss terms and ground-plane helpers (pure tensor functions);
 - people.py: a frame's people, the network run over them (NetOutput), a finetune's result (Fit);
 - method.py: what a method is (CrowdMethod) and `finetune`; registry.py: the methods by name;
-- crowdrec.py: the published procedure; global_.py: one ground plane for the whole frame;
+- crowdrec.py: the published procedure; global_.py: the frame's floors and who stands on them
+  (tasks/support.py), for the whole frame;
 - frame.py: the step on one frame (crowd_frame): rows, metadata and report.
 """
 
