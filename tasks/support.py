@@ -12,9 +12,10 @@ and stood on it (snapped) only when both of these say so:
   height that gives most of the standing people a plausible stature when they are scaled about the
   camera to stand on it (the scale keeps their image, STATURE_PRIOR_M bounds the stature); a second
   level (a terrace, a stand) is found the same way among the people the first leaves out, when enough
-  of them agree.
-People neither judged standing nor on a level keep the network's own scale; nobody's stature leaves
-the prior through the snap.
+  of them agree and a valley in the people's density separates it from the first. A standing person
+  stands on the nearest level unless their feet are more than MAX_DEPTH_RATIO off it.
+The snap (`snap`) puts the feet of the people on a level where their image ray meets it, with a
+stature within the prior; everyone else keeps their place, and nobody's stature leaves the prior.
 
 Conventions: camera frame x right, y down, z forward, metres; the up direction n (3,) is a unit vector
 from the floor towards the heads; a level is the plane n . X + d = 0, d > 0 the camera's height above
