@@ -204,13 +204,11 @@ def snap(
     lo, hi = prior[0] / statures, prior[1] / statures
     scale = np.clip(1.0, lo, hi)
     out = transl * scale[:, None]
-    own = -(feet @ levels.up)
-    lam = np.full(len(feet), np.inf)
-    lam[levels.level >= 0] = levels.heights[levels.level[levels.level >= 0]] / np.maximum(
-        own[levels.level >= 0], 1e-9
-    )
+    own = -(feet @ levels.up)  # each person's implied camera height, m
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lam = np.where(own > 0, levels.planes()[:, 3] / own, np.nan)  # NaN: on no level
     # a person the finetune took more than MAX_DEPTH_RATIO off its level is not standing on it
-    on = np.flatnonzero((own > 0) & (lam <= MAX_DEPTH_RATIO) & (lam >= 1 / MAX_DEPTH_RATIO))
+    on = np.flatnonzero((lam <= MAX_DEPTH_RATIO) & (lam >= 1 / MAX_DEPTH_RATIO))
     lam = lam[on]
     s = np.clip(lam, lo[on], hi[on])
     scale[on] = s
