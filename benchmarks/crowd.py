@@ -31,7 +31,7 @@ RESULTS = REPO / "benchmarks" / "results"
 SIZES = {100: (4096, 2048), 500: (8192, 4096), 2000: (16384, 8192)}
 
 
-def frame(people: int, seed: int) -> dict[str, object]:
+def frame(people: int, seed: int, preset: str = "plaza") -> dict[str, object]:
     from schemas.scene import SyntheticConfig
     from tasks.models.body import BodyModel
     from tasks.poses import load_bank
@@ -39,13 +39,14 @@ def frame(people: int, seed: int) -> dict[str, object]:
 
     w, h = SIZES.get(people, (16384, 8192))
     f = keypoint_frame(
-        SyntheticConfig(people=people, width=w, height=h, seed=seed),
+        SyntheticConfig(people=people, width=w, height=h, seed=seed, preset=preset),
         load_bank(),
         BodyModel.load("builtin:neutral"),
     )
     return {
         "boxes": f.boxes, "kp": f.kp, "size": (w, h), "gt_kp2d": f.gt_kp2d,
-        "gt_torso": f.gt_torso, "gt_plane": f.gt_plane, "true_focal": f.camera.f,
+        "gt_torso": f.gt_torso, "gt_plane": f.gt_plane, "true_focal": f.camera.f, "support": f.support,
+        "stature": f.stature,
     }  # fmt: skip
 
 
@@ -61,14 +62,46 @@ def score(fit: object, f: dict[str, object], focal: float) -> dict[str, float]:
     _, joints, coco = body.numpy_forward(aa, fit.betas.numpy(), fit.transl.numpy(), scale=scale)  # type: ignore[attr-defined]
     w, h = f["size"]  # type: ignore[misc]
     K = np.array([[focal, 0, w / 2], [0, focal, h / 2], [0, 0, 1.0]])
-    s = evaluate_frame(coco, joints[:, TORSO_JOINTS].mean(1), K, f["gt_kp2d"], f["boxes"], f["gt_torso"],
-                       f["gt_plane"])  # type: ignore[arg-type]  # fmt: skip
-    return {k: round(float(v), 4) for k, v in s.metrics().items()}
+    torso = joints[:, TORSO_JOINTS].mean(1)
+    s = evaluate_frame(coco, torso, K, f["gt_kp2d"], f["boxes"], f["gt_torso"], f["gt_plane"])  # type: ignore[arg-type]
+    out: dict[str, object] = {k: round(float(v), 4) for k, v in s.metrics().items()}
+    stature = body.statures(fit.betas.numpy()) * (1.0 if scale is None else scale.reshape(-1))  # type: ignore[attr-defined]
+    return out | {"by_support": by_support(torso, stature, getattr(fit, "support", None), f)}
+
+
+def by_support(torso: np.ndarray, stature: np.ndarray, judged: np.ndarray | None,
+               f: dict[str, object]) -> dict[str, dict[str, float]]:  # fmt: skip
+    """Per truth support class (ground-truth boxes: person i is truth i): people, median relative
+    torso-depth error and stature error, the share within tasks/support.py's plausible statures, and
+    the share whose support judgement (standing on a floor or not) matches the truth's. torso (N, 3) m,
+    stature (N,) m, judged (N,) support labels or None (no crowd step)."""
+    from tasks.support import PLAUSIBLE_STATURE_M
+
+    truth = np.asarray(f["support"]).astype(str)
+    gt_z, gt_stature = np.asarray(f["gt_torso"])[:, 2], np.asarray(f["stature"])
+    depth_err = np.abs(torso[:, 2] - gt_z) / gt_z
+    stature_err = np.abs(stature - gt_stature) / gt_stature
+    on_floor = np.char.startswith(truth, "floor") | np.char.startswith(truth, "level_")
+    child = gt_stature < 1.5
+    groups = {c: truth == c for c in np.unique(truth)} | {"child": child, "all": np.ones(len(truth), bool)}
+    out = {}
+    for name, m in groups.items():
+        if not m.any():
+            continue
+        row = {"people": int(m.sum()), "depth_err": round(float(np.median(depth_err[m])), 4),
+               "stature_err": round(float(np.median(stature_err[m])), 4),
+               "plausible": round(float(((stature[m] >= PLAUSIBLE_STATURE_M[0])
+                                         & (stature[m] <= PLAUSIBLE_STATURE_M[1])).mean()), 4)}  # fmt: skip
+        if judged is not None:
+            said = np.array([str(j) == "floor" or str(j).startswith("level_") for j in judged])
+            row["judged_right"] = round(float((said[m] == on_floor[m]).mean()), 4)
+        out[name] = row
+    return out
 
 
 def run(
     people: int, seed: int, model_spec: str, focal_mode: str = "diagonal", normals: bool = False,
-    methods: tuple[str, ...] = ("crowdrec", "global"),
+    methods: tuple[str, ...] = ("crowdrec", "global"), preset: str = "plaza",
 ) -> tuple[dict[str, object], dict[str, list[float]]]:  # fmt: skip
     from schemas.scene import CrowdConfig
     from tasks.camera import estimate_camera
@@ -76,7 +109,7 @@ def run(
     from tasks.models.body import BodyModel
     from tasks.models.embedded import load_embedded
 
-    f = frame(people, seed)
+    f = frame(people, seed, preset)
     w, h = f["size"]  # type: ignore[misc]
     focal, focal_known = float(np.hypot(w, h)), focal_mode == "true"
     if focal_mode == "true":
@@ -88,7 +121,8 @@ def run(
     model = load_embedded(model_spec)
     ppl = keypoint_people(f["boxes"], f["kp"], focal, (w / 2, h / 2))  # type: ignore[arg-type]
     out: dict[str, object] = {
-        "people": people, "seed": seed, "model": model_spec, "size": f"{w}x{h}", "focal_mode": focal_mode,
+        "people": people, "seed": seed, "preset": preset, "model": model_spec, "size": f"{w}x{h}",
+        "focal_mode": focal_mode,
         "focal_over_true": round(focal / float(f["true_focal"]), 4),  # type: ignore[arg-type]
     }  # fmt: skip
     curves: dict[str, list[float]] = {}
@@ -203,6 +237,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--people", type=int, nargs="*", default=[100, 500, 2000])
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument(
+        "--preset", choices=("plaza", "stadium_entrance", "park"), default="plaza",
+        help="the synthetic world (input.synthetic.preset; not with --pipeline)",
+    )  # fmt: skip
     ap.add_argument("--model", default="builtin:embedded-kp")
     ap.add_argument("--photos", type=Path, help="also run the pipeline on these photos (a folder of JPEGs)")
     ap.add_argument(
@@ -241,12 +279,13 @@ def main() -> int:
             return 0
     rows, curves = [], {}
     for n in args.people:
-        row, c = run(n, args.seed, args.model, args.focal, args.normals, tuple(args.methods))
+        row, c = run(n, args.seed, args.model, args.focal, args.normals, tuple(args.methods), args.preset)
         rows.append(row)
         curves.update(c)
         print(json.dumps(row), flush=True)
     RESULTS.mkdir(exist_ok=True)
     tag = "" if args.focal == "diagonal" else f"_{args.focal}"
+    tag += "" if args.preset == "plaza" else f"_{args.preset}"
     (RESULTS / f"crowd{tag}.json").write_text(json.dumps(rows, indent=2) + "\n")
     (RESULTS / f"crowd_curves{tag}.json").write_text(json.dumps(curves) + "\n")
     return 0

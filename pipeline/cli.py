@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, get_origin
 
 from pipeline.cluster import ClusterError
 from pipeline.config import ConfigError, config_hash, frame_name, load_scene, resolve
@@ -106,8 +106,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 SYNTH_OPTIONS = (
-    "people", "seed", "width", "height", "focal_factor", "camera_height", "max_slope_deg", "max_roll_deg",
-    "format", "jpeg_quality", "body",
+    "people", "preset", "seed", "width", "height", "focal_factor", "camera_height", "max_slope_deg",
+    "max_roll_deg", "format", "jpeg_quality", "body",
 )  # fmt: skip
 
 
@@ -387,10 +387,8 @@ def _add_synth(sub: Any) -> None:
 
     for name in SYNTH_OPTIONS:  # the scene key's own limits and description (input.synthetic)
         info = SyntheticConfig.model_fields[name]
-        kind = {"format": str, "body": str}.get(
-            name, type(info.default) if info.default is not None else float
-        )
-        choices = ("jpeg", "tiff") if name == "format" else None
+        choices = get_args(info.annotation) if get_origin(info.annotation) is Literal else None
+        kind = str if choices or name == "body" else type(info.default) if info.default is not None else float
         default = "" if info.default is None else f" (default {info.default})"
         p.add_argument(
             f"--{name.replace('_', '-')}", type=kind, choices=choices, help=f"{info.description}{default}"

@@ -30,6 +30,15 @@ class SyntheticConfig(_Section):
     and tasks/synth.py take it; a single frame is drawn from `seed` (frame k of a scene from seed + k)."""
 
     people: Annotated[int, Field(ge=10, le=5000)] = Field(default=200, description="people in a frame")
+    preset: Literal["plaza", "stadium_entrance", "park"] = Field(
+        default="plaza",
+        description=(
+            "what people do and stand on (tasks/scenery.py): plaza, everyone standing or walking on one "
+            "floor; stadium_entrance, a raised terrace 0.5-4 m high over part of the far ground, benches, "
+            "people sitting, crouching, jumping, cyclists and children; park, a ground sloped up to 3 "
+            "degrees, more people seated, more cyclists and children"
+        ),
+    )
     width: Annotated[int, Field(ge=256, le=65536)] = Field(default=8192, description="image width, pixels")
     height: Annotated[int, Field(ge=256, le=65536)] = Field(default=4096, description="image height, pixels")
     seed: int = Field(default=0, description="frame k is generated from seed + k")

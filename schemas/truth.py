@@ -42,6 +42,8 @@ PERSON_TYPES = ("normal", "severe_occlusion", "truncation", "ghost")
 # uses the exact projection onto the plane whatever the normal's length.
 _UNIT_TOLERANCE = 0.01
 
+SUPPORT_PATTERN = r"^(floor|level_[1-9][0-9]*|seat|bicycle|airborne)$"
+
 Keypoint = tuple[Finite, Finite, Annotated[int, Field(ge=0, le=2)]]
 
 
@@ -86,6 +88,20 @@ class PersonTruth(_Model):
     torso_center: Vec3 = Field(description="mean of SMPL hips and shoulders, metres")
     smpl: SmplParams
     visibility: Annotated[Finite, Field(ge=0, le=1)] = Field(description="visible fraction of the body")
+    support: Annotated[str, Field(pattern=SUPPORT_PATTERN)] | None = Field(
+        default=None,
+        description=(
+            "what the person rests on: floor (the ground plane), level_k (the raised level "
+            "Truth.levels[k - 2]: the ground is the first), seat (a bench or the ground, seated), bicycle, "
+            "airborne (jumping); None: not annotated"
+        ),
+    )
+    stature: Annotated[Finite, Field(gt=0, le=3)] | None = Field(
+        default=None, description="rest-pose height of the body, metres (the SMPL shape's, standing straight)"
+    )
+    surface_height: Finite | None = Field(
+        default=None, description="height above the ground plane of the surface under the person, metres"
+    )
 
     @field_validator("bbox")
     @classmethod
@@ -110,6 +126,8 @@ class TruthArrays:
     torso: np.ndarray  # (G, 3) metres
     hvip3d: np.ndarray  # (G, 3) metres
     types: tuple[str, ...]  # (G,)
+    support: tuple[str | None, ...] = ()  # (G,) PersonTruth.support, None where not annotated
+    stature: np.ndarray | None = None  # (G,) metres, NaN where not annotated
 
 
 class Truth(_Model):
@@ -120,6 +138,10 @@ class Truth(_Model):
     ground_plane: tuple[Finite, Finite, Finite, Finite] = Field(description="A, B, C, D; unit (A, B, C)")
     body_model: BodyModelInfo
     frame_info: Annotated[dict[str, list[PersonTruth]], Field(min_length=1)]
+    levels: list[Annotated[Finite, Field(gt=0)]] = Field(
+        default_factory=list,
+        description="heights (m) above the ground plane of the raised levels; support level_k: the (k-1)-th",
+    )
 
     @field_validator("ground_plane")
     @classmethod
@@ -166,6 +188,8 @@ class Truth(_Model):
             torso=np.asarray([p.torso_center for p in people], dtype=np.float64).reshape(g, 3),
             hvip3d=np.asarray([p.hvip3d for p in people], dtype=np.float64).reshape(g, 3),
             types=tuple(p.type for p in people),
+            support=tuple(p.support for p in people),
+            stature=np.array([np.nan if p.stature is None else p.stature for p in people], np.float64),
         )
 
 

@@ -53,6 +53,13 @@ def _mean_rotation(r: np.ndarray) -> np.ndarray:
     return u @ np.diag([1.0, 1.0, d]) @ vt
 
 
+def within_limits(pose_aa: np.ndarray) -> np.ndarray:
+    """(N, 24, 3) axis-angle radians -> (N,) bool: every limited joint (ankles, knees, neck, head)
+    rotated no more than its limit."""
+    angle = np.degrees(np.linalg.norm(np.asarray(pose_aa, np.float64), axis=-1))
+    return np.all([angle[:, _J[name]] <= limit for name, limit in _LIMITS_DEG.items()], axis=0)
+
+
 def clean(pose_aa: np.ndarray, source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Calibrate per source and filter by joint limits. pose_aa (N, 24, 3) -> (kept poses, kept mask)."""
     rot = aa_to_matrix(pose_aa.astype(np.float64))
@@ -62,10 +69,7 @@ def clean(pose_aa: np.ndarray, source: np.ndarray) -> tuple[np.ndarray, np.ndarr
             offset = _mean_rotation(rot[rows, _J[name]])
             rot[rows, _J[name]] = rot[rows, _J[name]] @ offset.T
     out = matrix_to_aa(rot)
-    angle = np.degrees(np.linalg.norm(out, axis=-1))
-    keep = np.ones(len(out), bool)
-    for name, limit in _LIMITS_DEG.items():
-        keep &= angle[:, _J[name]] <= limit
+    keep = within_limits(out)
     up = rot[:, 0] @ np.array([0.0, 1.0, 0.0])  # where the root's up axis points
     keep &= np.degrees(np.arccos(np.clip(up[:, 1], -1, 1))) <= _MAX_ROOT_TILT_DEG
     return out[keep].astype(np.float32), keep

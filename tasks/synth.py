@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -37,6 +37,22 @@ from schemas.truth import BodyModelInfo, ImageShape, PersonTruth, SmplParams, Tr
 from tasks.evaluate import TORSO_JOINTS
 from tasks.models.body import BodyModel
 from tasks.poses import PoseBank, aa_to_matrix, matrix_to_aa
+from tasks.scenery import (
+    ACTIVITIES,
+    ANKLE_HEIGHT_RIDING_M,
+    JUMP_HEIGHT_M,
+    PRESETS,
+    SUPPORT_OF,
+    Preset,
+    Prop,
+    Terrace,
+    activities,
+    bench,
+    bicycle,
+    child_shapes,
+    draw_terrace,
+    posed,
+)
 
 # Skin-weight parts (SMPL joints) -> material: 0 skin, 1 top, 2 trousers, 3 shoes, 4 hair.
 _PART_MATERIAL = {
@@ -48,7 +64,7 @@ _HAIR = np.array([[30, 22, 18], [70, 45, 25], [120, 90, 50], [180, 160, 120], [1
 
 
 # Bumped whenever the same settings would give other pixels or truth, so cached frames are remade.
-RENDER_VERSION = 2
+RENDER_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -71,7 +87,10 @@ class Scene:
     """A laid-out frame. pose (N, 72) axis-angle with the global orient in the camera frame, shape
     (N, 10), transl (N, 3) m; up (3,) unit gravity up in the camera frame (people stand along it);
     height m of the camera above the ground straight below it; group (N,) ids; normal (3,) the ground's
-    unit normal (= up on level ground, tilted from it by the slope)."""
+    unit normal (= up on level ground, tilted from it by the slope); support (N,) what each person rests
+    on (tasks/scenery.SUPPORTS); surface (N,) m the height of the surface under each person above the
+    ground (a raised level's height, else 0); terrace the raised level, if any; props the benches and
+    bicycles drawn with their people."""
 
     camera: Camera
     up: np.ndarray
@@ -81,6 +100,16 @@ class Scene:
     transl: np.ndarray
     group: np.ndarray
     normal: np.ndarray
+    support: np.ndarray = field(default_factory=lambda: np.zeros(0, "<U8"))
+    surface: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    terrace: Terrace | None = None
+    props: tuple[Prop, ...] = ()
+
+    @property
+    def levels(self) -> list[float]:
+        """Heights (m) of the raised levels above the ground: support level_k is levels[k - 2] (the ground
+        is the first level)."""
+        return [self.terrace.height] if self.terrace is not None else []
 
     @property
     def plane(self) -> np.ndarray:
@@ -105,11 +134,22 @@ def _ground_axes(pitch: float, roll: float) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def layout(cfg: SyntheticConfig, bank: PoseBank, body: BodyModel) -> Scene:
-    """Place cfg.people people in groups on the visible ground; deterministic given cfg.seed."""
+    """Place cfg.people people in groups on the visible ground, doing what cfg.preset's mix says;
+    deterministic given cfg.seed."""
     rng = np.random.default_rng(cfg.seed)
+    preset = PRESETS[cfg.preset]
+    if preset.slope_deg > cfg.max_slope_deg:
+        cfg = cfg.model_copy(update={"max_slope_deg": preset.slope_deg})
     view = _view(cfg, rng)
+    if cfg.preset == "plaza":  # the first-generation world, draw for draw
+        pos, heading, group = _place(cfg, rng, view)
+        return _stand(view, pos, heading, group, bank, body, rng)
+    extra = np.random.default_rng([cfg.seed, 2])  # the second generation's own stream
+    near, far = view.depth_range()
+    half_w_per_m = cfg.width / 2 / view.level.camera.f
+    view = replace(view, terrace=draw_terrace(extra, preset, near, far, half_w_per_m, view.fwd, view.right))
     pos, heading, group = _place(cfg, rng, view)
-    return _stand(view, pos, heading, group, bank, body, rng)
+    return _populate(view, pos, heading, group, preset, (bank, body), rng, extra)
 
 
 @dataclass(frozen=True)
@@ -122,15 +162,27 @@ class _View:
     half_v: float
     fwd: np.ndarray
     right: np.ndarray
+    terrace: Terrace | None = None
 
     def on_ground(self, q: np.ndarray) -> np.ndarray:
         """(..., 3) level-ground points moved along gravity onto the (sloped) ground."""
         return q - self.level.above_ground(q)[..., None] * self.level.up
 
+    def surface(self, d: np.ndarray | float, x: np.ndarray | float) -> np.ndarray:
+        """Height (m) above the ground of the surface d m forward and x m right: the terrace's or 0."""
+        t = self.terrace
+        return np.where(t.contains(d, x), t.height, 0.0) if t is not None else np.zeros(np.shape(d))
+
     def ground_point(self, d: float, x: float) -> np.ndarray:
-        """The ground point d m forward and x m right of the point below the camera."""
+        """The point people stand on d m forward and x m right of the point below the camera: on the
+        ground, or on the terrace there."""
         up, h = self.level.up, self.level.height
-        return self.on_ground(-h * up + d * self.fwd + x * self.right)
+        return self.on_ground(-h * up + d * self.fwd + x * self.right) + self.surface(d, x) * up
+
+    def depth_range(self) -> tuple[float, float]:
+        """Nearest and farthest forward distances (m) at which people's feet are placed."""
+        h = self.level.height
+        return h / math.tan(self.pitch + self.half_v) * 1.05, h / math.tan(self.pitch - self.half_v) * 0.97
 
 
 def _view(cfg: SyntheticConfig, rng: np.random.Generator) -> _View:
@@ -158,9 +210,8 @@ def _place(
 ) -> tuple[list[tuple[float, float]], list[float], list[int]]:
     """Ground positions (forward distance D, lateral x; m), headings (rad) and group ids of cfg.people
     people: groups of 1-5, area-uniform in the frustum, at least cfg.min_gap apart, feet in view."""
-    h, f, cam = view.level.height, view.level.camera.f, view.level.camera
-    near = h / math.tan(view.pitch + view.half_v) * 1.05
-    far = h / math.tan(view.pitch - view.half_v) * 0.97
+    f, cam = view.level.camera.f, view.level.camera
+    near, far = view.depth_range()
     pos: list[tuple[float, float]] = []
     heading: list[float] = []
     group: list[int] = []
@@ -216,14 +267,7 @@ def _stand(
     crowd = np.flatnonzero(bank.crowd)
     poses = bank.poses[rng.choice(crowd, n)].reshape(n, 72).astype(np.float64)
     shape = np.clip(rng.normal(0.0, 1.0, (n, 10)), -2.5, 2.5)
-    # Body frame (x left, y up, z facing) -> camera frame, facing `heading` on the ground.
-    hd = np.asarray(heading)
-    facing = np.cos(hd)[:, None] * fwd + np.sin(hd)[:, None] * right
-    left = np.cross(up, facing)
-    basis = np.stack([left, np.broadcast_to(up, facing.shape), facing], axis=-1)  # (n, 3, 3) columns
-    root = basis @ aa_to_matrix(poses[:, :3])
-    poses[:, :3] = matrix_to_aa(root)
-
+    _face(poses, _facing(view, heading), up)
     h = level.height
     ground = view.on_ground(np.array([-h * up + pd * fwd + px * right for pd, px in pos]))
     verts, joints, _ = body.numpy_forward(poses, shape)
@@ -233,8 +277,98 @@ def _stand(
     transl = t0 - height_above[:, None] * up
     return Scene(
         level.camera, up, level.height, poses.astype(np.float32), shape.astype(np.float32), transl,
-        np.asarray(group), level.normal,
+        np.asarray(group), level.normal, np.full(n, "floor", "<U8"), np.zeros(n),
     )  # fmt: skip
+
+
+def _facing(view: _View, heading: list[float] | np.ndarray) -> np.ndarray:
+    """(N,) headings rad (0: away from the camera, pi/2: to the right) -> (N, 3) unit directions."""
+    hd = np.asarray(heading, dtype=np.float64)
+    return np.cos(hd)[:, None] * view.fwd + np.sin(hd)[:, None] * view.right
+
+
+def _face(poses: np.ndarray, facing: np.ndarray, up: np.ndarray) -> None:
+    """Turn poses (N, 72) in place from the body frame (x left, y up, z facing) into the camera frame,
+    each facing along facing (N, 3) with its up along up (3,)."""
+    left = np.cross(up, facing)
+    basis = np.stack([left, np.broadcast_to(up, facing.shape), facing], axis=-1)  # (N, 3, 3) columns
+    poses[:, :3] = matrix_to_aa(basis @ aa_to_matrix(poses[:, :3]))
+
+
+_RIDER_ROOM_M = 1.2  # a rider with anyone closer walks instead: a bicycle is 1.8 m long
+
+
+def _populate(
+    view: _View, pos: list[tuple[float, float]], heading: list[float], group: list[int], preset: Preset,
+    models: tuple[PoseBank, BodyModel], rng: np.random.Generator, extra: np.random.Generator,
+) -> Scene:  # fmt: skip
+    """The second-generation people at their positions: activities drawn from the preset's mix (from
+    `extra`), poses and shapes to match, each resting on its surface as its activity says (feet on it,
+    seated with the feet on it, a jumper 0.2-0.6 m above it, a rider's ankles at pedal height), and the
+    benches and bicycles under them."""
+    bank, body = models
+    level, up = view.level, view.level.up
+    n = len(pos)
+    d, x = np.array(pos).T
+    kinds = activities(extra, preset, np.asarray(group))
+    for i in np.flatnonzero(kinds == "ride"):
+        if (np.hypot(d - d[i], x - x[i]) < _RIDER_ROOM_M).sum() > 1:
+            kinds[i] = "stand"
+    poses = bank.poses[rng.choice(np.flatnonzero(bank.crowd), n)].astype(np.float64)
+    shape = np.clip(rng.normal(0.0, 1.0, (n, 10)), -2.5, 2.5)
+    for kind in ACTIVITIES:
+        sel = kinds == kind
+        poses[sel] = posed(kind, poses[sel], extra)
+    shape[kinds == "child"] = child_shapes(extra, int((kinds == "child").sum()), body)
+    poses = poses.reshape(n, 72)
+    facing = _facing(view, heading)
+    _face(poses, facing, up)
+
+    surface = view.surface(d, x)
+    ground = np.array([view.ground_point(pd, px) for pd, px in pos])  # on each person's surface
+    verts, joints, _ = body.numpy_forward(poses, shape)
+    t0 = ground - joints[:, 0]
+    lowest = level.above_ground(verts + t0[:, None]).min(1) - surface  # above the own surface, m
+    lift = np.zeros(n)
+    jump = kinds == "jump"
+    lift[jump] = extra.uniform(*JUMP_HEIGHT_M, int(jump.sum()))
+    ride = kinds == "ride"
+    ankles = level.above_ground(joints[:, 7:9].mean(1) + t0) - surface - lowest
+    lift[ride] = np.maximum(ANKLE_HEIGHT_RIDING_M - ankles[ride], 0.02)
+    transl = t0 + (lift - lowest)[:, None] * up
+    support = np.array([SUPPORT_OF[k] for k in kinds], dtype="<U8")
+    support[(support == "floor") & (surface > 0)] = "level_2"
+    props = _props(kinds, verts + transl[:, None], joints + transl[:, None], facing, up, body, extra,
+                   ground)  # fmt: skip
+    return Scene(
+        level.camera, up, level.height, poses.astype(np.float32), shape.astype(np.float32), transl,
+        np.asarray(group), level.normal, support, surface, view.terrace, props,
+    )  # fmt: skip
+
+
+def _props(
+    kinds: np.ndarray, verts: np.ndarray, joints: np.ndarray, facing: np.ndarray, up: np.ndarray,
+    body: BodyModel, rng: np.random.Generator, surface_pts: np.ndarray,
+) -> tuple[Prop, ...]:  # fmt: skip
+    """Benches under people seated on a bench and bicycles under riders. verts (N, V, 3), joints
+    (N, 24, 3) posed in the camera frame, facing (N, 3), surface_pts (N, 3) the point of each person's
+    surface below the placement point."""
+    seat_part = np.isin(np.asarray(body.smpl.lbs_weights.numpy()).argmax(1), [0, 1, 2])  # pelvis, thighs
+    props: list[Prop] = []
+    for i in np.flatnonzero(np.isin(kinds, ["bench", "ride"])):
+        level_of = float(surface_pts[i] @ up)  # the surface's height along up (camera frame)
+        below_pelvis = joints[i, 0] - (joints[i, 0] @ up - level_of) * up
+        if kinds[i] == "bench":
+            top = float((verts[i, seat_part] @ up).min() - level_of) - 0.005
+            wood = np.array([120.0, 85.0, 50.0]) * rng.uniform(0.7, 1.2)
+            props.append(bench(int(i), below_pelvis, facing[i], up, top, np.clip(wood, 0, 255)))
+        else:
+            mid = joints[i, 7:9].mean(0)
+            axle = mid - (mid @ up - level_of) * up
+            paint = rng.uniform(20, 220, 3)
+            saddle, bar = joints[i, 0] - 0.1 * up, joints[i, 20:22].mean(0)
+            props.append(bicycle(int(i), axle, facing[i], up, saddle, bar, paint))
+    return tuple(props)
 
 
 @dataclass(frozen=True)
@@ -242,7 +376,8 @@ class KeypointFrame:
     """A laid-out frame as the crowd step sees it, without rendering (N people): boxes (N, 4) px, the
     meshes' extents; kp (N, 17, 3) COCO-17 keypoints px + confidence (1, or 0 where dropped) with
     detector-like noise; and the truth the evaluator takes: gt_kp2d (N, 17, 2) noiseless px, gt_torso
-    (N, 3) m (mean of the SMPL joints TORSO_JOINTS), gt_plane (4,) the ground, camera."""
+    (N, 3) m (mean of the SMPL joints TORSO_JOINTS), gt_plane (4,) the ground, camera; and per person
+    support (N,) (Scene.support) and stature (N,) m."""
 
     camera: Camera
     boxes: np.ndarray
@@ -250,6 +385,8 @@ class KeypointFrame:
     gt_kp2d: np.ndarray
     gt_torso: np.ndarray
     gt_plane: np.ndarray
+    support: np.ndarray
+    stature: np.ndarray
 
 
 def mesh_boxes(uv: np.ndarray) -> np.ndarray:
@@ -274,7 +411,10 @@ def keypoint_frame(
     kp = np.concatenate([kp2d, np.ones((cfg.people, 17, 1))], -1)
     kp[..., :2] += rng.normal(0, jitter, (cfg.people, 17, 2)) * (boxes[:, 3:4] - boxes[:, 1:2])[:, :, None]
     kp[rng.uniform(size=(cfg.people, 17)) < dropped] = 0.0
-    return KeypointFrame(cam, boxes, kp, kp2d, joints[:, TORSO_JOINTS].mean(1), scene.plane)
+    return KeypointFrame(
+        cam, boxes, kp, kp2d, joints[:, TORSO_JOINTS].mean(1), scene.plane, scene.support,
+        body.statures(scene.shape),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -352,14 +492,51 @@ def draw_person(
             cv2.fillConvexPoly(ids, p, ident, lineType=cv2.LINE_8, shift=4)
 
 
-def _background(cam: Camera, plane: np.ndarray, y0: int, x0: int, th: int, tw: int, seed: int) -> np.ndarray:
-    """(th, tw, 3) uint8 RGB: paved ground where rays hit `plane` (4,) (unit normal, offset), else sky."""
+def _terrace_hits(rays: np.ndarray, t: np.ndarray, hit: np.ndarray, scene: Scene) -> np.ndarray:
+    """Where rays (h, w, 3) meet the scene's terrace before the ground (distances t (h, w), hit (h, w)
+    where the ground is met), update t and hit in place; returns (h, w) int: 0 ground or sky, 1 the
+    terrace's top, 2 its front face, 3 its side face."""
+    ter = scene.terrace
+    which = np.zeros(t.shape, np.int64)
+    if ter is None:
+        return which
+    n, up = scene.plane[:3], scene.up
+    down = -(rays @ n)
+    top_d = scene.plane[3] - ter.height * float(n @ up)  # the top's plane: n . X + top_d = 0
+    along, across = rays @ ter.fwd, rays @ ter.right
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cands = (
+            np.where(down > 1e-9, top_d / down, np.inf),
+            np.where(along > 1e-9, ter.start / along, np.inf),
+            np.where(ter.side * across > 1e-9, ter.side * ter.edge / across, np.inf),
+        )
+    for k, tk in enumerate(cands, start=1):
+        tk = np.where(np.isfinite(tk) & (tk > 0), tk, np.inf)
+        pts = rays * np.where(np.isfinite(tk), tk, 0.0)[..., None]
+        d, x = pts @ ter.fwd, pts @ ter.right
+        height = scene.above_ground(pts)
+        if k == 1:
+            ok = ter.contains(d, x)
+        elif k == 2:
+            ok = (ter.side * x > ter.edge) & (height > 0) & (height < ter.height)
+        else:
+            ok = (d > ter.start) & (height > 0) & (height < ter.height)
+        ok &= np.isfinite(tk) & (~hit | (tk < t))
+        t[ok], hit[ok], which[ok] = tk[ok], True, k
+    return which
+
+
+def _background(cam: Camera, scene: Scene, y0: int, x0: int, th: int, tw: int, seed: int) -> np.ndarray:
+    """(th, tw, 3) uint8 RGB: paved ground (and terrace) where rays hit the scene's ground plane (or its
+    terrace), else sky."""
+    plane = scene.plane
     up = plane[:3]
     ys, xs = np.mgrid[y0 : y0 + th, x0 : x0 + tw].astype(np.float64) + 0.5  # pixel centres
     rays = np.stack([(xs - cam.width / 2) / cam.f, (ys - cam.height / 2) / cam.f, np.ones_like(xs)], -1)
     down = -(rays @ up)
     hit = down > 1e-6
     t = np.where(hit, plane[3] / np.maximum(down, 1e-6), 0.0)
+    which = _terrace_hits(rays, t, hit, scene)
     pts = rays * t[..., None]
     # Ground coordinates on the plane: two axes orthogonal to up.
     a1 = np.cross(up, [0.0, 0.0, 1.0])
@@ -372,6 +549,9 @@ def _background(cam: Camera, plane: np.ndarray, y0: int, x0: int, th: int, tw: i
     base = 115 + (slab / 97.0) * 40
     joint = (np.abs(u / 0.6 - np.round(u / 0.6)) < 0.03) | (np.abs(v / 0.6 - np.round(v / 0.6)) < 0.03)
     grey = np.where(joint, base * 0.7, base)
+    if which.any():  # the terrace: lighter concrete on top, its walls striped as steps
+        step = (np.floor(scene.above_ground(pts) / 0.3) % 2) * 12
+        grey = np.select([which == 1, which > 1], [grey * 1.15 + 10, 85 + step - 10 * (which == 3)], grey)
     img = np.empty((th, tw, 3))
     img[..., 0], img[..., 1], img[..., 2] = grey * 1.02, grey, grey * 0.95
     sky = np.array([185.0, 205.0, 230.0])
@@ -419,16 +599,24 @@ class _Painter:
         self.uv = scene.camera.project(verts)  # (N, V, 2)
         self.order = np.argsort(-verts[..., 2].mean(1), kind="stable")  # far to near
         self.boxes = mesh_boxes(self.uv)
+        # Props are drawn just before their person, so a person's reach covers its props too.
+        self.props: dict[int, list[tuple[Prop, np.ndarray]]] = {}
+        self.reach = self.boxes.copy()
+        for prop in scene.props:
+            uv = scene.camera.project(prop.verts)
+            self.props.setdefault(prop.owner, []).append((prop, uv))
+            r = self.reach[prop.owner]
+            r[:2], r[2:] = np.minimum(r[:2], uv.min(0)), np.maximum(r[2:], uv.max(0))
         self.shown = np.zeros(n)
         self.owner = np.full(keypoints.shape[:2], -1, np.int64)
         self.kp_px = np.floor(keypoints).astype(np.int64)
 
     def draw(self, y0: int, x0: int, th: int, tw: int) -> np.ndarray:
         """(th, tw, 3) uint8 pixels at (y0, x0); counts each person's visible pixels into `shown`."""
-        cfg, m, boxes, n = self.cfg, self.MARGIN, self.boxes, len(self.shown)
+        cfg, m, boxes, n = self.cfg, self.MARGIN, self.reach, len(self.shown)
         ty0, tx0 = y0 - m, x0 - m
         th_m, tw_m = th + 2 * m, tw + 2 * m
-        img = _background(self.scene.camera, self.scene.plane, ty0, tx0, th_m, tw_m, cfg.seed)
+        img = _background(self.scene.camera, self.scene, ty0, tx0, th_m, tw_m, cfg.seed)
         ids = np.full((th_m, tw_m), -1, np.int32)
         hit = (
             (boxes[:, 2] >= tx0)
@@ -437,6 +625,9 @@ class _Painter:
             & (boxes[:, 1] < ty0 + th_m)
         )
         for i in self.order[hit[self.order]]:
+            for prop, uv in self.props.get(int(i), ()):
+                rgb = np.broadcast_to(prop.rgb, (len(prop.faces), 3))
+                draw_person(img, uv - [tx0, ty0], prop.verts, prop.faces, rgb)
             colours = self.palette[i, self.material]
             draw_person(img, self.uv[i] - [tx0, ty0], self.verts[i], self.faces, colours, ids, int(i))
         core = ids[m:-m, m:-m]
@@ -546,6 +737,7 @@ def truth(
     hvip3d = torso - (torso @ p[:3] + p[3])[:, None] * p[:3]
     hvip2d = cam.project(hvip3d)
     size = np.array([cam.width, cam.height], float)
+    statures = body.statures(scene.shape)
     people = []
     for i in range(len(scene.pose)):
         lo, hi = uv[i].min(0), uv[i].max(0)
@@ -573,6 +765,9 @@ def truth(
                     transl=tuple(float(v) for v in scene.transl[i]),
                 ),
                 visibility=float(rendered.visibility[i]),
+                support=str(scene.support[i]),
+                stature=float(statures[i]),
+                surface_height=float(scene.surface[i]),
             )
         )
     return Truth(
@@ -581,6 +776,7 @@ def truth(
         ground_plane=tuple(float(v) for v in scene.plane),
         body_model=BodyModelInfo(name=body.name, sha256=body.sha256),
         frame_info={image_name: people},
+        levels=scene.levels,
     )
 
 
