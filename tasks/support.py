@@ -42,13 +42,17 @@ ON_FLOOR_M = 0.10  # feet this close to their level stand on it
 _LEGS = ((5, 11, 13, 15), (6, 12, 14, 16))  # COCO-17 shoulder, hip, knee, ankle: left, right
 MIN_CONFIDENCE = 0.3  # keypoints below it are not used for the pose judgement
 # A leg is folded when its ankle reaches less than this many trunk lengths (shoulder to hip, same
-# side) beyond the hip along the trunk, or its thigh bends more than 180 - MIN_HIP_ANGLE_DEG from
-# the trunk's line. Standing and walking people's legs reach 1.1-1.9 trunk lengths in the image
-# with the thigh within ~55 degrees of the trunk's line (a camera looking down foreshortens both);
-# seated and riding people's reach about the shin's length, their thighs bent 70-100 degrees. An
-# upright rider (thigh bent less than 70 degrees) passes as standing here: the floor test decides.
+# side) beyond the hip along the trunk, its thigh bends more than 180 - MIN_HIP_ANGLE_DEG from the
+# trunk's line, or the thigh looks shorter than MIN_THIGH_RATIO trunk lengths. Standing and walking
+# people's legs reach 1.1-1.9 trunk lengths in the image with the thigh within ~55 degrees of the
+# trunk's line and 0.55-1.2 trunk lengths long (a camera looking down foreshortens trunk and thigh
+# alike); seated and riding people's reach about the shin's length, their thighs bent 70-100
+# degrees seen from the side, or pointing at the camera (short) seen from the front. An upright
+# rider (thigh bent less than 60 degrees) and a jumping person pass as standing here: the floor
+# test decides.
 MIN_LEG_REACH = 1.0
-MIN_HIP_ANGLE_DEG = 110.0
+MIN_HIP_ANGLE_DEG = 120.0
+MIN_THIGH_RATIO = 0.5
 
 
 def level_label(k: int) -> str:
@@ -60,9 +64,10 @@ def standing_pose(kp: np.ndarray, min_conf: float = MIN_CONFIDENCE) -> np.ndarra
     """(N,) 1 standing-like, 0 folded (seated, riding, crouching), NaN undecided, from keypoints
     (N, 17, 3) px + confidence. Per side whose shoulder, hip, knee and ankle are all confident, the
     leg is folded when its ankle reaches less than MIN_LEG_REACH trunk lengths beyond the hip along
-    that side's trunk (shoulder to hip) or its thigh leaves the trunk's line by more than
-    180 - MIN_HIP_ANGLE_DEG degrees. A person stands when one such leg is not folded, is folded
-    when every such leg is, and is undecided without one (legs hidden in a crowd)."""
+    that side's trunk (shoulder to hip), its thigh leaves the trunk's line by more than
+    180 - MIN_HIP_ANGLE_DEG degrees or is shorter than MIN_THIGH_RATIO trunk lengths. A person
+    stands when one such leg is not folded, is folded when every such leg is, and is undecided
+    without one (legs hidden in a crowd)."""
     kp = np.asarray(kp, np.float64)
     out = np.full(len(kp), np.nan)
     for side in _LEGS:
@@ -75,9 +80,14 @@ def standing_pose(kp: np.ndarray, min_conf: float = MIN_CONFIDENCE) -> np.ndarra
         axis = axis / np.maximum(trunk, 1e-6)[:, None]
         reach = ((ankle - hip) * axis).sum(1) / np.maximum(trunk, 1e-6)
         thigh = knee - hip
-        cos = (thigh * axis).sum(1) / np.maximum(np.linalg.norm(thigh, axis=1), 1e-6)
+        thigh_len = np.linalg.norm(thigh, axis=1)
+        cos = (thigh * axis).sum(1) / np.maximum(thigh_len, 1e-6)
         hip_angle = 180.0 - np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-        extended = (reach >= MIN_LEG_REACH) & (hip_angle >= MIN_HIP_ANGLE_DEG)
+        extended = (
+            (reach >= MIN_LEG_REACH)
+            & (hip_angle >= MIN_HIP_ANGLE_DEG)
+            & (thigh_len >= MIN_THIGH_RATIO * np.maximum(trunk, 1e-6))
+        )
         # one extended leg makes a standing person; a folded leg counts only where none is extended
         out[ok & extended] = 1.0
         out[ok & ~extended & (out != 1.0)] = 0.0
