@@ -3,6 +3,7 @@
     python benchmarks/synth.py render                       # 0.5 GP (31744 x 15872), 1000 people
     python benchmarks/synth.py render --size 16384x8192 --people 500
     python benchmarks/synth.py realism                      # 3 seeds, 8192 x 4096, 300 people each
+    python benchmarks/synth.py realism --presets plaza stadium_entrance park   # per synthetic world
 
 `render` times `tasks.synth.synthesize` in a fresh process (layout, body geometry, tile rendering, JPEG
 encode, truth) and reports its peak RSS. Target (issue #3): 0.5 GP with 1000 people in <= 10 min on
@@ -105,20 +106,22 @@ def realism(args: argparse.Namespace) -> dict[str, object]:
     detector, pose = YoloxOnnx.load(), MoveNet.load()
     rows = []
     with tempfile.TemporaryDirectory(dir=args.workdir) as wd:
-        for seed in args.seeds:
-            cfg = SyntheticConfig(people=args.people, width=w, height=h, seed=seed)
-            image, truth = synthesize(cfg, Path(wd) / str(seed), body, bank)
-            t = time.perf_counter()
-            r = measure(cv2.imread(str(image))[..., ::-1].copy(), read_truth(truth), detector, pose).to_dict()
-            r.update(seed=seed, seconds=time.perf_counter() - t)
-            rows.append(r)
+        for preset in args.presets:
+            for seed in args.seeds:
+                cfg = SyntheticConfig(people=args.people, width=w, height=h, seed=seed, preset=preset)
+                image, truth = synthesize(cfg, Path(wd) / f"{preset}-{seed}", body, bank)
+                t = time.perf_counter()
+                frame = cv2.imread(str(image))[..., ::-1].copy()
+                r = measure(frame, read_truth(truth), detector, pose).to_dict()
+                r.update(preset=preset, seed=seed, seconds=time.perf_counter() - t)
+                rows.append(r)
     print(
-        f"{'seed':>5} {'people':>6} {'>=100px':>7} {'recall':>7} {'vis>=.5':>7} {'<100px':>7} "
+        f"{'preset':>16} {'seed':>5} {'people':>6} {'>=100px':>7} {'recall':>7} {'vis>=.5':>7} {'<100px':>7} "
         f"{'dets':>5} {'unmatched':>9} {'posed':>5} {'OKS mean':>8} {'median':>6} {'>=0.5':>6}"
     )
     for r in rows:
         print(
-            f"{r['seed']:>5} {r['people']:>6} {r['tall']:>7} {r['recall_tall']:7.3f} "
+            f"{r['preset']:>16} {r['seed']:>5} {r['people']:>6} {r['tall']:>7} {r['recall_tall']:7.3f} "
             f"{r['recall_tall_visible']:7.3f} {r['recall_small']:7.3f} {r['detections']:>5} "
             f"{r['unmatched']:>9} {r['posed']:>5} {r['oks_mean']:8.3f} {r['oks_median']:6.3f} "
             f"{r['oks_ge_050']:6.3f}"
@@ -145,6 +148,10 @@ def main() -> int:
     q.add_argument("--size", default="8192x4096", help="WxH")
     q.add_argument("--people", type=int, default=300)
     q.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    q.add_argument(
+        "--presets", nargs="+", default=["plaza"], choices=("plaza", "stadium_entrance", "park"),
+        help="the synthetic worlds (input.synthetic.preset)",
+    )  # fmt: skip
     q.add_argument("--real", type=Path, default=None, help="COCO-format annotated photos (json + images)")
     for p in (r, q):
         p.add_argument("--workdir", type=Path, default=None, help="where frames are written (default: temp)")

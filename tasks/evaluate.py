@@ -49,7 +49,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
@@ -374,16 +374,60 @@ class Summary:
     n_gt: int
 
 
+@dataclass
+class _SupportTally:
+    """One support class's people over frames: how many, the matched ones' OKS and torso depths."""
+
+    n_gt: int = 0
+    oks: list[float] = field(default_factory=list)
+    depth_err: list[float] = field(default_factory=list)
+    depth_err_scaled: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float | int]:
+        m = len(self.oks)
+        med = (lambda v: float(np.median(v))) if m else (lambda v: math.nan)
+        return {"n_gt": self.n_gt, "n_matched": m, "recall": m / max(self.n_gt, 1),
+                "oks": float(np.mean(self.oks)) if m else math.nan, "depth_err": med(self.depth_err),
+                "depth_err_scaled": med(self.depth_err_scaled)}  # fmt: skip
+
+
+def support_tallies(
+    tallies: dict[str, _SupportTally], support: tuple[str | None, ...], scores: FrameScores,
+    pred_torso: np.ndarray, gt_torso: np.ndarray,
+) -> None:  # fmt: skip
+    """Add one frame's people to the per-support tallies (truth annotated with support only): per
+    matched person the OKS and the relative torso-depth error |z_pred - z_gt| / z_gt, also after
+    scaling the frame's predicted depths by the median z_gt / z_pred of its matches (a wrong focal or
+    a wrong crowd scale moves everyone alike; this shows what is left per class)."""
+    if not support or all(s is None for s in support):
+        return
+    g, p = scores.matches[:, 0], scores.matches[:, 1]
+    zg, zp = gt_torso[g, 2], pred_torso[p, 2]
+    scale = float(np.median(zg / zp)) if len(g) else 1.0
+    for cls in {s for s in support if s is not None}:
+        tally = tallies.setdefault(cls, _SupportTally())
+        tally.n_gt += sum(s == cls for s in support)
+        sel = np.array([support[i] == cls for i in g], bool)
+        tally.oks += scores.match_oks[sel].tolist()
+        tally.depth_err += (np.abs(zp[sel] - zg[sel]) / zg[sel]).tolist()
+        tally.depth_err_scaled += (np.abs(scale * zp[sel] - zg[sel]) / zg[sel]).tolist()
+
+
 @dataclass(frozen=True)
 class Report:
-    """Per-frame rows (sorted by frame), per-scene means, and the overall means weighted by frames."""
+    """Per-frame rows (sorted by frame), per-scene means, and the overall means weighted by frames;
+    by_support: per truth support class (floor, level_k, seat, bicycle, airborne; where the truth has
+    it) people, matched, recall, OKS and median torso-depth errors (support_tallies)."""
 
     frames: tuple[FrameRow, ...]
     scenes: dict[str, Summary]
     overall: Summary
+    by_support: dict[str, dict[str, float | int]] = field(default_factory=dict)
 
     @classmethod
-    def from_rows(cls, rows: list[FrameRow]) -> Report:
+    def from_rows(
+        cls, rows: list[FrameRow], by_support: dict[str, dict[str, float | int]] | None = None
+    ) -> Report:
         if not rows:
             raise ValueError("a report needs at least one frame")
         rows = sorted(rows, key=lambda row: row.frame)
@@ -408,7 +452,7 @@ class Report:
             n_pred=sum(s.n_pred for s in scenes.values()),
             n_gt=sum(s.n_gt for s in scenes.values()),
         )
-        return cls(frames=tuple(rows), scenes=scenes, overall=overall)
+        return cls(frames=tuple(rows), scenes=scenes, overall=overall, by_support=dict(by_support or {}))
 
     def to_dict(self) -> dict[str, Any]:
         def summary(s: Summary) -> dict[str, Any]:
@@ -438,7 +482,7 @@ class Report:
             "overall": summary(self.overall),
             "scenes": {name: summary(s) for name, s in self.scenes.items()},
             "frames": [frame(row) for row in self.frames],
-        }
+        } | ({"by_support": self.by_support} if self.by_support else {})
 
     def to_json(self, path: Path | str) -> None:
         """Write the report as JSON, atomically."""
@@ -471,6 +515,14 @@ class Report:
         o = self.overall
         lines.append(rule)
         lines.append(line("all", o.n_frames, o.means, o.n_matched, o.n_pred, o.n_gt))
+        if self.by_support:
+            lines += ["", f"{'support':<10}  {'people':>6}  {'recall':>6}  {'OKS':>6}  {'depth err':>9}  "
+                      f"{'scaled':>6}"]  # fmt: skip
+            for cls, t in sorted(self.by_support.items()):
+                lines.append(
+                    f"{cls:<10}  {t['n_gt']:>6}  {t['recall']:>6.3f}  {t['oks']:>6.3f}  "
+                    f"{t['depth_err']:>9.3f}  {t['depth_err_scaled']:>6.3f}"
+                )
         return "\n".join(lines)
 
 
@@ -527,6 +579,7 @@ def evaluate(predictions: Mapping[str, FramePrediction], truths: Mapping[str, Tr
     """
     check_frames(predictions, truths)
     rows = []
+    tallies: dict[str, _SupportTally] = {}
     for frame in sorted(truths):
         gt = truths[frame].arrays(frame)
         pred = predictions.get(frame)
@@ -537,4 +590,5 @@ def evaluate(predictions: Mapping[str, FramePrediction], truths: Mapping[str, Tr
             coco, torso, K = np.zeros((0, len(COCO_SIGMAS), 3)), np.zeros((0, 3)), gt.K
         scores = evaluate_frame(coco, torso, K, gt.keypoints, gt.bbox, gt.torso, gt.plane)
         rows.append(FrameRow(frame=frame, scene=scene_of(frame), scores=scores))
-    return Report.from_rows(rows)
+        support_tallies(tallies, gt.support, scores, torso, gt.torso)
+    return Report.from_rows(rows, {cls: t.summary() for cls, t in sorted(tallies.items())})

@@ -113,7 +113,7 @@ def draw_terrace(rng: np.random.Generator, preset: Preset, near: float, far: flo
     metre forward."""
     if preset.terrace is None:
         return None
-    start = near + rng.uniform(0.35, 0.6) * (far - near)
+    start = near + rng.uniform(0.2, 0.45) * (far - near)
     side = int(rng.choice([-1, 1]))
     edge = rng.uniform(0.0, 0.4) * half_w_per_m * start
     return Terrace(fwd, right, start, edge, side, float(rng.uniform(*preset.terrace)))

@@ -522,3 +522,28 @@ def test_predictions_for_frames_without_truth_are_an_error() -> None:
         evaluate({}, {"other_000001.jpg": truths["s_000001.jpg"]}, toy_body)
     with pytest.raises(InputError, match="no ground-truth frames"):
         evaluate({}, {}, toy_body)
+
+
+def test_metrics_per_support_class() -> None:
+    """Three seated people predicted 10% too far along their rays (the same image: scale 1.1) and five
+    standing people exactly: per support class the seated ones' median depth error is 0.1 and the
+    floor's 0; the frame's median depth ratio is 1, so scaling leaves them; a truth without support
+    gives no per-class rows."""
+    torso = standing_crowd(8, seed=5)
+    frame = "plaza_000001.jpg"
+    plain = truth_doc({frame: torso})
+    labels = ["floor"] * 5 + ["seat"] * 3
+    people = [
+        p.model_copy(update={"support": s}) for p, s in zip(plain.frame_info[frame], labels, strict=True)
+    ]
+    truth = plain.model_copy(update={"frame_info": {frame: people}})
+    far = np.array([1.0] * 5 + [1.1] * 3)
+    pred = predictions_for(torso * far[:, None], far, np.zeros(8))
+    report = evaluate({frame: pred}, {frame: truth}, toy_body)
+    seat, floor = report.by_support["seat"], report.by_support["floor"]
+    assert (seat["n_gt"], seat["n_matched"], floor["n_gt"]) == (3, 3, 5)
+    assert seat["recall"] == 1.0 and seat["oks"] == pytest.approx(1.0)
+    assert seat["depth_err"] == pytest.approx(0.1) and floor["depth_err"] == pytest.approx(0.0, abs=1e-9)
+    assert seat["depth_err_scaled"] == pytest.approx(0.1)
+    assert "seat" in report.table() and report.to_dict()["by_support"]["seat"]["n_gt"] == 3
+    assert evaluate({frame: pred}, {frame: plain}, toy_body).by_support == {}
