@@ -136,9 +136,12 @@ def _cmd_train_regressor(args: argparse.Namespace) -> int:
         raise ConfigError("train regressor: --steps, --batch and --threads must be positive, --blocks >= 0")
     if not 0 <= args.dropout < 1:
         raise ConfigError(f"train regressor: --dropout must be in [0, 1), got {args.dropout}")
+    if not (0 <= args.activities <= 1 and 0 <= args.children <= 1):
+        raise ConfigError("train regressor: --activities and --children are shares in [0, 1]")
     cfg = TrainConfig(
         steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, width=args.width, mode=args.mode,
-        init=args.init, blocks=args.blocks, dropout=args.dropout,
+        init=args.init, blocks=args.blocks, dropout=args.dropout, activities=args.activities,
+        children=args.children,
     )  # fmt: skip
     command = (
         f"python -m pipeline train regressor --out {args.out} --steps {args.steps} --batch {args.batch} "
@@ -147,6 +150,8 @@ def _cmd_train_regressor(args: argparse.Namespace) -> int:
         f"--eval-seed {args.eval_seed} --eval-people {args.eval_people}"
         + (f" --mode {args.mode}" if args.mode != "keypoints" else "")
         + (f" --init {args.init}" if args.init else "")
+        + (f" --activities {args.activities}" if args.activities else "")
+        + (f" --children {args.children}" if args.children else "")
         + (" --fp16" if args.fp16 else "")
     )
     out = Path(args.out)
@@ -465,6 +470,11 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--mode", choices=("keypoints", "image"), default="keypoints", help="network inputs")
     p.add_argument("--init", default=None, help="weights to start from (image mode: builtin:embedded-kp)")
     p.add_argument("--fp16", action="store_true", help="store the weights as float16")
+    p.add_argument(
+        "--activities", type=float, default=0.0,
+        help="share of people seated, crouching, riding or jumping (tasks/scenery.py poses)",
+    )  # fmt: skip
+    p.add_argument("--children", type=float, default=0.0, help="share of people with a child's shape")
     p.set_defaults(func=_cmd_train_regressor)
 
 

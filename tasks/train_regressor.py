@@ -55,6 +55,7 @@ from tasks.regress import (
     project,
     to_crop_units,
 )
+from tasks.scenery import child_shapes, posed
 from tasks.synth import draw_person, face_materials, person_palette
 
 BACKGROUNDS = Path(__file__).parent / "data" / "backgrounds"
@@ -103,6 +104,30 @@ def _camera_basis(pitch: np.ndarray, roll: np.ndarray, heading: np.ndarray) -> n
     return np.stack([left, up, facing], axis=-1)
 
 
+TRAIN_ACTIVITIES = ("bench", "ground_sit", "crouch", "ride", "jump")
+
+
+def _activities(
+    rng: np.random.Generator, pose: np.ndarray, betas: np.ndarray, body: BodyModel, activities: float,
+    children: float, only: str | None,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """pose (n, 72) and betas (n, 10) with the people sample() gives other activities and shapes."""
+    n = len(pose)
+    if only is None:
+        kind = np.where(rng.uniform(size=n) < activities, rng.integers(0, len(TRAIN_ACTIVITIES), n), -1)
+        child = rng.uniform(size=n) < children
+    else:
+        kind = np.full(n, TRAIN_ACTIVITIES.index(only) if only in TRAIN_ACTIVITIES else -1)
+        child = np.full(n, only == "child")
+    pose = pose.reshape(n, 24, 3).copy()
+    for k, name in enumerate(TRAIN_ACTIVITIES):
+        if (kind == k).any():
+            pose[kind == k] = posed(name, pose[kind == k], rng)
+    betas = betas.copy()
+    betas[child] = child_shapes(rng, int(child.sum()), body)
+    return pose.reshape(n, 72), betas
+
+
 def sample(
     rng: np.random.Generator,
     n: int,
@@ -110,10 +135,18 @@ def sample(
     body: BodyModel,
     b_range: tuple[float, float] = (24.0, 1000.0),
     noise: bool = True,
+    activities: float = 0.0,
+    children: float = 0.0,
+    only: str | None = None,
 ) -> Batch:
-    """n synthetic people (see the module docstring); poses (M, 24, 3) axis-angle to draw from."""
+    """n synthetic people (see the module docstring); poses (M, 24, 3) axis-angle to draw from. A
+    share `activities` of them sit, crouch, ride or jump (tasks/scenery.posed, one of TRAIN_ACTIVITIES
+    each) and a share `children` has a child's shape (tasks/scenery.child_shapes); `only` makes
+    everyone one activity of TRAIN_ACTIVITIES, "stand" or "child" (held-out metrics per activity)."""
     pose = poses[rng.integers(0, len(poses), n)].reshape(n, 72).astype(np.float64)
     betas = np.clip(rng.normal(0.0, 1.0, (n, 10)), -2.5, 2.5)
+    if activities or children or only:
+        pose, betas = _activities(rng, pose, betas, body, activities, children, only)
     basis = _camera_basis(
         np.radians(rng.uniform(0, 45, n)), np.radians(rng.uniform(-5, 5, n)), rng.uniform(-np.pi, np.pi, n)
     )
@@ -325,16 +358,20 @@ class TrainConfig:
     log_every: int = 500
     mode: str = "keypoints"  # or "image"
     init: str | None = None  # weights to start from (image mode: keypoints-mode weights)
+    activities: float = 0.0  # share of people seated, crouching, riding or jumping (sample())
+    children: float = 0.0  # share of people with a child's shape
 
 
 @dataclass
 class Metrics:
     """Held-out accuracy by crop band: people, MPJPE and PA-MPJPE (mm, 24 SMPL joints, pelvis-aligned),
     PA-MPJPE over LSP14 alone (each aligned on its own joints), root depth error (% of the true depth,
-    median and mean), and the same pooled for b >= 100 px."""
+    median and mean), and the same pooled for b >= 100 px; per activity ("stand", TRAIN_ACTIVITIES,
+    "child": everyone doing it, all sizes) the same plus the median stature error (% of the true)."""
 
     bands: dict[str, dict[str, float]] = field(default_factory=dict)
     large: dict[str, float] = field(default_factory=dict)
+    activities: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _summary(mpjpe: np.ndarray, pa: np.ndarray, pa14: np.ndarray, depth: np.ndarray) -> dict[str, float]:
@@ -358,14 +395,38 @@ def pa_mpjpe_mm(pred: np.ndarray, true: np.ndarray) -> float:
 def evaluate(
     model: KeypointRegressor, body: BodyModel, poses: np.ndarray, seed: int, people: int = 2000
 ) -> Metrics:
-    """Accuracy on `people` held-out synthetic people drawn with `seed` (a seed training never uses)."""
-    rng = np.random.default_rng(seed)
-    draw_rng = np.random.default_rng([seed, 1])  # the same people whatever the model's mode
+    """Accuracy on `people` held-out synthetic people drawn with `seed` (a seed training never uses),
+    and on people // 4 of each activity."""
     photos = load_backgrounds() if model.uses_image else []
     model.eval()
-    mp, pa, pa14, dep, bs = [], [], [], [], []
+    # the same people whatever the model's mode: draw_rng only draws the crops
+    mpjpe, pa_mpjpe, pa_lsp, depth, b, _ = _measure(
+        model, body, poses, (np.random.default_rng(seed), np.random.default_rng([seed, 1])), photos, people
+    )
+    out = Metrics()
+    for lo, hi in BANDS:
+        sel = (b >= lo) & (b < hi)
+        out.bands[f"{lo}-{hi - 1}"] = _summary(mpjpe[sel], pa_mpjpe[sel], pa_lsp[sel], depth[sel])
+    sel = b >= 100
+    out.large = _summary(mpjpe[sel], pa_mpjpe[sel], pa_lsp[sel], depth[sel])
+    for k, only in enumerate(("stand", *TRAIN_ACTIVITIES, "child")):
+        rngs = (np.random.default_rng([seed, 2, k]), np.random.default_rng([seed, 3, k]))
+        *m, stature = _measure(model, body, poses, rngs, photos, people // 4, only)
+        out.activities[only] = _summary(*m[:4]) | {"stature_err_pct_median": float(np.median(stature))}
+    return out
+
+
+def _measure(
+    model: KeypointRegressor, body: BodyModel, poses: np.ndarray,
+    rngs: tuple[np.random.Generator, np.random.Generator], photos: list[np.ndarray], people: int,
+    only: str | None = None,
+) -> tuple[np.ndarray, ...]:  # fmt: skip
+    """Per person (people,): MPJPE, PA-MPJPE, PA-MPJPE LSP14 (mm), root depth error (%), crop size b
+    (px) and stature error (%) of `people` drawn from rngs (people, crops) doing `only` (sample())."""
+    rng, draw_rng = rngs
+    mp, pa, pa14, dep, bs, st = [], [], [], [], [], []
     for i in range(0, people, 500):
-        batch = sample(rng, min(500, people - i), poses, body)
+        batch = sample(rng, min(500, people - i), poses, body, only=only)
         x = inputs(batch)
         crops = render_crops(draw_rng, batch, body, photos) if model.uses_image else None
         p = predict(model, body, batch, x, crops)
@@ -377,15 +438,10 @@ def evaluate(
             pa14.append(pa_mpjpe_mm(a[list(LSP14)], b[list(LSP14)]))
         dep.append(np.abs(p.transl[:, 2] - batch.transl[:, 2]).numpy() / batch.transl[:, 2].numpy() * 100)
         bs.append(x.b.numpy())
-    mpjpe, depth, b = np.concatenate(mp), np.concatenate(dep), np.concatenate(bs)
-    pa_mpjpe, pa_lsp = np.array(pa), np.array(pa14)
-    out = Metrics()
-    for lo, hi in BANDS:
-        sel = (b >= lo) & (b < hi)
-        out.bands[f"{lo}-{hi - 1}"] = _summary(mpjpe[sel], pa_mpjpe[sel], pa_lsp[sel], depth[sel])
-    sel = b >= 100
-    out.large = _summary(mpjpe[sel], pa_mpjpe[sel], pa_lsp[sel], depth[sel])
-    return out
+        true_st = body.statures(batch.betas.numpy())
+        st.append(np.abs(body.statures(p.betas.numpy()) - true_st) / true_st * 100)
+    return (np.concatenate(mp), np.array(pa), np.array(pa14), np.concatenate(dep), np.concatenate(bs),
+            np.concatenate(st))  # fmt: skip
 
 
 def train(
@@ -414,7 +470,7 @@ def _train(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[KeypointRegres
     running: dict[str, float] = {}
     for step in range(1, cfg.steps + 1):
         model.train()
-        batch = sample(rng, cfg.batch, poses, body)
+        batch = sample(rng, cfg.batch, poses, body, activities=cfg.activities, children=cfg.children)
         x = inputs(batch)
         crops = render_crops(draw_rng, batch, body, photos) if model.uses_image else None
         terms = losses(batch, x, predict(model, body, batch, x, crops))

@@ -15,6 +15,7 @@ from tasks.regress import cam_crop_to_full, crop_params, project
 from tasks.train_regressor import (
     LOSS_WEIGHTS,
     LSP14,
+    TRAIN_ACTIVITIES,
     inputs,
     losses,
     pa_mpjpe_mm,
@@ -83,6 +84,27 @@ def test_a_clean_sample_is_geometrically_consistent(body: BodyModel, poses: np.n
     tol = 1e-5 * float(batch.transl.abs().max())  # float32 rounding at the people's distance
     for got, want in ((batch.verts, verts), (batch.joints, joints), (batch.coco, coco)):
         np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=tol)
+
+
+def test_the_training_mix_holds_the_activities_and_children_it_is_asked_for(
+    body: BodyModel, poses: np.ndarray
+) -> None:
+    """Shares 0 leave the people as they were (the shipped weights' command reproduces); `only`
+    makes everyone a rider (knees bent: thigh and shin out of line) or a child (1.05-1.5 m)."""
+    plain = sample(np.random.default_rng(3), 64, poses, body)
+    same = sample(np.random.default_rng(3), 64, poses, body, activities=0.0, children=0.0)
+    assert torch.equal(plain.keypoints, same.keypoints) and torch.equal(plain.betas, same.betas)
+    mixed = sample(np.random.default_rng(3), 400, poses, body, activities=0.5, children=0.25, noise=False)
+    statures = body.statures(mixed.betas.numpy())
+    assert 0.15 < (statures < 1.5).mean() < 0.35  # the children, and a few short adults
+    riders = sample(np.random.default_rng(4), 64, poses, body, only="ride", noise=False)
+    j = riders.joints.numpy()
+    thigh, shin = j[:, 4] - j[:, 1], j[:, 7] - j[:, 4]  # left hip -> knee -> ankle
+    cos = (thigh * shin).sum(1) / np.linalg.norm(thigh, axis=1) / np.linalg.norm(shin, axis=1)
+    assert (np.degrees(np.arccos(cos)) > 30).all()
+    kids = sample(np.random.default_rng(5), 64, poses, body, only="child", noise=False)
+    assert (body.statures(kids.betas.numpy()) <= 1.51).all()
+    assert set(TRAIN_ACTIVITIES) == {"bench", "ground_sit", "crouch", "ride", "jump"}
 
 
 def test_noise_drops_and_jitters_keypoints(body: BodyModel, poses: np.ndarray) -> None:
