@@ -73,7 +73,8 @@ def by_support(torso: np.ndarray, stature: np.ndarray, judged: np.ndarray | None
                f: dict[str, object]) -> dict[str, dict[str, float]]:  # fmt: skip
     """Per truth support class (ground-truth boxes: person i is truth i): people, median relative
     torso-depth error and stature error, the share within tasks/support.py's plausible statures, and
-    the share whose support judgement (standing on a floor or not) matches the truth's. torso (N, 3) m,
+    the share whose support judgement (standing on a floor or not) matches the truth's; also for the
+    people under 1.5 m and for everyone. torso (N, 3) m,
     stature (N,) m, judged (N,) support labels or None (no crowd step)."""
     from tasks.support import PLAUSIBLE_STATURE_M
 
@@ -82,8 +83,9 @@ def by_support(torso: np.ndarray, stature: np.ndarray, judged: np.ndarray | None
     depth_err = np.abs(torso[:, 2] - gt_z) / gt_z
     stature_err = np.abs(stature - gt_stature) / gt_stature
     on_floor = np.char.startswith(truth, "floor") | np.char.startswith(truth, "level_")
-    child = gt_stature < 1.5
-    groups = {c: truth == c for c in np.unique(truth)} | {"child": child, "all": np.ones(len(truth), bool)}
+    short = gt_stature < 1.5  # the children, and short adults
+    groups = {c: truth == c for c in np.unique(truth)}
+    groups |= {"under_1.5m": short, "all": np.ones(len(truth), bool)}
     out = {}
     for name, m in groups.items():
         if not m.any():

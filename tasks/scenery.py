@@ -10,9 +10,13 @@ tests/tasks/test_scenery.py).
 Presets (`input.synthetic.preset`), shares of groups by activity (a group of 1-5 people; in a group of
 a rider, a jumper or a croucher only the first person does it, the others stand beside):
 - plaza: everyone stands or walks on one floor (the first-generation world, unchanged);
-- stadium_entrance: a raised terrace 0.5-4 m high over part of the far ground (people on it stand on
-  level_2), benches, people sitting on the ground, cyclists, jumpers, crouchers and children;
-- park: no terrace, a ground sloped up to 3 degrees, more people seated, more cyclists and children.
+- stadium_entrance: a raised terrace 0.5-4 m high over the far part of one side of the ground (people
+  on it stand on level_2), benches, people sitting on the ground, cyclists, jumpers, crouchers and
+  children; of the people (seeds 11-15, 500 each): floor 64%, level_2 19%, seat 13%, airborne 3%,
+  bicycle 2%; 15% under 1.5 m (children and short adults);
+- park: no terrace, a ground sloped up to 3 degrees, more people seated, more cyclists and children:
+  floor 69%, seat 25%, bicycle 3%, airborne 3%; 19% under 1.5 m.
+A rider needs room for the bicycle: one with anyone within 1.2 m walks instead.
 
 Poses: seated, crouching, riding and jumping people keep a real crowd pose's upper body
 (tasks/data/poses_smpl24.npz, mirrored) and get procedural legs (hip and knee flexion drawn per leg,
