@@ -486,3 +486,35 @@ def test_the_levels_of_a_synthetic_terrace_frame_from_the_first_prediction(
     assert levels.heights == pytest.approx([scene.height, scene.height - terrace], rel=0.1)
     on_floor, on_terrace = f.support == "floor", f.support == "level_2"
     assert (levels.level[on_floor] == 0).mean() > 0.8 and (levels.level[on_terrace] == 1).mean() > 0.7
+
+
+def test_crowd_frame_on_a_stadium_entrance_frame_keeps_statures_and_seated_people() -> None:
+    """A second-generation frame (benches, cyclists, jumpers, children, a terrace) through the crowd
+    step: every stature ends within the prior, the people judged not standing keep their size and
+    place (scale 1), most seated people are judged so, and most people on the floor stand on it."""
+    from schemas.scene import RegressConfig, SyntheticConfig
+    from tasks.camera import FrameCamera
+    from tasks.crowd import crowd_frame
+    from tasks.models.registry import load_regressor
+    from tasks.poses import load_bank
+    from tasks.regress import frame_smpl, regress
+    from tasks.synth import keypoint_frame
+
+    cfg = SyntheticConfig(people=150, width=4096, height=2048, seed=21, preset="stadium_entrance")
+    f = keypoint_frame(cfg, load_bank(), BodyModel.load("builtin:neutral"))
+    cam = f.camera
+    pp = (cam.width / 2, cam.height / 2)
+    r = regress(None, f.boxes, f.kp, load_regressor("embedded"), (cam.width, cam.height), cam.f, pp)
+    before = frame_smpl(
+        [r], np.arange(150), f.boxes, f.kp, "builtin:neutral", FrameCamera(cam.f, *pp, "given")
+    )
+    cfg20 = CrowdConfig.model_validate({"global": {"steps": 20}})
+    out = crowd_frame(_frame_levels(f), f.boxes, f.kp, before, cfg20, RegressConfig(), seed=0)
+    rows = out.smpl.rows
+    lo, hi = STATURE_PRIOR_M
+    assert (rows.stature >= lo - 1e-4).all() and (rows.stature <= hi + 1e-4).all()
+    folded = rows.support == "not_standing"
+    assert rows.scale[folded] == pytest.approx(np.ones(int(folded.sum())))
+    seated = f.support == "seat"
+    assert seated.sum() >= 10 and folded[seated].mean() >= 0.7
+    assert (rows.support[f.support == "floor"] == "floor").mean() >= 0.85
