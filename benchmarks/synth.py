@@ -4,6 +4,7 @@
     python benchmarks/synth.py render --size 16384x8192 --people 500
     python benchmarks/synth.py realism                      # 3 seeds, 8192 x 4096, 300 people each
     python benchmarks/synth.py realism --presets plaza stadium_entrance park   # per synthetic world
+    python benchmarks/synth.py pose-errors --people 400 800 2000   # MoveNet in crowds (issue #24)
 
 `render` times `tasks.synth.synthesize` in a fresh process (layout, body geometry, tile rendering, JPEG
 encode, truth) and reports its peak RSS. Target (issue #3): 0.5 GP with 1000 people in <= 10 min on
@@ -13,6 +14,12 @@ encode, truth) and reports its peak RSS. Target (issue #3): 0.5 GP with 1000 peo
 a frame, and the shipped MoveNet on ground-truth-box crops (tasks/realism.py). Target: recall >= 0.8 for
 people >= 100 px tall. With `--real DIR` it also scores MoveNet on real COCO-format annotated photos
 (e.g. ../shared/data/real/coco_keypoints/coco) as the reference for the OKS on renders.
+
+`pose-errors` renders frames of 400 / 800 / 2000 people (8192x4096, 8192x4096, 16384x8192) and runs
+MoveNet on every ground-truth box (tasks/realism.pose_errors): OKS over all 17 joints as GigaCrowd
+scores it, the median joint error, and the share of skeletons that are mostly another person's, by
+visibility, by the number of other boxes over the person's, by box height; per joint the error and
+the share that land on a neighbour's same joint.
 """
 
 from __future__ import annotations
@@ -137,6 +144,41 @@ def realism(args: argparse.Namespace) -> dict[str, object]:
     return result
 
 
+def pose_errors(args: argparse.Namespace) -> dict[str, object]:
+    import cv2
+
+    from schemas.scene import SyntheticConfig
+    from schemas.truth import read_truth
+    from tasks.models.body import BUILTIN_NEUTRAL, BodyModel
+    from tasks.models.movenet import MoveNet
+    from tasks.poses import load_bank
+    from tasks.realism import pose_errors as measure
+    from tasks.synth import synthesize
+
+    sizes = {400: (8192, 4096), 800: (8192, 4096), 2000: (16384, 8192)}
+    body, bank, pose = BodyModel.load(BUILTIN_NEUTRAL), load_bank(), MoveNet.load()
+    rows = []
+    with tempfile.TemporaryDirectory(dir=args.workdir) as wd:
+        for people in args.people:
+            w, h = sizes.get(people, (16384, 8192))
+            cfg = SyntheticConfig(people=people, width=w, height=h, seed=args.seed, preset=args.preset)
+            image, truth = synthesize(cfg, Path(wd) / str(people), body, bank)
+            r = measure(cv2.imread(str(image))[..., ::-1].copy(), read_truth(truth), pose)
+            rows.append({"people": people, "size": f"{w}x{h}", "seed": args.seed, "preset": args.preset, **r})
+            print(f"{people} people ({w}x{h}): {json.dumps(r['all'])}")
+            for key in ("visibility", "overlaps", "height_px"):
+                for band, v in r[key].items():  # type: ignore[attr-defined]
+                    if v["people"]:
+                        print(
+                            f"  {key:>10} {band:>9}: {v['people']:>5} people, OKS {v['oks']:.3f}, joint "
+                            f"error {v['joint_err']:.3f} box, mostly another's {v['mostly_another']:.3f}"
+                        )
+            j = r["joints"]  # type: ignore[index]
+            print("  per joint, median error (box heights):", " ".join(f"{e:.3f}" for e in j["median_err"]))
+            print("  per joint, another's share:           ", " ".join(f"{e:.3f}" for e in j["another"]))
+    return {"rows": rows}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="what", required=True)
@@ -153,12 +195,16 @@ def main() -> int:
         help="the synthetic worlds (input.synthetic.preset)",
     )  # fmt: skip
     q.add_argument("--real", type=Path, default=None, help="COCO-format annotated photos (json + images)")
-    for p in (r, q):
+    e = sub.add_parser("pose-errors")
+    e.add_argument("--people", type=int, nargs="+", default=[400, 800, 2000])
+    e.add_argument("--seed", type=int, default=31)
+    e.add_argument("--preset", default="plaza", choices=("plaza", "stadium_entrance", "park"))
+    for p in (r, q, e):
         p.add_argument("--workdir", type=Path, default=None, help="where frames are written (default: temp)")
     args = ap.parse_args()
-    res = render(args) if args.what == "render" else realism(args)
+    res = {"render": render, "realism": realism, "pose-errors": pose_errors}[args.what](args)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"synth_{args.what}.json"
+    out = RESULTS / f"synth_{args.what.replace('-', '_')}.json"
     res = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(), **res}
     out.write_text(json.dumps(res, indent=2))
     print(f"wrote {out}")

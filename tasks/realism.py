@@ -8,6 +8,7 @@ truth. The same measurement on real annotated photographs gives the reference to
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -104,3 +105,75 @@ def measure(
         oks_median=float(np.median(oks)) if len(oks) else float("nan"),
         oks_ge_050=float(np.mean(oks >= 0.5)) if len(oks) else float("nan"),
     )
+
+
+VISIBILITY_BINS = (0.0, 0.25, 0.5, 0.75, 1.01)
+HEIGHT_BINS = (0.0, 100.0, 200.0, 400.0, np.inf)
+OVERLAP_BINS = (0, 1, 2, 3, 10**9)  # other boxes covering >= 20% of a person's box
+ANOTHER_WITHIN = 0.1  # a joint is another person's when it lies this close (x its box height) to theirs
+
+
+def _bins(values: np.ndarray, edges: tuple[float, ...]) -> list[tuple[str, np.ndarray]]:
+    return [(f"{lo:g}-{hi:g}", (values >= lo) & (values < hi)) for lo, hi in itertools.pairwise(edges)]
+
+
+def pose_errors(image: np.ndarray, truth: Truth, pose: PoseModel) -> dict[str, object]:
+    """The pose network on every ground-truth box of a rendered frame, scored as GigaCrowd scores the
+    3D body's projection (OKS over all 17 joints, occluded ones included; area = box area), and what
+    crowds do to it: per person OKS, median joint error (box heights) and whether the skeleton is
+    mostly another person's (more than half its joints nearer a neighbour's same joint than its own,
+    within ANOTHER_WITHIN of the neighbour's box height), binned by visibility, by how many other boxes
+    cover at least 20% of the person's box, and by box height; per joint the median error and the
+    share that are another's. image (H, W, 3) uint8 RGB, the whole frame."""
+    boxes = truth.arrays().bbox
+    crops, affines = zip(*(crop(image, b, pose.size) for b in boxes), strict=True)
+    kp = np.concatenate([pose(np.stack(crops[i : i + 64])) for i in range(0, len(boxes), 64)])
+    pred = np.stack([to_image(k, af) for k, af in zip(kp, affines, strict=True)])[..., :2]
+    return crowd_pose_errors(pred, truth)
+
+
+def crowd_pose_errors(pred: np.ndarray, truth: Truth) -> dict[str, object]:
+    """pose_errors' scores of predictions pred (G, 17, 2) px, one per ground-truth person (same order)."""
+    a = truth.arrays()
+    people = next(iter(truth.frame_info.values()))
+    vis = np.array([p.visibility for p in people])
+    boxes, gt = a.bbox, a.keypoints  # gt (G, 17, 2) px, occluded and out-of-image joints included
+    g = len(boxes)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    height = boxes[:, 3] - boxes[:, 1]
+    oks = np.array([oks_matrix(pred[i : i + 1], gt[i : i + 1], area[i : i + 1])[0, 0] for i in range(g)])
+    err = np.linalg.norm(pred - gt, axis=-1) / height[:, None]  # (G, 17) box heights
+    # who covers whom: the share of box i inside box j
+    x0 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    y0 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    x1 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
+    y1 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    covered = inter / area[:, None] >= 0.2
+    np.fill_diagonal(covered, False)
+    overlaps = covered.sum(1)
+    another = np.zeros((g, 17), bool)
+    for i in np.flatnonzero(overlaps):
+        js = np.flatnonzero(covered[i])
+        d_other = np.linalg.norm(pred[i][None] - gt[js], axis=-1) / height[js, None]  # (J, 17)
+        d_own = np.linalg.norm(pred[i] - gt[i], axis=-1) / height[js, None]
+        another[i] = ((d_other < d_own) & (d_other < ANOTHER_WITHIN)).any(0)
+    mostly = another.mean(1) > 0.5
+
+    def row(sel: np.ndarray) -> dict[str, float | int]:
+        n = int(sel.sum())
+        if not n:
+            return {"people": 0}
+        return {"people": n, "oks": float(oks[sel].mean()), "joint_err": float(np.nanmedian(err[sel])),
+                "mostly_another": float(mostly[sel].mean())}  # fmt: skip
+
+    return {
+        "all": row(np.ones(g, bool)),
+        "visibility": {k: row(s) for k, s in _bins(vis, VISIBILITY_BINS)},
+        "overlaps": {k: row(s) for k, s in _bins(overlaps.astype(float), OVERLAP_BINS)},
+        "height_px": {k: row(s) for k, s in _bins(height, HEIGHT_BINS)},
+        "joints": {
+            "median_err": [float(v) for v in np.nanmedian(err, axis=0)],
+            "another": [float(v) for v in another.mean(0)],
+        },
+    }

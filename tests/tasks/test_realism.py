@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import pyvips
 
 from schemas.scene import SyntheticConfig
@@ -38,3 +39,36 @@ def test_recall_by_height_counts_each_band() -> None:
     pred = np.array([[0, 0, 10, 50, 0.9], [200, 0, 220, 300, 0.8]])
     got = recall_by_height(pred, gt, [(0, 100), (100, 200), (200, float("inf")), (1000, 2000)])
     assert got == {"0-100": (1, 1.0), "100-200": (1, 0.0), "200-inf": (1, 1.0), "1000-2000": (0, None)}
+
+
+def test_crowd_pose_errors_tell_own_skeletons_from_a_neighbours() -> None:
+    """Exact keypoints score OKS 1 with no error; giving each overlapped person the keypoints of a
+    person whose box covers theirs makes exactly those skeletons 'mostly another's'."""
+    from tasks.realism import crowd_pose_errors
+    from tasks.synth import Rendered, layout, truth
+
+    body = BodyModel.load("builtin:neutral")
+    cfg = SyntheticConfig(people=80, width=2048, height=1024, seed=5, min_gap=0.4)
+    scene = layout(cfg, load_bank(), body)
+    geometry = body.numpy_forward(scene.pose, scene.shape, scene.transl)
+    shown = Rendered(visibility=np.ones(80), keypoint_occluded=np.zeros((80, 17), bool))
+    t = truth(scene, body, geometry, shown, "x.jpg")
+    a = t.arrays()
+    exact = crowd_pose_errors(a.keypoints.copy(), t)
+    assert exact["all"]["oks"] == pytest.approx(1.0) and exact["all"]["mostly_another"] == 0.0
+    assert exact["all"]["joint_err"] == pytest.approx(0.0)
+    boxes = a.bbox
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    swapped, moved = a.keypoints.copy(), []
+    for i in range(len(boxes)):
+        w = np.clip(np.minimum(boxes[i, 2:], boxes[:, 2:]) - np.maximum(boxes[i, :2], boxes[:, :2]), 0, None)
+        share = w.prod(1) / area[i]
+        share[i] = 0
+        if share.max() >= 0.2:
+            swapped[i] = a.keypoints[int(share.argmax())]
+            moved.append(i)
+    assert len(moved) >= 5
+    r = crowd_pose_errors(swapped, t)
+    assert r["all"]["mostly_another"] == pytest.approx(len(moved) / len(boxes))
+    assert r["overlaps"]["0-1"]["mostly_another"] == 0.0 and r["overlaps"]["0-1"]["oks"] == pytest.approx(1.0)
+    assert r["all"]["oks"] < 1.0
