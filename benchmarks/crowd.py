@@ -178,7 +178,7 @@ def photos(folder: Path) -> dict[str, object]:
 
 def full_pipeline(
     people: int, seed: int, cache: Path, focal_mode: str = "diagonal",
-    methods: tuple[str, ...] = ("crowdrec", "global"),
+    methods: tuple[str, ...] = ("crowdrec", "global"), mask_others: bool = False,
 ) -> dict[str, object]:  # fmt: skip
     """The whole pipeline (detected boxes, MoveNet keypoints, the embedded regressor) on a rendered
     synthetic frame of `people` (SIZES), once without the crowd step, then with `crowdrec`, then with
@@ -211,7 +211,8 @@ def full_pipeline(
         for label, crowd in [("before", {"enabled": False})] + [(m, {"method": m}) for m in methods]:
             doc = {"name": "crowd", "input": {"frames": str(image)}, "output": tmp, "seed": seed,
                    "camera": {"focal": focal},
-                   "crowd": crowd, "pose2d": {"overlay": False}, "regress": {"meshes": False}}  # fmt: skip
+                   "crowd": crowd, "pose2d": {"overlay": False, "mask_others": mask_others},
+                   "regress": {"meshes": False}}  # fmt: skip
             scene.write_text(yaml.safe_dump(doc))
             t = time.perf_counter()
             summary = run_scene(resolve(load_scene(scene), scene))
@@ -259,6 +260,10 @@ def main() -> int:
         help="also `global` with each source of the ground's direction (crowd.global.normal people, camera)",
     )  # fmt: skip
     ap.add_argument(
+        "--mask-others", action="store_true", dest="mask_others",
+        help="with --pipeline: pose2d.mask_others (the other detections painted out of each crop)",
+    )  # fmt: skip
+    ap.add_argument(
         "--pipeline", action="store_true",
         help="instead: the whole pipeline (detected boxes) on rendered frames of --people, before / "
         "crowdrec / global (frames cached in ~/.cache/gigacrowd-bench/crowd)",
@@ -267,9 +272,12 @@ def main() -> int:
     torch.set_num_threads(2)
     if args.pipeline:
         cache = Path.home() / ".cache" / "gigacrowd-bench" / "crowd"
-        result = [full_pipeline(n, args.seed, cache, args.focal, tuple(args.methods)) for n in args.people]
+        result = [
+            full_pipeline(n, args.seed, cache, args.focal, tuple(args.methods), args.mask_others)
+            for n in args.people
+        ]
         RESULTS.mkdir(exist_ok=True)
-        tag = "" if args.focal == "diagonal" else f"_{args.focal}"
+        tag = ("" if args.focal == "diagonal" else f"_{args.focal}") + ("_masked" if args.mask_others else "")
         (RESULTS / f"crowd_pipeline{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
         return 0
     if args.photos:

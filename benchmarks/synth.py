@@ -5,6 +5,7 @@
     python benchmarks/synth.py realism                      # 3 seeds, 8192 x 4096, 300 people each
     python benchmarks/synth.py realism --presets plaza stadium_entrance park   # per synthetic world
     python benchmarks/synth.py pose-errors --people 400 800 2000   # MoveNet in crowds (issue #24)
+    python benchmarks/synth.py pose-errors --mask-others           # ... with neighbours painted out
 
 `render` times `tasks.synth.synthesize` in a fresh process (layout, body geometry, tile rendering, JPEG
 encode, truth) and reports its peak RSS. Target (issue #3): 0.5 GP with 1000 people in <= 10 min on
@@ -163,8 +164,9 @@ def pose_errors(args: argparse.Namespace) -> dict[str, object]:
             w, h = sizes.get(people, (16384, 8192))
             cfg = SyntheticConfig(people=people, width=w, height=h, seed=args.seed, preset=args.preset)
             image, truth = synthesize(cfg, Path(wd) / str(people), body, bank)
-            r = measure(cv2.imread(str(image))[..., ::-1].copy(), read_truth(truth), pose)
-            rows.append({"people": people, "size": f"{w}x{h}", "seed": args.seed, "preset": args.preset, **r})
+            r = measure(cv2.imread(str(image))[..., ::-1].copy(), read_truth(truth), pose, args.mask_others)
+            rows.append({"people": people, "size": f"{w}x{h}", "seed": args.seed, "preset": args.preset,
+                         "mask_others": args.mask_others, **r})  # fmt: skip
             print(f"{people} people ({w}x{h}): {json.dumps(r['all'])}")
             for key in ("visibility", "overlaps", "height_px"):
                 for band, v in r[key].items():  # type: ignore[attr-defined]
@@ -199,6 +201,10 @@ def main() -> int:
     e.add_argument("--people", type=int, nargs="+", default=[400, 800, 2000])
     e.add_argument("--seed", type=int, default=31)
     e.add_argument("--preset", default="plaza", choices=("plaza", "stadium_entrance", "park"))
+    e.add_argument(
+        "--mask-others", action="store_true", dest="mask_others",
+        help="paint the other people's boxes out of each crop first (tasks/pose2d.paint_out_others)",
+    )  # fmt: skip
     for p in (r, q, e):
         p.add_argument("--workdir", type=Path, default=None, help="where frames are written (default: temp)")
     args = ap.parse_args()

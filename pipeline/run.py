@@ -301,8 +301,9 @@ def _pose2d(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[s
             if cfg.backend == "file":
                 batches = [client.submit(pose_file_unit, f.name, rs.scene.detect, pure=False)]
             else:
+                context = boxes if cfg.mask_others else None
                 batches = [
-                    client.submit(pose_batch_unit, store, boxes[i : i + n], cfg, pure=False)
+                    client.submit(pose_batch_unit, store, boxes[i : i + n], cfg, context, pure=False)
                     for i in range(0, len(boxes), n)
                 ]
             det_ids = table.column("det_id").to_numpy()

@@ -187,12 +187,16 @@ def pose_file_unit(frame: str, detect: DetectConfig) -> np.ndarray:
     return imported_keypoints(detect, frame)
 
 
-def pose_batch_unit(store: str, boxes: np.ndarray, cfg: Pose2dConfig) -> np.ndarray:
-    """Keypoints (N, 17, 3) x, y full-res pixels, confidence for boxes (N, 4) of one frame."""
+def pose_batch_unit(
+    store: str, boxes: np.ndarray, cfg: Pose2dConfig, context: np.ndarray | None = None
+) -> np.ndarray:
+    """Keypoints (N, 17, 3) x, y full-res pixels, confidence for boxes (N, 4) of one frame; context
+    (M, 4): the frame's boxes, painted out of each crop (pose2d.mask_others)."""
     from tasks.models.registry import load_pose_model
     from tasks.pose2d import estimate
 
-    return estimate(_levels(store), boxes, load_pose_model(cfg.backend, cfg.model), cfg.crop_scale)
+    model = load_pose_model(cfg.backend, cfg.model)
+    return estimate(_levels(store), boxes, model, cfg.crop_scale, context)
 
 
 def pose_write_unit(

@@ -290,6 +290,11 @@ class Pose2dConfig(_Section):
         default=1.25, description="square crop side = crop_scale * the box's longer side"
     )
     boxes_per_task: Annotated[int, Field(ge=1, le=100000)] = 256
+    mask_others: bool = Field(
+        default=False,
+        description="paint the other detections' boxes (outside the person's own box) out of each crop "
+        "before the pose network: neighbours' limbs pull a single-person network onto them",
+    )
     overlay: bool = Field(
         default=True, description="draw boxes and keypoints on a frame thumbnail (overlay.png)"
     )

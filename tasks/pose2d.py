@@ -103,6 +103,42 @@ def crop_from_levels(
     return _warp(region, m, size), a, k
 
 
+def paint_out_others(
+    crop_px: np.ndarray, affine: np.ndarray, own: np.ndarray, others: np.ndarray, value: int = 128
+) -> np.ndarray:
+    """A copy of crop_px (h, w, 3) uint8 with the pixels inside other people's boxes and outside the
+    target's own box set to grey `value`: a neighbour's limbs left in a crop pull a single-person
+    pose network onto them (benchmarks/README.md, #24). affine (2, 3) image -> crop (uniform scale,
+    as crop_affine makes it); own (4,) and others (K, 4) x0, y0, x1, y1 full-resolution pixels."""
+    s, t = float(affine[0, 0]), affine[:, 2]
+    h, w = crop_px.shape[:2]
+
+    def rect(b: np.ndarray) -> tuple[int, int, int, int]:
+        x0, y0 = np.clip(np.floor(b[:2] * s + t), 0, [w, h]).astype(int)
+        x1, y1 = np.clip(np.ceil(b[2:] * s + t), 0, [w, h]).astype(int)
+        return x0, y0, x1, y1
+
+    mask = np.zeros((h, w), bool)
+    for o in np.asarray(others, np.float64).reshape(-1, 4):
+        x0, y0, x1, y1 = rect(o)
+        mask[y0:y1, x0:x1] = True
+    x0, y0, x1, y1 = rect(np.asarray(own, np.float64))
+    mask[y0:y1, x0:x1] = False
+    out = crop_px.copy()
+    out[mask] = value
+    return out
+
+
+def others_near(boxes: np.ndarray, box: np.ndarray, scale: float = 1.25) -> np.ndarray:
+    """The boxes (K, 4) of boxes (N, 4) px, other than `box` (4,) itself, that reach into its crop
+    (the box enlarged `scale` times about its centre, squared as crop_affine squares it)."""
+    c, half = (box[:2] + box[2:]) / 2, scale * float(np.max(box[2:] - box[:2])) / 2
+    near = (boxes[:, 2] > c[0] - half) & (boxes[:, 0] < c[0] + half)
+    near &= (boxes[:, 3] > c[1] - half) & (boxes[:, 1] < c[1] + half)
+    near &= ~(boxes == box).all(1)
+    return boxes[near]
+
+
 def to_image(kp: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """kp (..., 17, 3) x, y in crop pixels, score; affine (2, 3) image -> crop -> same in image pixels."""
     s, t = affine[0, 0], affine[:, 2]
@@ -111,12 +147,16 @@ def to_image(kp: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return out
 
 
-def estimate(levels: list[Any], boxes: np.ndarray, model: PoseModel, scale: float = 1.25) -> np.ndarray:
+def estimate(
+    levels: list[Any], boxes: np.ndarray, model: PoseModel, scale: float = 1.25,
+    context: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
     """Keypoints (N, 17, 3) x, y full-res pixels, confidence for boxes (N, 4) of one frame's pyramid.
 
     Crops are taken row by row through the frame (neighbours share chunks of a chunk-cached pyramid)
     by a second thread while this one runs the network (decompression releases the GIL); only that
-    thread reads `levels`. Crops stay uint8.
+    thread reads `levels`. Crops stay uint8. context (M, 4) px, the frame's boxes: given, the other
+    people's boxes are painted out of each crop (paint_out_others).
     """
     out = np.zeros((len(boxes), 17, 3), np.float32)
     order = np.lexsort(((boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) // 2048))
@@ -124,6 +164,8 @@ def estimate(levels: list[Any], boxes: np.ndarray, model: PoseModel, scale: floa
     def crops() -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         for i in order:
             c, a, _ = crop_from_levels(levels, boxes[i], model.size, scale)
+            if context is not None:
+                c = paint_out_others(c, a, boxes[i], others_near(context, boxes[i], scale))
             yield int(i), c, a
 
     with ThreadPoolExecutor(max_workers=1) as pool:

@@ -17,7 +17,7 @@ from schemas.truth import Truth
 from tasks.boxes import greedy_recall_match
 from tasks.detect import Detector, detect_image
 from tasks.evaluate import oks_matrix
-from tasks.pose2d import PoseModel, crop, to_image
+from tasks.pose2d import PoseModel, crop, others_near, paint_out_others, to_image
 
 
 @dataclass(frozen=True)
@@ -117,16 +117,24 @@ def _bins(values: np.ndarray, edges: tuple[float, ...]) -> list[tuple[str, np.nd
     return [(f"{lo:g}-{hi:g}", (values >= lo) & (values < hi)) for lo, hi in itertools.pairwise(edges)]
 
 
-def pose_errors(image: np.ndarray, truth: Truth, pose: PoseModel) -> dict[str, object]:
+def pose_errors(
+    image: np.ndarray, truth: Truth, pose: PoseModel, mask_others: bool = False
+) -> dict[str, object]:
     """The pose network on every ground-truth box of a rendered frame, scored as GigaCrowd scores the
     3D body's projection (OKS over all 17 joints, occluded ones included; area = box area), and what
     crowds do to it: per person OKS, median joint error (box heights) and whether the skeleton is
     mostly another person's (more than half its joints nearer a neighbour's same joint than its own,
     within ANOTHER_WITHIN of the neighbour's box height), binned by visibility, by how many other boxes
     cover at least 20% of the person's box, and by box height; per joint the median error and the
-    share that are another's. image (H, W, 3) uint8 RGB, the whole frame."""
+    share that are another's. image (H, W, 3) uint8 RGB, the whole frame; mask_others: the other
+    people's boxes painted out of each crop first (tasks/pose2d.paint_out_others)."""
     boxes = truth.arrays().bbox
     crops, affines = zip(*(crop(image, b, pose.size) for b in boxes), strict=True)
+    if mask_others:
+        crops = tuple(
+            paint_out_others(c, a, boxes[i], others_near(boxes, boxes[i]))
+            for i, (c, a) in enumerate(zip(crops, affines, strict=True))
+        )
     kp = np.concatenate([pose(np.stack(crops[i : i + 64])) for i in range(0, len(boxes), 64)])
     pred = np.stack([to_image(k, af) for k, af in zip(kp, affines, strict=True)])[..., :2]
     return crowd_pose_errors(pred, truth)

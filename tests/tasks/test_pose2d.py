@@ -68,3 +68,49 @@ def test_large_people_are_cropped_from_a_coarser_level_with_the_same_pixels() ->
     c2, _ = crop(image, edge, 192)
     assert c1[:, :20].max() == 0 and c2[:, :20].max() == 0
     assert np.abs(c1.astype(float) - c2.astype(float)).mean() < 2.0
+
+
+def test_other_peoples_boxes_are_painted_out_of_a_crop_but_not_the_persons_own() -> None:
+    """A white frame, the target's box in the middle, a neighbour's box overlapping its right half
+    and reaching beyond it: the crop is grey where the neighbour's box lies outside the target's box
+    and white elsewhere, including where the two boxes overlap; a far box is not in the crop."""
+    from tasks.pose2d import others_near, paint_out_others
+
+    image = np.full((400, 400, 3), 255, np.uint8)
+    own = np.array([150.0, 100.0, 250.0, 300.0])
+    boxes = np.array([own, [200.0, 150.0, 320.0, 350.0], [0.0, 0.0, 20.0, 20.0]])
+    others = others_near(boxes, own)
+    assert others.tolist() == [boxes[1].tolist()]  # itself and the far box left out
+    c, a = crop(image, own, (192, 192))
+    out = paint_out_others(c, a, own, others)
+
+    def at(x: float, y: float) -> int:  # the crop pixel of image point (x, y)
+        u, v = a @ np.array([x, y, 1.0])
+        return int(out[int(v), int(u), 0])
+
+    assert at(275, 250) == 128  # the neighbour, outside the target's box
+    assert at(225, 250) == 255 and at(160, 110) == 255  # inside the target's box: untouched
+    assert at(140, 250) == 255  # outside both
+    assert (c == 255).all()  # the crop itself is not changed
+
+
+def test_estimate_paints_out_the_frames_other_boxes_only_when_given_them() -> None:
+    from tasks.pose2d import estimate
+
+    seen: list[np.ndarray] = []
+
+    class Recorder:
+        size = (192, 192)
+
+        def __call__(self, crops: np.ndarray) -> np.ndarray:
+            seen.append(crops.copy())
+            return np.zeros((len(crops), 17, 3), np.float32)
+
+    image = np.full((400, 400, 3), 255, np.uint8)
+    boxes = np.array([[150.0, 100.0, 250.0, 300.0], [200.0, 150.0, 320.0, 350.0]])
+    estimate([image], boxes, Recorder())
+    assert all((c != 128).all() for c in seen)
+    seen.clear()
+    estimate([image], boxes[:1], Recorder(), context=boxes)  # a batch of one, the frame's boxes as context
+    (c,) = seen
+    assert (c == 128).any() and (c == 255).mean() > 0.5
