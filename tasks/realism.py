@@ -14,10 +14,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from schemas.truth import Truth
-from tasks.boxes import greedy_recall_match
+from tasks.boxes import area as box_area
+from tasks.boxes import coverage, greedy_recall_match
 from tasks.detect import Detector, detect_image
 from tasks.evaluate import oks_matrix
-from tasks.pose2d import PoseModel, crop, others_near, paint_out_others, to_image
+from tasks.pose2d import PoseModel, crop, estimate, to_image
 
 
 @dataclass(frozen=True)
@@ -129,15 +130,9 @@ def pose_errors(
     share that are another's. image (H, W, 3) uint8 RGB, the whole frame; mask_others: the other
     people's boxes painted out of each crop first (tasks/pose2d.paint_out_others)."""
     boxes = truth.arrays().bbox
-    crops, affines = zip(*(crop(image, b, pose.size) for b in boxes), strict=True)
-    if mask_others:
-        crops = tuple(
-            paint_out_others(c, a, boxes[i], others_near(boxes, boxes[i]))
-            for i, (c, a) in enumerate(zip(crops, affines, strict=True))
-        )
-    kp = np.concatenate([pose(np.stack(crops[i : i + 64])) for i in range(0, len(boxes), 64)])
-    pred = np.stack([to_image(k, af) for k, af in zip(kp, affines, strict=True)])[..., :2]
-    return crowd_pose_errors(pred, truth)
+    # the pose2d stage's own crops (one level: the frame in memory), painted as the stage paints them
+    pred = estimate([image], boxes, pose, context=boxes if mask_others else None)[..., :2]
+    return crowd_pose_errors(pred.astype(np.float64), truth)
 
 
 def crowd_pose_errors(pred: np.ndarray, truth: Truth) -> dict[str, object]:
@@ -147,17 +142,11 @@ def crowd_pose_errors(pred: np.ndarray, truth: Truth) -> dict[str, object]:
     vis = np.array([p.visibility for p in people])
     boxes, gt = a.bbox, a.keypoints  # gt (G, 17, 2) px, occluded and out-of-image joints included
     g = len(boxes)
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    area = box_area(boxes)
     height = boxes[:, 3] - boxes[:, 1]
     oks = np.array([oks_matrix(pred[i : i + 1], gt[i : i + 1], area[i : i + 1])[0, 0] for i in range(g)])
     err = np.linalg.norm(pred - gt, axis=-1) / height[:, None]  # (G, 17) box heights
-    # who covers whom: the share of box i inside box j
-    x0 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
-    y0 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
-    x1 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
-    y1 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    covered = inter / area[:, None] >= 0.2
+    covered = coverage(boxes, boxes) >= 0.2  # box j covers >= 20% of box i
     np.fill_diagonal(covered, False)
     overlaps = covered.sum(1)
     another = np.zeros((g, 17), bool)

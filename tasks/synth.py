@@ -353,7 +353,7 @@ def _props(
     """Benches under people seated on a bench and bicycles under riders. verts (N, V, 3), joints
     (N, 24, 3) posed in the camera frame, facing (N, 3), surface_pts (N, 3) the point of each person's
     surface below the placement point."""
-    seat_part = np.isin(np.asarray(body.smpl.lbs_weights.numpy()).argmax(1), [0, 1, 2])  # pelvis, thighs
+    seat_part = np.isin(vertex_parts(body), [0, 1, 2])  # pelvis, thighs
     props: list[Prop] = []
     for i in np.flatnonzero(np.isin(kinds, ["bench", "ride"])):
         level_of = float(surface_pts[i] @ up)  # the surface's height along up (camera frame)
@@ -426,10 +426,14 @@ class Rendered:
     keypoint_occluded: np.ndarray
 
 
+def vertex_parts(body: BodyModel) -> np.ndarray:
+    """(V,) the SMPL joint whose skinning weight dominates each vertex (its body part)."""
+    return np.asarray(body.smpl.lbs_weights.numpy()).argmax(1)
+
+
 def face_materials(body: BodyModel) -> np.ndarray:
     """(F,) material of each face: 0 skin, 1 top, 2 trousers, 3 shoes, 4 hair."""
-    skin = np.asarray(body.smpl.lbs_weights.numpy())
-    part = skin.argmax(1)
+    part = vertex_parts(body)
     mat = np.array([_PART_MATERIAL[int(p)] for p in part])
     rest = body.smpl.v_template.numpy()
     face_mat = mat[body.faces].max(1)  # clothing wins at seams

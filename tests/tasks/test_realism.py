@@ -44,6 +44,7 @@ def test_recall_by_height_counts_each_band() -> None:
 def test_crowd_pose_errors_tell_own_skeletons_from_a_neighbours() -> None:
     """Exact keypoints score OKS 1 with no error; giving each overlapped person the keypoints of a
     person whose box covers theirs makes exactly those skeletons 'mostly another's'."""
+    from tasks.boxes import coverage
     from tasks.realism import crowd_pose_errors
     from tasks.synth import Rendered, layout, truth
 
@@ -58,12 +59,11 @@ def test_crowd_pose_errors_tell_own_skeletons_from_a_neighbours() -> None:
     assert exact["all"]["oks"] == pytest.approx(1.0) and exact["all"]["mostly_another"] == 0.0
     assert exact["all"]["joint_err"] == pytest.approx(0.0)
     boxes = a.bbox
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    covered = coverage(boxes, boxes)
+    np.fill_diagonal(covered, 0.0)
     swapped, moved = a.keypoints.copy(), []
     for i in range(len(boxes)):
-        w = np.clip(np.minimum(boxes[i, 2:], boxes[:, 2:]) - np.maximum(boxes[i, :2], boxes[:, :2]), 0, None)
-        share = w.prod(1) / area[i]
-        share[i] = 0
+        share = covered[i]
         if share.max() >= 0.2:
             swapped[i] = a.keypoints[int(share.argmax())]
             moved.append(i)
