@@ -192,6 +192,24 @@ class BodyModel(torch.nn.Module):
         y = self.smpl.v_template[:, 1][None] + b @ sd.T
         return (y.amax(1) - y.amin(1)).numpy().astype(np.float64)
 
+    @torch.no_grad()
+    def rest_basis(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rest-pose (zero pose, no transl) 24 SMPL joints followed by the five COCO face keypoints
+        (nose, left eye, right eye, left ear, right ear) as affine functions of the betas, metres,
+        body axes: points (29, 3) = mean (29, 3) + dirs (29, 3, 10) @ betas (10,).
+
+        Exact, not fitted: with no pose the vertices are v_template + shapedirs @ betas (posedirs
+        multiply R - I = 0), and the joints and keypoints are fixed linear maps of the vertices."""
+        sm = self.smpl
+        v0, dirs = sm.v_template.double(), sm.shapedirs[:, :, :10].double()  # (V, 3), (V, 3, 10)
+        if self.builtin:
+            face = self.coco_regressor[:5].double()  # (5, V)
+        else:
+            face = torch.zeros(5, self.n_vertices, dtype=torch.float64)
+            face[torch.arange(5), SMPL_FACE_VERTICES] = 1.0
+        reg = torch.cat([sm.J_regressor.double(), face])  # (29, V)
+        return (reg @ v0).numpy(), torch.einsum("kv,vcb->kcb", reg, dirs).numpy()
+
     def joints_numpy(
         self, pose: np.ndarray, shape: np.ndarray, transl: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
