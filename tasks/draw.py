@@ -1,8 +1,11 @@
-"""Pictures a person can check: boxes and COCO-17 skeletons drawn over a frame thumbnail."""
+"""Pictures a person can read without the README: boxes, COCO-17 skeletons, meshes and person ids over
+a frame (a thumbnail, or a full-resolution region), and the people on the fitted ground plane from above
+and from the side, with axes in metres, a legend and the camera."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +13,20 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
+from tasks.support import FLOOR, NOT_JUDGED, NOT_STANDING, OFF_FLOOR
+
 # COCO-17 limbs (keypoint index pairs) and a colour per side: left blue, right orange, centre green.
 SKELETON = [
     (0, 1), (0, 2), (1, 3), (2, 4), (5, 6), (5, 7), (7, 9), (6, 8), (8, 10), (5, 11), (6, 12),
     (11, 12), (11, 13), (13, 15), (12, 14), (14, 16),
 ]  # fmt: skip
 _LEFT, _RIGHT, _MID = (66, 135, 245), (245, 140, 40), (60, 200, 90)
+# Colours of the crowd step's support labels (tasks/support.py), the persons table's `support` column.
+_SUPPORT_RGB = {FLOOR: (45, 105, 215), NOT_STANDING: (235, 140, 20), OFF_FLOOR: (205, 35, 35)}
+_LEVEL_RGB = ((40, 160, 70), (150, 70, 200), (20, 165, 185))  # level_2, level_3, level_4 and above
+_OTHER_RGB = (125, 125, 125)  # not_judged, and any label this file does not know
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_INK, _GRID, _PAPER = (25, 25, 25), (222, 222, 222), 250  # text and frames, grid lines, background
 
 
 def _limb_colour(a: int, b: int) -> tuple[int, int, int]:
@@ -26,12 +37,62 @@ def _limb_colour(a: int, b: int) -> tuple[int, int, int]:
     return _MID
 
 
+def label_people(image: np.ndarray, boxes: np.ndarray, ids: np.ndarray) -> int:
+    """Write each person's id (the persons table's person_id) on a dark tag just above their box, in
+    place, white on near-black so it reads on any photo; boxes (N, >= 4) x1, y1, x2, y2 in `image`'s
+    pixels, ids (N,). Larger boxes are labelled first; an id is left out when its box is less than
+    twice the tag's height (the tag would hide the person and could be read as a neighbour's) or its
+    tag would overlap one already written. When some are left out, a note at the lower left says how
+    many ids are shown. Returns how many ids were written."""
+    h, w = image.shape[:2]
+    fs = float(np.clip(min(h, w) / 2500, 0.5, 0.8))
+    thick = 1 if fs < 0.7 else 2
+    pad = max(2, round(4 * fs))
+    tag_h = cv2.getTextSize("0", _FONT, fs, thick)[0][1] + 2 * pad
+    taken = np.zeros((h + 1, w + 1), bool)
+    note = _ids_note(len(ids), len(ids))
+    note_w = cv2.getTextSize(note, _FONT, fs, thick)[0][0] + 2 * pad
+    taken[h - tag_h - 4 :, : note_w + 4] = True  # kept for the note
+    heights = boxes[:, 3] - boxes[:, 1]
+    written = 0
+    for i in np.argsort(-heights, kind="stable"):
+        if heights[i] < 2 * tag_h:
+            break  # sorted by height: everyone after is smaller
+        text = str(int(ids[i]))
+        tw = cv2.getTextSize(text, _FONT, fs, thick)[0][0] + 2 * pad
+        x = int(np.clip(round(boxes[i, 0]), 0, max(w - tw, 0)))
+        y = round(boxes[i, 1]) - tag_h - 1
+        y = int(np.clip(y if y >= 0 else boxes[i, 1], 0, max(h - tag_h, 0)))  # inside at the top edge
+        if round(boxes[i, 2]) < 0 or round(boxes[i, 0]) >= w or taken[y : y + tag_h, x : x + tw].any():
+            continue
+        taken[y : y + tag_h + 1, x : x + tw + 1] = True
+        _tag(image, text, (x, y), fs, thick, pad)
+        written += 1
+    if written < len(ids):
+        _tag(image, _ids_note(written, len(ids)), (2, h - tag_h - 2), fs, thick, pad)
+    return written
+
+
+def _ids_note(written: int, people: int) -> str:
+    return f"person_id shown on {written} of {people} people (the rest too small or crowded to label)"
+
+
+def _tag(image: np.ndarray, text: str, org: tuple[int, int], fs: float, thick: int, pad: int) -> None:
+    """White text on a near-black box whose top left corner is org."""
+    (tw, th), _ = cv2.getTextSize(text, _FONT, fs, thick)
+    x, y = org
+    cv2.rectangle(image, (x, y), (x + tw + 2 * pad - 1, y + th + 2 * pad - 1), (20, 20, 20), -1)
+    cv2.putText(image, text, (x + pad, y + pad + th), _FONT, fs, (255, 255, 255), thick, cv2.LINE_AA)
+
+
 def overlay(
-    image: np.ndarray, scale: float, boxes: np.ndarray, keypoints: np.ndarray | None, min_conf: float = 0.3
-) -> np.ndarray:
+    image: np.ndarray, scale: float, boxes: np.ndarray, keypoints: np.ndarray | None, min_conf: float = 0.3,
+    ids: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
     """Draw on a copy of `image` (h, w, 3) uint8 RGB, a view of the frame at `scale` (image pixels per
     full-res pixel): boxes (N, >= 5) x1, y1, x2, y2, score and keypoints (N, 17, 3) x, y, confidence in
-    full-res pixels; joints below `min_conf` are not drawn."""
+    full-res pixels; joints below `min_conf` are not drawn; ids (N,) person ids written over the boxes
+    (label_people)."""
     out = image.copy()
     thick = max(1, round(min(image.shape[:2]) / 600))
     for b in boxes:
@@ -49,6 +110,8 @@ def overlay(
             for (x, y), good in zip(xy, ok, strict=True):
                 if good:
                     cv2.circle(out, (round(x), round(y)), thick + 1, (255, 255, 255), -1, cv2.LINE_AA)
+    if ids is not None:
+        label_people(out, boxes[:, :4] * scale, ids)
     return out
 
 
@@ -119,101 +182,265 @@ def ground_axes(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     return origin, right, fwd, n
 
 
-def _colours(values: np.ndarray) -> np.ndarray:
-    """(N,) -> (N, 3) uint8 RGB, the turbo map (blue to red) over the 2nd-98th percentile of values."""
-    lo, hi = (float(q) for q in np.percentile(values, [2, 98])) if len(values) else (0.0, 1.0)
-    # 30-225 of turbo: its darkest ends would vanish on a dark photo and look alike on white.
-    t = np.clip(30 + (values - lo) / (hi - lo if hi > lo else 1.0) * 195, 0, 255).astype(np.uint8)
-    return cv2.applyColorMap(t[:, None], cv2.COLORMAP_TURBO)[:, 0, ::-1]
+def _support_rgb(label: str) -> tuple[int, int, int]:
+    if label in _SUPPORT_RGB:
+        return _SUPPORT_RGB[label]
+    if label.startswith("level_") and label[6:].isdigit():
+        return _LEVEL_RGB[min(int(label[6:]) - 2, len(_LEVEL_RGB) - 1)]
+    return _OTHER_RGB
 
 
-def _nice_step(span: float) -> float:
-    """A grid step (m) of 1, 2 or 5 times a power of ten giving about 8 lines over `span` m."""
-    raw = max(span / 8, 1e-3)
+def support_colours(labels: np.ndarray) -> tuple[np.ndarray, list[tuple[tuple[int, int, int], str]]]:
+    """(N,) support labels (tasks/support.py; None counts as not_judged) -> (N, 3) uint8 RGB and the
+    legend: (colour, "label (count)") per label present, the floors first."""
+    names = [NOT_JUDGED if v is None else str(v) for v in labels]
+    rank = {FLOOR: 0, NOT_STANDING: 2, OFF_FLOOR: 3, NOT_JUDGED: 4}
+    present = sorted(set(names), key=lambda n: (rank.get(n, 1 if n.startswith("level_") else 5), n))
+    legend = [(_support_rgb(n), f"{n} ({names.count(n)})") for n in present]
+    return np.array([_support_rgb(n) for n in names], np.uint8).reshape(-1, 3), legend
+
+
+def _nice_step(span: float, lines: int = 8) -> float:
+    """A grid step (m) of 1, 2 or 5 times a power of ten giving about `lines` lines over `span` m."""
+    raw = max(span / lines, 1e-3)
     power = 10.0 ** math.floor(math.log10(raw))
     return float(min((power, 2 * power, 5 * power, 10 * power), key=lambda s: abs(s - raw)))
 
 
+def _put(
+    img: np.ndarray, text: str, org: tuple[int, int], scale: float = 0.5, colour: tuple[int, ...] = _INK,
+    align: str = "left",
+) -> int:  # fmt: skip
+    """Write `text` with its middle at height org[1] and its left end, centre or right end (align) at
+    org[0]; returns its width in pixels."""
+    (w, h), _ = cv2.getTextSize(text, _FONT, scale, 1)
+    x = org[0] - {"left": 0, "centre": w // 2, "right": w}[align]
+    cv2.putText(img, text, (x, org[1] + h // 2), _FONT, scale, colour, 1, cv2.LINE_AA)
+    return w
+
+
+def _put_vertical(img: np.ndarray, text: str, centre: tuple[int, int], scale: float = 0.55) -> None:
+    """Dark text reading bottom to top (a y axis's title) centred at `centre`, on a light picture."""
+    (w, h), base = cv2.getTextSize(text, _FONT, scale, 1)
+    tile = np.full((h + base + 4, w + 4, 3), 255, np.uint8)
+    cv2.putText(tile, text, (2, h + 2), _FONT, scale, _INK, 1, cv2.LINE_AA)
+    tile = np.rot90(tile)  # counter-clockwise: the text now reads upwards
+    th, tw = tile.shape[:2]
+    y0, x0 = max(centre[1] - th // 2, 0), max(centre[0] - tw // 2, 0)
+    dst = img[y0 : y0 + th, x0 : x0 + tw]
+    dst[:] = np.minimum(dst, tile[: dst.shape[0], : dst.shape[1]])  # ink over the paper
+
+
+@dataclass(frozen=True)
+class _Plot:
+    """Metres to pixels: the data rectangle [x_lo, x_hi] x [y_lo, y_hi] (y up) onto the picture's
+    pixel box (left, top, right, bottom)."""
+
+    x_lo: float
+    x_hi: float
+    y_lo: float
+    y_hi: float
+    box: tuple[int, int, int, int]
+
+    def px(self, x: float, y: float) -> tuple[int, int]:
+        left, top, right, bottom = self.box
+        u = left + (x - self.x_lo) / (self.x_hi - self.x_lo) * (right - left)
+        v = bottom - (y - self.y_lo) / (self.y_hi - self.y_lo) * (bottom - top)
+        return round(u), round(v)
+
+    def inside(self, p: tuple[int, int]) -> bool:
+        return self.box[0] <= p[0] <= self.box[2] and self.box[1] <= p[1] <= self.box[3]
+
+    def per_metre(self) -> tuple[float, float]:
+        """Pixels per metre along x and along y."""
+        left, top, right, bottom = self.box
+        return (right - left) / (self.x_hi - self.x_lo), (bottom - top) / (self.y_hi - self.y_lo)
+
+
+def _ticks(lo: float, hi: float, step: float) -> np.ndarray:
+    return np.arange(math.ceil(lo / step) * step, hi + step * 1e-6, step) + 0.0  # + 0.0: no "-0"
+
+
+def _axes(img: np.ndarray, plot: _Plot, steps: tuple[float, float], titles: tuple[str, str]) -> None:
+    """Grid lines every steps (x, y) metres, the plot's frame, tick labels and the axis titles."""
+    left, top, right, bottom = plot.box
+    for g in _ticks(plot.x_lo, plot.x_hi, steps[0]):
+        x = plot.px(g, plot.y_lo)[0]
+        cv2.line(img, (x, top), (x, bottom), _GRID, 1)
+        cv2.line(img, (x, bottom), (x, bottom + 5), _INK, 1)
+        _put(img, f"{g:g}", (x, bottom + 16), align="centre")
+    for g in _ticks(plot.y_lo, plot.y_hi, steps[1]):
+        y = plot.px(plot.x_lo, g)[1]
+        cv2.line(img, (left, y), (right, y), _GRID, 1)
+        cv2.line(img, (left - 5, y), (left, y), _INK, 1)
+        _put(img, f"{g:g}", (left - 8, y), align="right")
+    cv2.rectangle(img, (left, top), (right, bottom), (90, 90, 90), 1)
+    _put(img, titles[0], ((left + right) // 2, bottom + 40), 0.55, align="centre")
+    _put_vertical(img, titles[1], (16, (top + bottom) // 2))
+
+
+def _header(img: np.ndarray, title: str, note: str, legend: list[tuple[tuple[int, int, int], str]]) -> None:
+    """Title, a line of explanation and the colour legend (the crowd step's support labels) on top."""
+    _put(img, title, (12, 16), 0.6)
+    _put(img, note, (12, 40), 0.45)
+    x = 12 + _put(img, "colour: support (persons column)", (12, 62), 0.45) + 14
+    for colour, label in legend:
+        cv2.rectangle(img, (x, 56), (x + 12, 68), colour, -1)
+        x += 18 + _put(img, label, (x + 18, 62), 0.45) + 14
+
+
+def _bulk(values: np.ndarray, empty: tuple[float, float]) -> tuple[float, float]:
+    """The range a view gives values (N,): their 1st-99th percentiles widened by a quarter of that span
+    each way, never past the extremes; so a few far-off false detections do not shrink everyone else to
+    a corner (the views count who falls outside). `empty` when there are none."""
+    if not len(values):
+        return empty
+    lo, hi = (float(q) for q in np.percentile(values, [1, 99]))
+    return max(float(values.min()), lo - (hi - lo) / 4), min(float(values.max()), hi + (hi - lo) / 4)
+
+
+def _birdseye_plot(u: np.ndarray, v: np.ndarray, rays: list[tuple[float, float]], size: int) -> _Plot:
+    """The bird's-eye view's metres at one scale on both axes: the bulk of the crowd (_bulk), the camera
+    and the ends of its field of view's edges."""
+    xs = np.concatenate([_bulk(u, (0.0, 0.0)), [0.0], [r[0] for r in rays]])
+    lo_x, hi_x, hi_y = float(xs.min()), float(xs.max()), max(_bulk(v, (1.0, 1.0))[1], 0.0) * 1.05 + 1
+    box = (78, 80, size - 16, size - 56)
+    pw, ph = box[2] - box[0], box[3] - box[1]
+    m_px = max((hi_x - lo_x) * 1.08 / pw, hi_y * 1.08 / ph)
+    cx, y_lo = (lo_x + hi_x) / 2, -0.04 * hi_y  # below 0: room for the camera's marker
+    return _Plot(cx - m_px * pw / 2, cx + m_px * pw / 2, y_lo, y_lo + m_px * ph, box)
+
+
+def _scale_bar(img: np.ndarray, plot: _Plot, metres: float) -> None:
+    """A bar `metres` long, labelled, in the plot's lower left corner (beside the camera: no one there)."""
+    x0, y = plot.box[0] + 14, plot.box[3] - 16
+    x1 = x0 + round(metres * plot.per_metre()[0])
+    cv2.rectangle(img, (x0 - 6, y - 24), (x1 + 6, y + 8), (255, 255, 255), -1)
+    cv2.line(img, (x0, y), (x1, y), _INK, 2)
+    for x in (x0, x1):
+        cv2.line(img, (x, y - 5), (x, y + 5), _INK, 2)
+    _put(img, f"{metres:g} m", ((x0 + x1) // 2, y - 13), align="centre")
+
+
 def birdseye(
-    joints: np.ndarray, plane: np.ndarray, focal: float, image_wh: tuple[int, int], size: int = 1024
-) -> np.ndarray:
+    joints: np.ndarray, plane: np.ndarray, focal: float, image_wh: tuple[int, int],
+    support: np.ndarray | None = None, size: int = 1024,
+) -> np.ndarray:  # fmt: skip
     """Everyone seen from above the fitted ground plane, with the camera and its field of view.
 
     joints (N, 24, 3) SMPL joints, camera frame m; plane (4,) n . X + d = 0 (n up); focal and image_wh
-    in pixels (principal point the centre). A dot per person at the pelvis's foot on the plane,
-    coloured by distance from the camera (blue near, red far); grid lines every `step` metres.
+    in pixels (principal point the centre); support (N,) the persons' support labels (None: not
+    judged). A dot per person at the pelvis's foot on the plane, coloured by support; axes in metres
+    along the ground (lateral, depth from the camera, one scale), a scale bar and a legend.
     Returns (size, size, 3) uint8 RGB.
     """
     origin, right, fwd, _ = ground_axes(plane)
     p = joints[:, 0] - origin
     u, v = p @ right, p @ fwd
+    colours, legend = support_colours(np.full(len(u), None) if support is None else support)
     w, _ = image_wh
     # The image's left and right edges seen from the camera, drawn along the ground.
     edges = [np.array([(x - w / 2) / focal, 0.0, 1.0]) for x in (0, w)]
-    # The view spans the bulk of the crowd (1st-99th percentile), so a few far-off false detections
-    # do not shrink everyone else to a corner; those outside are counted on the picture.
-    pu = np.percentile(u, [1, 99]) if len(u) else np.zeros(2)
-    pv = np.percentile(v, [1, 99]) if len(v) else np.ones(2)
-    far = max(float(pv[1]) * 1.1, 1.0)
+    far = max(float(np.percentile(v, 99)) * 1.1 if len(v) else 1.0, 1.0)
     rays = [(e @ right / max(e @ fwd, 1e-6) * far, far) for e in edges]
-    xs = np.concatenate([pu, [0.0], [r[0] for r in rays]])
-    ys = np.concatenate([pv, [0.0]])
-    lo_x, hi_x, hi_y = float(xs.min()), float(xs.max()), float(ys.max()) * 1.05 + 1
-    span = max(hi_x - lo_x, hi_y) * 1.1
-    scale = (size - 40) / span
-    cx0 = (lo_x + hi_x) / 2
-
-    def px(x: float, y: float) -> tuple[int, int]:
-        return round(size / 2 + (x - cx0) * scale), round(size - 20 - y * scale)
-
-    out = np.full((size, size, 3), 250, np.uint8)
-    step = _nice_step(span)
-    for g in np.arange(np.floor((cx0 - span / 2) / step) * step, cx0 + span / 2, step):
-        cv2.line(out, px(g, 0), px(g, span), (225, 225, 225), 1)
-    for g in np.arange(0, span, step):
-        cv2.line(out, px(cx0 - span, g), px(cx0 + span, g), (225, 225, 225), 1)
-        cv2.putText(out, f"{g:g} m", px(cx0 - span / 2, g), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (120, 120, 120), 1)
+    plot = _birdseye_plot(u, v, rays, size)
+    out = np.full((size, size, 3), _PAPER, np.uint8)
+    step = _nice_step(max(plot.x_hi - plot.x_lo, plot.y_hi - plot.y_lo))
+    _axes(out, plot, (step, step), (
+        "x: lateral distance along the ground, right of the camera (m)",
+        "z: depth along the ground from the camera (m)",
+    ))  # fmt: skip
+    box = (plot.box[0] + 1, plot.box[1] + 1, plot.box[2] - plot.box[0] - 2, plot.box[3] - plot.box[1] - 2)
     for r in rays:
-        cv2.line(out, px(0, 0), px(*r), (150, 150, 150), 1, cv2.LINE_AA)
-    cam = np.array([px(0, 0), px(-span / 60, -span / 60), px(span / 60, -span / 60)], np.int32)
-    cv2.fillConvexPoly(out, cam, (40, 40, 40))
-    dist = np.linalg.norm(joints[:, 0], axis=1)
-    radius = max(2, round(0.3 * scale))
+        ok, a, b = cv2.clipLine(box, plot.px(0, 0), plot.px(r[0] * 50, r[1] * 50))
+        if ok:
+            cv2.line(out, a, b, (150, 150, 150), 1, cv2.LINE_AA)
+    radius = int(np.clip(round(0.3 * plot.per_metre()[0]), 3, 8))
     outside = 0
-    for (x, y), c in zip(zip(u, v, strict=True), _colours(dist), strict=True):
-        p = px(x, y)
-        if not (0 <= p[0] < size and 0 <= p[1] < size):
+    for x, y, c in zip(u, v, colours, strict=True):
+        q = plot.px(x, y)
+        if not plot.inside(q):
             outside += 1
             continue
-        cv2.circle(out, p, radius, tuple(int(k) for k in c), -1, cv2.LINE_AA)
-    if outside:
-        cv2.putText(
-            out, f"{outside} beyond the view", (10, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (60, 60, 60), 1
-        )
+        cv2.circle(out, q, radius, tuple(int(k) for k in c), -1, cv2.LINE_AA)
+    cam = plot.px(0, 0)
+    tri = np.array([cam, (cam[0] - 8, cam[1] + 13), (cam[0] + 8, cam[1] + 13)], np.int32)
+    cv2.fillConvexPoly(out, tri, _INK, cv2.LINE_AA)
+    _put(out, "camera", (cam[0] + 12, cam[1] + 6))
+    _scale_bar(out, plot, step)
+    beyond = f"; {outside} beyond the view" if outside else ""
+    _header(out, "Bird's-eye view: the people on the fitted ground plane, seen from above",
+            f"dot: a person's pelvis dropped onto the plane; grey lines: the image's left and right "
+            f"edges{beyond}", legend)  # fmt: skip
     return out
 
 
-def side_view(joints: np.ndarray, plane: np.ndarray, width: int = 1024, height: int = 384) -> np.ndarray:
-    """Everyone from the side: distance along the ground (x) against height above the fitted plane
-    (y), a line from the feet to the head per person, coloured by distance; the ground as a line.
-    joints (N, 24, 3) camera frame m; plane (4,). Returns (height, width, 3) uint8 RGB."""
+def _side_plot(
+    along: np.ndarray, feet: np.ndarray, heads: np.ndarray, camera: float | None, wh: tuple[int, int]
+) -> _Plot:
+    """The side view's metres: depth from the camera (x) against height above the plane (y) over the
+    bulk (_bulk) of the people's depths along (N,), feet and heads (N,) heights, the ground, and the
+    camera's height when given."""
+    x_lo, x_hi = _bulk(along, (0.0, 1.0))
+    y_lo, y_hi = _bulk(feet, (0.0, 0.0))[0], _bulk(heads, (2.0, 2.0))[1]
+    x_lo, x_hi = min(x_lo, 0.0), max(x_hi, 1.0)
+    y_lo, y_hi = min(y_lo, 0.0, camera or 0.0) - 0.3, max(y_hi, 2.0, camera or 0.0) + 0.3
+    pad = 0.03 * (x_hi - x_lo)
+    return _Plot(x_lo - pad, x_hi + pad, y_lo, y_hi, (78, 96, wh[0] - 16, wh[1] - 56))
+
+
+def _side_camera(img: np.ndarray, plot: _Plot, height: float) -> None:
+    """The camera at its height above the plane at depth 0, looking right; in the margin above (or
+    below) the plot, with an arrow, when its height is outside the view."""
+    x, y = plot.px(0, height)
+    text = f"camera, {height:.1f} m above the plane"
+    if plot.box[1] <= y <= plot.box[3]:
+        tri = np.array([(x + 12, y), (x - 2, y - 7), (x - 2, y + 7)], np.int32)
+        cv2.fillConvexPoly(img, tri, _INK, cv2.LINE_AA)  # pointing the way it looks
+        _put(img, text, (x + 16, y), 0.5)
+        return
+    edge, sign = (plot.box[1], -1) if y < plot.box[1] else (plot.box[3], 1)
+    cv2.arrowedLine(img, (x, edge + sign * 2), (x, edge + sign * 14), _INK, 2, tipLength=0.4)
+    _put(img, text + (" (above the view)" if sign < 0 else " (below the view)"), (x + 10, edge + sign * 8))
+
+
+def side_view(
+    joints: np.ndarray, plane: np.ndarray, support: np.ndarray | None = None, width: int = 1024,
+    height: int = 512,
+) -> np.ndarray:  # fmt: skip
+    """Everyone from the side: depth along the ground from the camera (x) against height above the
+    fitted plane (y), a line from the feet to the head per person coloured by support (None: not
+    judged); the ground as a line; the camera at its height above the plane (in the view when that is
+    within 3x the tallest head, else marked at the view's edge, so the people stay readable).
+    joints (N, 24, 3) camera frame m; plane (4,) n . X + d = 0 (n up). Returns (height, width, 3) uint8
+    RGB."""
     origin, _, fwd, n = ground_axes(plane)
-    feet = (joints[:, 7] + joints[:, 8]) / 2
-    head = joints[:, 15]
+    d = float(plane[3] / np.linalg.norm(plane[:3]))
     along = (joints[:, 0] - origin) @ fwd
-    h_feet, h_head = feet @ n + plane[3], head @ n + plane[3]
-    span_x = max(float(along.max(initial=1.0)) * 1.05, 1.0)
-    top = max(float(h_head.max(initial=2.0)), 2.0) + 0.5
-    bottom = min(float(h_feet.min(initial=0.0)), 0.0) - 0.5
-    sx, sy = (width - 20) / span_x, (height - 20) / (top - bottom)
-
-    def px(x: float, y: float) -> tuple[int, int]:
-        return round(10 + x * sx), round(height - 10 - (y - bottom) * sy)
-
-    out = np.full((height, width, 3), 250, np.uint8)
-    cv2.line(out, px(0, 0), px(span_x, 0), (120, 120, 120), 1)
-    for x, f, h, c in zip(along, h_feet, h_head, _colours(np.linalg.norm(joints[:, 0], axis=1)), strict=True):
-        cv2.line(out, px(x, f), px(x, h), tuple(int(k) for k in c), 2, cv2.LINE_AA)
+    h_feet, h_head = (joints[:, 7] + joints[:, 8]) / 2 @ n + d, joints[:, 15] @ n + d
+    tallest = max(_bulk(h_head, (2.0, 2.0))[1], 2.0)
+    plot = _side_plot(along, h_feet, h_head, d if abs(d) <= 3 * tallest else None, (width, height))
+    out = np.full((height, width, 3), _PAPER, np.uint8)
+    steps = (_nice_step(plot.x_hi - plot.x_lo), _nice_step(plot.y_hi - plot.y_lo, 6))
+    titles = ("z: depth along the ground from the camera (m)", "y: height above the plane (m)")
+    _axes(out, plot, steps, titles)
+    cv2.line(out, plot.px(plot.x_lo, 0), plot.px(plot.x_hi, 0), (90, 90, 90), 1)
+    _put(out, "ground plane", (plot.box[2] - 6, plot.px(0, 0)[1] + 10), 0.45, align="right")
+    colours, legend = support_colours(np.full(len(along), None) if support is None else support)
+    left, top, right, bottom = plot.box
+    outside = 0
+    for x, f, h, c in zip(along, h_feet, h_head, colours, strict=True):
+        a, b = plot.px(x, f), plot.px(x, h)
+        outside += not (plot.inside(a) and plot.inside(b))
+        ok, a, b = cv2.clipLine((left, top, right - left, bottom - top), a, b)
+        if ok:
+            cv2.line(out, a, b, tuple(int(k) for k in c), 2, cv2.LINE_AA)
+    _side_camera(out, plot, d)
+    ratio = plot.per_metre()[1] / plot.per_metre()[0]
+    scales = f"heights drawn {ratio:.0f}x larger than depths" if ratio >= 1.5 else "one scale on both axes"
+    beyond = f"; {outside} reach beyond the view" if outside else ""
+    _header(out, "Side view: height above the fitted ground plane by depth from the camera",
+            f"line: a person's feet to head; {scales}{beyond}", legend)  # fmt: skip
     return out
 
 
@@ -226,11 +453,14 @@ def region(
     faces: np.ndarray,
     focal: float,
     pp: tuple[float, float],
+    ids: np.ndarray | None = None,
+    scale: float = 1.0,
 ) -> np.ndarray:
-    """Meshes, then boxes and skeletons, over a full-resolution region of a frame.
+    """Meshes, then boxes, skeletons and person ids, over a region of a frame.
 
-    pixels (h, w, 3) uint8 RGB read at full resolution from (x0, y0) = origin; boxes (N, >= 5),
-    keypoints (N, 17, 3) and the projection (focal, pp) in full-frame pixels; vertices (N, V, 3) m.
+    pixels (h, w, 3) uint8 RGB: the frame's full-resolution pixels from (x0, y0) = origin, resized by
+    `scale` (picture pixels per full-res pixel); boxes (N, >= 5), keypoints (N, 17, 3) and the
+    projection (focal, pp) in full-frame pixels; vertices (N, V, 3) m; ids (N,) person ids.
     """
     x0, y0 = origin
     shifted = boxes.astype(np.float64, copy=True)
@@ -239,8 +469,8 @@ def region(
     kp = keypoints.astype(np.float64, copy=True)
     kp[..., 0] -= x0
     kp[..., 1] -= y0
-    out = meshes(pixels, 1.0, vertices, faces, focal, (pp[0] - x0, pp[1] - y0))
-    return overlay(out, 1.0, shifted, kp)
+    out = meshes(pixels, scale, vertices, faces, focal, (pp[0] - x0, pp[1] - y0))
+    return overlay(out, scale, shifted, kp, ids=ids)
 
 
 def thumbnail(levels: list[Any], max_side: int = 4096) -> tuple[np.ndarray, float]:
@@ -259,11 +489,15 @@ def _camera(rows: pa.Table) -> tuple[float, tuple[float, float]]:
 
 def frame_meshes(levels: list[Any], rows: pa.Table, body: Any) -> np.ndarray:
     """The people of a frame's persons rows posed by `body` (tasks/models/body.py BodyModel), drawn
-    over its thumbnail."""
+    over its thumbnail, with their person ids."""
+    from schemas.tables import fixed_array
     from tasks.export import person_meshes
 
     verts, faces = person_meshes(rows, body)
-    return meshes(*thumbnail(levels), verts, faces, *_camera(rows))
+    image, scale = thumbnail(levels)
+    out = meshes(image, scale, verts, faces, *_camera(rows))
+    label_people(out, fixed_array(rows, "bbox", 4) * scale, rows.column("person_id").to_numpy())
+    return out
 
 
 def ground_pictures(rows: pa.Table, plane: np.ndarray, image_wh: tuple[int, int]) -> tuple[np.ndarray, ...]:
@@ -272,15 +506,31 @@ def ground_pictures(rows: pa.Table, plane: np.ndarray, image_wh: tuple[int, int]
 
     joints = fixed_array(rows, "joints3d", 24, 3).astype(np.float64)
     focal = float(rows.column("focal")[0].as_py())
-    return birdseye(joints, plane, focal, image_wh), side_view(joints, plane)
+    support = rows.column("support").to_numpy(zero_copy_only=False)
+    return birdseye(joints, plane, focal, image_wh, support), side_view(joints, plane, support)
+
+
+DRAW_MIN_SIDE = 800  # px: `draw` upscales a smaller region until its shorter side reaches this
+DRAW_MAX_MEGAPIXELS = 100  # the largest picture `draw` writes
+
+
+def draw_scale(width: int, height: int) -> int:
+    """`draw`'s default upscale of a region width x height px: the smallest whole factor that gives its
+    shorter side at least DRAW_MIN_SIDE px (1 when it has), lowered while the picture would exceed
+    DRAW_MAX_MEGAPIXELS."""
+    k = max(1, math.ceil(DRAW_MIN_SIDE / max(min(width, height), 1)))
+    while k > 1 and width * height * k * k > DRAW_MAX_MEGAPIXELS * 1e6:
+        k -= 1
+    return k
 
 
 def region_picture(
-    level0: Any, rows: pa.Table, box: tuple[int, int, int, int], body: Any
+    level0: Any, rows: pa.Table, box: tuple[int, int, int, int], body: Any, scale: float = 1.0
 ) -> tuple[np.ndarray, int]:
-    """A full-resolution region box = (x0, y0, x1, y1) px of a frame (level0: its pyramid's level 0)
-    with the meshes, boxes and skeletons of its persons rows whose boxes reach into it (posed by `body`,
-    tasks/models/body.py BodyModel); and how many people that is."""
+    """A full-resolution region box = (x0, y0, x1, y1) px of a frame (level0: its pyramid's level 0),
+    resized `scale` times (cubic), with the meshes, boxes, skeletons and person ids of its persons rows
+    whose boxes reach into it (posed by `body`, tasks/models/body.py BodyModel), drawn at the resized
+    size; and how many people that is."""
     from schemas.tables import fixed_array
     from tasks.export import person_meshes
 
@@ -290,9 +540,13 @@ def region_picture(
     rows = rows.filter(pa.array(near))
     verts, faces = person_meshes(rows, body)
     scores = rows.column("det_score").to_numpy()[:, None]
+    pixels = np.asarray(level0[y0:y1, x0:x1])
+    if scale != 1.0:
+        size = (max(round((x1 - x0) * scale), 1), max(round((y1 - y0) * scale), 1))
+        pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)
     picture = region(
-        np.asarray(level0[y0:y1, x0:x1]), (x0, y0), np.concatenate([boxes[near], scores], 1),
-        fixed_array(rows, "kp2d", 17, 3), verts, faces, *_camera(rows),
+        pixels, (x0, y0), np.concatenate([boxes[near], scores], 1), fixed_array(rows, "kp2d", 17, 3),
+        verts, faces, *_camera(rows), ids=rows.column("person_id").to_numpy(), scale=scale,
     )  # fmt: skip
     return picture, len(rows)
 
