@@ -219,7 +219,7 @@ def full_pipeline(
             if not summary.ok:
                 raise SystemExit(f"{label}: {summary.failed}")
             seconds = round(time.perf_counter() - t, 1)
-            rows = pq.read_table(persons_file(Path(tmp) / "crowd" / PERSONS_DIR, "crowd", image.stem))
+            rows = pq.read_table(persons_file(Path(tmp) / "crowd" / PERSONS_DIR, image.stem))
             report = evaluate(
                 {image.name: gigacrowd_frame(rows)}, {image.name: truth}, body_fn(BUILTIN_NEUTRAL)
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, get_origin
 
@@ -25,8 +26,18 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from pipeline.run import preflight
+
     path = Path(args.scene)
     rs = resolve(load_scene(path), path, Path(args.output) if args.output else None)
+    problems = preflight(rs)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        print(
+            f"scene {rs.name!r}: {len(problems)} problem(s) above; `run` would fail on them", file=sys.stderr
+        )
+        return EXIT_USAGE
     print(f"ok: scene {rs.name!r}, {len(rs.frames)} frame(s) -> {rs.output / rs.name}")
     return EXIT_OK
 
@@ -37,13 +48,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     path = Path(args.scene)
     scene = load_scene(path)
     if args.workers is not None:
-        scene = scene.model_copy(
-            update={"cluster": scene.cluster.model_copy(update={"n_workers": args.workers})}
-        )
+        if args.workers < 1:  # the limit of cluster.n_workers, whose value this replaces
+            raise ConfigError(f"--workers: a number of workers >= 1 (got {args.workers})")
+        cluster = scene.cluster.model_copy(update={"n_workers": args.workers})
+        scene = scene.model_copy(update={"cluster": cluster})
     rs = resolve(scene, path, Path(args.output) if args.output else None)
     summary = run_scene(rs)
     ran = sum(len(v) for v in summary.done.values())
     skipped = sum(len(v) for v in summary.skipped.values())
+    for frame, why in summary.removed.items():
+        print(f"removed frame {frame}'s rows from persons/: {why}")
     if ran == 0 and skipped and not summary.failed:
         print(
             f"nothing to do: all {skipped} unit(s) of scene {rs.name!r} are already complete "
@@ -197,26 +211,84 @@ def _truth_files(paths: list[str]) -> list[Path]:
 
 
 def _cmd_export_gigacrowd(args: argparse.Namespace) -> int:
-    from schemas.predict import write_predictions
-    from tasks.export import gigacrowd_predictions
+    import json
 
-    run = Path(args.run)
+    from schemas.io import atomic_write_text
+    from schemas.predict import write_predictions
+    from tasks.evaluate import some_names
+    from tasks.export import (
+        failed_frames,
+        gigacrowd_predictions,
+        refit_predictions,
+        run_body,
+        unit_scale_frame,
+    )
+    from tasks.models.body import BodyModel
+
+    run, out = Path(args.run), Path(args.out)
     if not (run / PERSONS_DIR).is_dir():
         raise ConfigError(f"{run}: no persons/ dataset here (give <output>/<scene> of a completed run)")
+
+    def first_line(e: Exception) -> str:
+        return f"export: {run}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+
     try:
-        preds = gigacrowd_predictions(run)
+        failed = failed_frames(run)
+        if failed and not args.allow_failed:  # a ConfigError is a ValueError: reworded below
+            raise ConfigError(
+                f"the latest run failed on {len(failed)} frame(s): {some_names(list(failed), 5)}; rerun "
+                "them, or give --allow-failed to export the others"
+            )
+        preds = gigacrowd_predictions(run, exclude=failed)
     except (OSError, ValueError, KeyError) as e:
-        raise ConfigError(
-            f"export: {run}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-        ) from None
-    write_predictions(preds, Path(args.out))
+        raise ConfigError(first_line(e)) from None
+    for frame, why in failed.items():
+        print(f"warning: frame {frame} failed in the latest run and is not exported: {why}", file=sys.stderr)
+    if not preds:
+        where = " outside the failed frames" if failed else ""
+        raise ConfigError(f"export: {run}: the persons dataset holds no people{where}; nothing to export")
+    note = ""
+    if args.body or args.scale == "one":
+        try:
+            src = run_body(run, failed)
+            dst = BodyModel.load(args.body) if args.body else src
+        except (OSError, ValueError) as e:
+            raise ConfigError(first_line(e)) from None
+        if args.body:
+            preds, report = refit_predictions(preds, src, dst)
+            side = out.with_suffix(".refit.json")
+            atomic_write_text(side, json.dumps(report, indent=1) + "\n")
+            note += (
+                f"; betas refitted to {dst.name} (rest joints and face, RMS per person: median "
+                f"{report['median_rms_mm']:.1f} mm, max {report['max_rms_mm']:.1f} mm; per person in {side})"
+            )
+        if args.scale == "one":
+            preds = {name: unit_scale_frame(pred, dst) for name, pred in preds.items()}
+            note += "; scale_smpl 1 with every torso centre kept in place"
+    write_predictions(preds, out)
     people = sum(len(p.person_list) for p in preds.values())
-    print(f"wrote {args.out}: {len(preds)} frame(s), {people} people")
+    print(f"wrote {out}: {len(preds)} frame(s), {people} people{note}")
     return EXIT_OK
 
 
+def _people_rows(people: str, ids: Any, frame: str) -> list[int]:
+    """The rows (indices into ids, the frame's person_id column) of --people's ids, in the order given."""
+    try:
+        wanted = [int(p) for p in people.split(",")]
+    except ValueError:
+        raise ConfigError(f"export meshes: --people takes person ids like 0,4,7, got {people!r}") from None
+    if twice := sorted({p for p in wanted if wanted.count(p) > 1}):
+        raise ConfigError(f"export meshes: --people lists person {twice} more than once: {people!r}")
+    row = {int(i): k for k, i in enumerate(ids)}
+    if missing := [p for p in wanted if p not in row]:
+        known = f"ids {min(row)}..{max(row)}" if row else "no people"
+        raise ConfigError(
+            f"export meshes: no person {missing} in frame {frame!r} ({len(row)} people, {known})"
+        )
+    return [row[p] for p in wanted]
+
+
 def _cmd_export_meshes(args: argparse.Namespace) -> int:
-    import numpy as np
     import pyarrow as pa
 
     from tasks.export import person_meshes, read_persons, write_meshes
@@ -235,26 +307,18 @@ def _cmd_export_meshes(args: argparse.Namespace) -> int:
         )
     rows = table.filter(pa.array(frames == args.frame)).sort_by("person_id")
     if args.people:
-        try:
-            wanted = {int(p) for p in args.people.split(",")}
-        except ValueError:
-            raise ConfigError(
-                f"export meshes: --people takes person ids like 0,4,7, got {args.people!r}"
-            ) from None
-        ids = rows.column("person_id").to_numpy()
-        if missing := sorted(wanted - set(ids.tolist())):
-            raise ConfigError(f"export meshes: no person {missing} in frame {args.frame!r}")
-        rows = rows.filter(pa.array(np.isin(ids, sorted(wanted))))
+        rows = rows.take(_people_rows(args.people, rows.column("person_id").to_numpy(), args.frame))
     verts, faces = person_meshes(rows, BodyModel.load(args.body))
     write_meshes(out, verts, faces)
-    print(f"wrote {out}: {len(rows)} people, {verts.shape[1] * len(rows)} vertices")
+    order = f" (person_id {args.people}, in that order)" if args.people else ""
+    print(f"wrote {out}: {len(rows)} people{order}, {verts.shape[1] * len(rows)} vertices")
     return EXIT_OK
 
 
 def _cmd_draw(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
-    from tasks.draw import region_picture, write_png
+    from tasks.draw import DRAW_MAX_MEGAPIXELS, draw_scale, region_picture, write_png
     from tasks.export import read_persons
     from tasks.ingest import open_levels
     from tasks.models.body import BodyModel
@@ -278,11 +342,23 @@ def _cmd_draw(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"draw: region {args.region} is empty inside the {w}x{h} frame or above 64 megapixels"
         )
+    k = draw_scale(x1 - x0, y1 - y0) if args.scale is None else args.scale
+    if not 0 < k <= 64:
+        raise ConfigError(f"draw: --scale must be above 0 and at most 64, got {args.scale}")
+    size = (round((x1 - x0) * k), round((y1 - y0) * k))
+    if size[0] * size[1] > DRAW_MAX_MEGAPIXELS * 1e6:
+        raise ConfigError(
+            f"draw: --scale {k:g} gives a {size[0]}x{size[1]} picture of the {x1 - x0}x{y1 - y0} region, "
+            f"above {DRAW_MAX_MEGAPIXELS} megapixels: give a smaller --scale or region"
+        )
     table = read_persons(run / PERSONS_DIR)
     rows = table.filter(pa.array(table.column("frame_id").to_numpy(zero_copy_only=False) == args.frame))
-    picture, people = region_picture(level0, rows, (x0, y0, x1, y1), BodyModel.load(args.body))
+    picture, people = region_picture(level0, rows, (x0, y0, x1, y1), BodyModel.load(args.body), k)
     write_png(Path(args.out), picture)
-    print(f"wrote {args.out}: {x1 - x0}x{y1 - y0} px at ({x0}, {y0}), {people} people")
+    print(
+        f"wrote {args.out}: {x1 - x0}x{y1 - y0} px at ({x0}, {y0}) drawn {k:g}x "
+        f"({picture.shape[1]}x{picture.shape[0]}), {people} people"
+    )
     return EXIT_OK
 
 
@@ -290,7 +366,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from schemas.predict import PredictionsError, read_predictions
     from schemas.truth import TruthError, read_truth
     from tasks import InputError
-    from tasks.evaluate import check_frames, evaluate
+    from tasks.evaluate import check_frames, evaluate, some_names, unpredicted_frames
 
     pred_path = Path(args.pred)
     if not pred_path.is_file():
@@ -308,6 +384,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         check_frames(predictions, truths)
     except (PredictionsError, TruthError, InputError) as e:
         raise ConfigError(str(e)) from None
+    if missing := unpredicted_frames(predictions, truths):
+        shown = some_names(missing, 5)
+        print(f"warning: no prediction for {len(missing)} truth frame(s), scored 0: {shown}", file=sys.stderr)
     report = evaluate(predictions, truths, _load_body(args.body))
     print(report.table())
     if args.out:
@@ -353,7 +432,7 @@ def _add_ingest(sub: Any) -> None:
     p.add_argument("--frame", help="frame directory name (default: from the file name)")
     p.add_argument("--chunk", type=int, help="chunk side in pixels (default 1024)")
     p.add_argument("--min-side", type=int, dest="min_side", help="stop adding levels below this side")
-    p.add_argument("--compressor", choices=["lz4", "zstd", "none"])
+    p.add_argument("--compressor", choices=["lz4", "zstd", "none"], help="chunk compressor (default zstd)")
     p.set_defaults(func=_cmd_ingest)
 
 
@@ -411,10 +490,34 @@ def _add_export(sub: Any) -> None:
         help="predict.json for the GigaCrowd challenge",
         description="Write the GigaCrowd predict.json of a run's persons dataset (K from the run's camera, "
         "72 pose, 10 betas, trans_cam added to the scaled SMPL output, scale_smpl from the snap to the "
-        "ground plane, neutral).",
+        "ground plane, neutral). The betas are the run's body's (builtin:neutral unless the scene set "
+        "another): for the challenge, whose evaluator poses SMPL, give --body SMPL_NEUTRAL.pkl. A run whose "
+        "latest attempt failed on some frames, or that holds no people, is refused.",
     )
     p.add_argument("run", help="the run's scene directory: <output>/<scene>")
     p.add_argument("--out", required=True, help="predict.json to write")
+    p.add_argument(
+        "--body",
+        help="an SMPL-format model file (e.g. SMPL_NEUTRAL.pkl, which the challenge's evaluator poses): "
+        "each person's betas are refitted in its shape space so its 24 rest joints and face keypoints "
+        "match the run's body, pose kept, trans_cam moved so the pelvis stays put; residuals per person "
+        "go to OUT with suffix .refit.json (default: the run's own betas, for the run's body)",
+    )
+    p.add_argument(
+        "--scale",
+        choices=("run", "one"),
+        default="run",
+        help="run (default): scale_smpl is the run's scale (1, or the crowd step's snap to the ground); "
+        "one: scale_smpl 1 for everyone, trans_cam moved so each torso centre stays where it was "
+        "(positions and depth order kept, each body at its own natural size)",
+    )
+    p.add_argument(
+        "--allow-failed",
+        action="store_true",
+        dest="allow_failed",
+        help="export a run whose latest attempt failed on some frames (they are left out and listed); "
+        "without it such a run is refused",
+    )
     p.set_defaults(func=_cmd_export_gigacrowd)
     p = esub.add_parser(
         "meshes",
@@ -424,7 +527,11 @@ def _add_export(sub: Any) -> None:
     )
     p.add_argument("run", help="the run's scene directory: <output>/<scene>")
     p.add_argument("--frame", required=True, help="frame name (a directory of the run)")
-    p.add_argument("--people", help="comma-separated person ids (default: everyone)")
+    p.add_argument(
+        "--people",
+        help="comma-separated person ids (the persons table's person_id, written on overlay.png and "
+        "meshes.png), meshes in the order given (default: everyone, by person_id)",
+    )
     p.add_argument("--body", default="builtin:neutral", help="body model (default %(default)s)")
     p.add_argument("--out", required=True, help="mesh file to write: .ply, .obj or .glb")
     p.set_defaults(func=_cmd_export_meshes)
@@ -435,12 +542,20 @@ def _add_draw(sub: Any) -> None:
     p = sub.add_parser(
         "draw",
         help="meshes and skeletons over a full-resolution region of a frame",
-        description="Draw a completed run's people (meshes, boxes, skeletons) over a region of a frame, "
-        "read at full resolution from its pyramid (the run's overview pictures are thumbnails).",
+        description="Draw a completed run's people (meshes, boxes, skeletons, person ids) over a region of "
+        "a frame, read at full resolution from its pyramid (the run's overview pictures are thumbnails).",
     )
     p.add_argument("run", help="the run's scene directory: <output>/<scene>")
     p.add_argument("--frame", required=True, help="frame name (a directory of the run)")
     p.add_argument("--region", required=True, help="X0,Y0,X1,Y1 in full-resolution pixels")
+    p.add_argument(
+        "--scale",
+        type=float,
+        metavar="K",
+        help="resize the region K times before drawing on it (default: the smallest whole K that gives "
+        "the shorter side at least 800 px, e.g. 4 for a 380x210 region; 1 for regions already that "
+        "large; the picture is at most 100 megapixels)",
+    )
     p.add_argument("--body", default="builtin:neutral", help="body model (default %(default)s)")
     p.add_argument("--out", required=True, help="PNG to write")
     p.set_defaults(func=_cmd_draw)
@@ -457,16 +572,21 @@ def _add_train(sub: Any) -> None:
         "clips with a seed training never uses; writes the weights and a JSON manifest beside them.",
     )
     p.add_argument("--out", required=True, help="weights file to write (.pt); the manifest goes beside it")
-    p.add_argument("--steps", type=int, default=30000)
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--width", type=int, default=512)
+    p.add_argument("--steps", type=int, default=30000, help="optimiser steps")
+    p.add_argument("--batch", type=int, default=256, help="people per step")
+    p.add_argument("--lr", type=float, default=5e-4, help="AdamW's peak learning rate")
+    p.add_argument("--width", type=int, default=512, help="hidden width of the network")
     p.add_argument("--blocks", type=int, default=2, help="residual blocks in the keypoint encoder")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout in the iterative regressor")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the training people and the initial weights")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (results depend on it)")
-    p.add_argument("--eval-seed", type=int, default=12345, dest="eval_seed")
-    p.add_argument("--eval-people", type=int, default=4000, dest="eval_people")
+    p.add_argument(
+        "--eval-seed", type=int, default=12345, dest="eval_seed",
+        help="seed of the held-out people (clips training never sees)",
+    )  # fmt: skip
+    p.add_argument(
+        "--eval-people", type=int, default=4000, dest="eval_people", help="held-out people evaluated"
+    )
     p.add_argument("--mode", choices=("keypoints", "image"), default="keypoints", help="network inputs")
     p.add_argument("--init", default=None, help="weights to start from (image mode: builtin:embedded-kp)")
     p.add_argument("--fp16", action="store_true", help="store the weights as float16")
@@ -478,12 +598,77 @@ def _add_train(sub: Any) -> None:
     p.set_defaults(func=_cmd_train_regressor)
 
 
+# One example per command, printed at the end of its help.
+EXAMPLES = {
+    "run": "python -m pipeline run scenes/demo.yaml --workers 2",
+    "validate": "python -m pipeline validate scenes/photo.yaml",
+    "ingest": "python -m pipeline ingest frame.jpg --out stores/",
+    "evaluate": "python -m pipeline evaluate --pred predict.json --gt runs/_synthetic/",
+    "synth": "python -m pipeline synth --people 400 --seed 7 --preset plaza --out synth/",
+    "export": "python -m pipeline export gigacrowd runs/demo --out predict.json",
+    "export gigacrowd": "python -m pipeline export gigacrowd runs/demo --out predict.json",
+    "export meshes": "python -m pipeline export meshes runs/demo --frame synth-seed3_000000 --people 3,1 "
+    "--out people.glb",
+    "draw": "python -m pipeline draw runs/demo --frame synth-seed3_000000 --region 8000,3000,8400,3300 "
+    "--out close.png",
+    "train": "python -m pipeline train regressor --out kp.pt --steps 30000",
+    "train regressor": "python -m pipeline train regressor --out kp.pt --steps 30000",
+}
+EXIT_CODES = (
+    "exit codes: 0 done; 1 a frame or the run failed (the others are kept; rerun to resume);\n"
+    "            2 bad usage, configuration or input; 130 interrupted (completed units are kept)"
+)
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Help with each option's default shown (when it has one) and epilogs kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "default" in text
+            or not action.option_strings
+            or any(action.default is v for v in (None, False, argparse.SUPPRESS))
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _subparsers(
+    parser: argparse.ArgumentParser, path: str = ""
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """Every (command path, parser) below `parser`: "run", "export gigacrowd", ..."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield f"{path} {name}".strip(), sub
+                yield from _subparsers(sub, f"{path} {name}")
+
+
+def _finish(parser: argparse.ArgumentParser) -> None:
+    """What every command shares: defaults shown, an example, exit codes, and -v after the command."""
+    for path, sub in _subparsers(parser):
+        sub.formatter_class = _Formatter
+        sub.epilog = f"example: {EXAMPLES[path]}\n{EXIT_CODES}"
+        # SUPPRESS: a -v given before the command is not reset by the subcommand's default
+        sub.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from importlib import metadata
+
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
         description="3D reconstruction of every person in gigapixel crowd photographs.",
+        formatter_class=_Formatter,
+        epilog=f"example: {EXAMPLES['run']}\n{EXIT_CODES}",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {metadata.version('gigacrowd-pipeline')}"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     adders = (
         _add_run,
@@ -497,6 +682,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for add in adders:
         add(sub)
+    _finish(parser)
     return parser
 
 

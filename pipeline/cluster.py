@@ -47,6 +47,15 @@ def worker_env_literal() -> str:
     return repr(dict(WORKER_ENV))
 
 
+def dask_setup(worker: Any) -> None:
+    """Preloaded into each local worker process (`distributed.worker.preload`): Ctrl-C in a terminal
+    signals the whole foreground process group, and a worker that dies of it prints its own traceback
+    and leaks its semaphores; the driver alone handles the interrupt and closes the cluster."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class ClusterError(RuntimeError):
     """The configured cluster cannot be reached or created. The message is one line."""
 
@@ -162,8 +171,12 @@ def _start_cluster(cfg: ClusterConfig) -> Any:
         return cluster
     if cfg.kind == "kubernetes":
         return kubernetes_cluster(cfg)
-    # A local nanny reads the environment it spawns its worker with when it is made.
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
+    # A local nanny reads the environment it spawns its worker with when it is made, and hands its
+    # worker the config (the preload) when it spawns it.
+    preload = [*dask.config.get("distributed.worker.preload", []), __name__]
+    with dask.config.set(
+        {"distributed.nanny.pre-spawn-environ": worker_environ(), "distributed.worker.preload": preload}
+    ):
         gpus = visible_gpus() if cfg.gpus == "auto" else 0
         if gpus:
             from dask_cuda import LocalCUDACluster

@@ -65,6 +65,7 @@ from tasks import InputError
 from tasks.detect import Tile, split_plan
 
 log = logging.getLogger("pipeline")
+MAX_PASSES = 50  # passes of `run` the scene manifest and report.html remember
 
 
 @dataclass
@@ -74,6 +75,8 @@ class RunSummary:
     done: dict[str, list[str]] = field(default_factory=dict)
     skipped: dict[str, list[str]] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    # frame -> why its rows left the persons dataset (failed, or no longer in the scene)
+    removed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     # Pictures drawn off the main path: futures the run waits for only before it ends.
     background: list[Any] = field(default_factory=list, repr=False)
@@ -89,9 +92,35 @@ def _one_line(err: BaseException) -> str:
     return first if isinstance(err, InputError) else f"{type(err).__name__}: {first}"
 
 
+def _previous_passes(scene_dir: Path) -> list[dict[str, Any]]:
+    """The passes an earlier run recorded in the scene manifest (none when it is missing or unreadable)."""
+    import json
+
+    try:
+        passes = json.loads((scene_dir / MANIFEST).read_text()).get("passes", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return passes if isinstance(passes, list) else []
+
+
+def _pass_record(summary: RunSummary, started: str) -> dict[str, Any]:
+    """What one pass of `run` did: started, seconds, and frames per stage ran / skipped, failed, removed."""
+    return {
+        "started": started,
+        "seconds": round(summary.seconds, 3),
+        "ran": summary.done,
+        "skipped": summary.skipped,
+        "failed": summary.failed,
+        "removed": summary.removed,
+    }
+
+
 def _write_scene_manifest(
-    rs: ResolvedScene, scene_dir: Path, summary: RunSummary | None, started: str
-) -> None:
+    rs: ResolvedScene, scene_dir: Path, summary: RunSummary | None, started: str,
+    passes: list[dict[str, Any]],
+) -> None:  # fmt: skip
+    """`<scene dir>/manifest.json`: the resolved config, versions, each frame's status and the passes
+    of `run` so far (the last MAX_PASSES), this one included once it has finished."""
     frames: dict[str, Any] = {}
     for f in rs.frames:
         status = "pending"
@@ -114,6 +143,7 @@ def _write_scene_manifest(
             "frames": frames,
             "started": started,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z") if summary else None,
+            "passes": (passes + ([_pass_record(summary, started)] if summary else []))[-MAX_PASSES:],
         },
     )
 
@@ -173,12 +203,27 @@ def _collect(
         yield f, res
 
 
+def _counted(fut: Any, bar: Any, n: int) -> Any:
+    """`fut`, whose `n` work units (tiles, boxes) the stage's bar counts done when it finishes."""
+    fut.add_done_callback(lambda _: bar.work(n))
+    return fut
+
+
+def _unit_record(res: dict[str, Any], stage_start: float) -> UnitRecord:
+    """A frame's final unit as the driver received it, with `info.stage_s`: seconds from the stage's
+    start to this frame's result, its fan-out tasks included (the record's own `seconds` are those of the
+    final unit alone, e.g. the merge of the detect batches)."""
+    rec = UnitRecord(**res)
+    rec.info["stage_s"] = round(time.perf_counter() - stage_start, 3)
+    return rec
+
+
 def _record_people(futures: dict[Any, Frame], stage: str, bar: Any, manifests: dict[str, FrameManifest],
-                   summary: RunSummary) -> set[str]:  # fmt: skip
+                   summary: RunSummary, stage_start: float) -> set[str]:  # fmt: skip
     """Record each frame's finished per-person stage unit; returns the frames done."""
     done = set()
     for f, res in _collect(futures, stage, bar, summary):
-        rec = UnitRecord(**res)
+        rec = _unit_record(res, stage_start)
         manifests[f.name].record(rec)
         summary.done.setdefault(stage, []).append(f.name)
         done.add(f.name)
@@ -191,7 +236,7 @@ def _ingest(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[s
     """Ingest frames; returns those whose store was (re)built (a file whose bytes did not change keeps
     its store, and the later stages' records follow it to the file's new timestamp)."""
     cfg = rs.scene.ingest
-    rebuilt = set()
+    rebuilt, t0 = set(), time.perf_counter()
     with stage_bar("ingest", len(todo)) as bar:
         futures = {}
         for f in todo:
@@ -202,13 +247,15 @@ def _ingest(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[s
             )  # fmt: skip
             futures[fut] = f
         for f, res in _collect(futures, "ingest", bar, summary):
-            rec = UnitRecord(**res)
+            rec = _unit_record(res, t0)
             manifests[f.name].record(rec)
             summary.done.setdefault("ingest", []).append(f.name)
             if rec.info.get("reused"):
                 manifests[f.name].follow_source(rec)
             else:
                 rebuilt.add(f.name)
+            if rec.info.get("converted"):  # e.g. an RGBA frame: the detector sees it over black
+                log.warning("ingest: frame %s converted: %s", f.name, "; ".join(rec.info["converted"]))
             what = "unchanged (same sha256)" if rec.info.get("reused") else f"{rec.seconds:.1f} s"
             bar.advance(f"{f.name} {what}")
     return rebuilt
@@ -218,8 +265,8 @@ def _detect(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[s
             h: str, summary: RunSummary) -> set[str]:  # fmt: skip
     """Per frame: plan the tiles, detect in batches of tiles, merge into detections.parquet."""
     cfg = rs.scene.detect
-    made = set()
-    with stage_bar("detect", len(todo)) as bar:
+    made, t0 = set(), time.perf_counter()
+    with stage_bar("detect", len(todo), "tiles") as bar:
         merges = {}  # frame's final future: a merge of its tile batches, or an import from detect.file
         imported = cfg.backend == "file"
         for f in todo if imported else []:
@@ -234,9 +281,10 @@ def _detect(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[s
         def batches(store: str, tiles: list[Tile]) -> list[Any]:
             n = cfg.tiles_per_task
             return [
-                client.submit(detect_batch_unit, store, tiles[i : i + n], cfg, pure=False)
+                _counted(client.submit(detect_batch_unit, store, tiles[i : i + n], cfg, pure=False), bar,
+                         len(tiles[i : i + n]))
                 for i in range(0, len(tiles), n)
-            ]
+            ]  # fmt: skip
 
         def merge(f: Frame, tiles: list[Tile], planned: int, how: dict[str, Any], done: list[Any]) -> None:
             m = manifests[f.name]
@@ -247,6 +295,7 @@ def _detect(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[s
         priors = {}
         for f, tiles in _collect(plans, "detect", bar, summary):
             store = str(manifests[f.name].dir / STORE_NAME)
+            bar.add(len(tiles))
             coarse, fine = split_plan(tiles) if cfg.prune == "ground" else (tiles, [])
             first = batches(store, coarse)
             if not fine:
@@ -258,11 +307,12 @@ def _detect(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[s
         for f, res in _collect(priors, "detect", bar, summary):
             coarse, planned, first = pending.pop(f.name)
             fine = res.pop("tiles")
+            bar.add(len(fine) - (planned - len(coarse)))  # the pruned tiles leave the count
             store = str(manifests[f.name].dir / STORE_NAME)
             merge(f, coarse + fine, planned, res, first + batches(store, fine))
         pending.clear()  # frames whose prior failed
         for f, res in _collect(merges, "detect", bar, summary):
-            rec = UnitRecord(**res)
+            rec = _unit_record(res, t0)
             if rec.info["people"] == 0:
                 # Not recorded as done: a rerun looks again (e.g. with a lower score_threshold).
                 summary.failed[f.name] = (
@@ -289,8 +339,8 @@ def _pose2d(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[s
     """Per frame: keypoints for every detection in batches of boxes, then keypoints.parquet."""
     from schemas.tables import detections_array, read_table
 
-    cfg = rs.scene.pose2d
-    with stage_bar("pose2d", len(todo)) as bar:
+    cfg, t0 = rs.scene.pose2d, time.perf_counter()
+    with stage_bar("pose2d", len(todo), "boxes") as bar:
         writes = {}
         for f in todo:
             m = manifests[f.name]
@@ -303,13 +353,18 @@ def _pose2d(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[s
             else:
                 context = boxes if cfg.mask_others else None
                 batches = [
-                    client.submit(pose_batch_unit, store, boxes[i : i + n], cfg, context, pure=False)
+                    _counted(
+                        client.submit(pose_batch_unit, store, boxes[i : i + n], cfg, context, pure=False),
+                        bar,
+                        len(boxes[i : i + n]),
+                    )
                     for i in range(0, len(boxes), n)
                 ]
+                bar.add(len(boxes))
             det_ids = table.column("det_id").to_numpy()
             writes[client.submit(pose_write_unit, str(m.dir), f.name, det_ids, cfg, h, _source(m), *batches,
                                  pure=False)] = f  # fmt: skip
-        done = _record_people(writes, "pose2d", bar, manifests, summary)
+        done = _record_people(writes, "pose2d", bar, manifests, summary, t0)
     if cfg.overlay:
         summary.background += [client.submit(overlay_unit, str(manifests[f].dir), pure=False) for f in done]
     return done
@@ -320,8 +375,8 @@ def _regress(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[
     """Per frame: SMPL for every detection in batches of boxes, then smpl.parquet (and meshes.png)."""
     from schemas.tables import detections_array, keypoints_array, read_table
 
-    cfg = rs.scene.regress
-    with stage_bar("regress", len(todo)) as bar:
+    cfg, t0 = rs.scene.regress, time.perf_counter()
+    with stage_bar("regress", len(todo), "boxes") as bar:
         writes = {}
         for f in todo:
             m = manifests[f.name]
@@ -338,49 +393,48 @@ def _regress(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[
             camera = client.submit(frame_camera_unit, store, rs.scene.camera, kp, pure=False)
             n = cfg.boxes_per_task
             batches = [
-                client.submit(
-                    regress_batch_unit,
-                    store,
-                    boxes[i : i + n],
-                    kp[i : i + n],
-                    cfg,
-                    camera,
-                    pure=False,
+                _counted(
+                    client.submit(
+                        regress_batch_unit, store, boxes[i : i + n], kp[i : i + n], cfg, camera, pure=False
+                    ),
+                    bar,
+                    len(boxes[i : i + n]),
                 )
                 for i in range(0, len(boxes), n)
             ]
+            bar.add(len(boxes))
             writes[client.submit(regress_write_unit, str(m.dir), f.name, det_ids, cfg, camera, h, _source(m),
                                  *batches, pure=False)] = f  # fmt: skip
-        return _record_people(writes, "regress", bar, manifests, summary)
+        return _record_people(writes, "regress", bar, manifests, summary, t0)
 
 
 def _crowd(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[str, FrameManifest],
            h: str, summary: RunSummary) -> set[str]:  # fmt: skip
     """One reduce task per frame (on a GPU worker when the cluster has them), frames side by side."""
-    gpu = gpu_resources(client)
+    gpu, t0 = gpu_resources(client), time.perf_counter()
     with stage_bar("crowd", len(todo)) as bar:
         futures = {
             client.submit(crowd_unit, str(manifests[f.name].dir), f.name, rs.scene.crowd, rs.scene.regress,
                           rs.scene.seed, h, _source(manifests[f.name]), resources=gpu, pure=False): f
             for f in todo
         }  # fmt: skip
-        return _record_people(futures, "crowd", bar, manifests, summary)
+        return _record_people(futures, "crowd", bar, manifests, summary, t0)
 
 
 def _write(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[str, FrameManifest],
            h: str, summary: RunSummary) -> set[str]:  # fmt: skip
     """Each frame's rows of the persons dataset."""
-    use_crowd = rs.scene.crowd.enabled
+    use_crowd, t0 = rs.scene.crowd.enabled, time.perf_counter()
     with stage_bar("write", len(todo)) as bar:
         futures = {
             client.submit(write_unit, str(manifests[f.name].dir), rs.name, f.name, use_crowd, h,
                           _source(manifests[f.name]), pure=False): f
             for f in todo
         }  # fmt: skip
-        done = _record_people(futures, "write", bar, manifests, summary)
+        done = _record_people(futures, "write", bar, manifests, summary, t0)
     if rs.scene.regress.meshes:
         for f in done:
-            rows = persons_file(manifests[f].dir.parent / PERSONS_DIR, rs.name, f)
+            rows = persons_file(manifests[f].dir.parent / PERSONS_DIR, f)
             body = rs.scene.regress.body
             summary.background.append(
                 client.submit(meshes_unit, str(manifests[f].dir), str(rows), body, pure=False)
@@ -397,7 +451,7 @@ def _frame_metrics(rs: ResolvedScene, scene_dir: Path, frame: Frame, source: str
     from tasks.export import gigacrowd_frame
     from tasks.models.body import body_fn
 
-    rows_file = persons_file(scene_dir / PERSONS_DIR, rs.name, frame.name)
+    rows_file = persons_file(scene_dir / PERSONS_DIR, frame.name)
     if not rows_file.is_file():
         return {}
     import pyarrow.parquet as pq
@@ -413,9 +467,35 @@ def _frame_metrics(rs: ResolvedScene, scene_dir: Path, frame: Frame, source: str
     return dict(report.overall.means)
 
 
+def _mirror_persons(rs: ResolvedScene, scene_dir: Path, summary: RunSummary) -> None:
+    """Make the persons dataset hold exactly the scene's frames whose latest attempt succeeded: a frame
+    that failed in this pass or is no longer in the scene loses its rows (one file each, unlinked, so a
+    reader sees a frame's rows whole or not at all), and so does anything of an older layout."""
+    from schemas.io import OLD_PREFIX, TMP_PREFIX, remove
+
+    dataset = scene_dir / PERSONS_DIR
+    if not dataset.is_dir():
+        return
+    keep = {persons_file(dataset, f.name) for f in rs.frames if f.name not in summary.failed}
+    for path in sorted(dataset.iterdir()):
+        if path in keep or path.name.startswith((TMP_PREFIX, OLD_PREFIX)):
+            continue
+        frame = path.stem if path.suffix == ".parquet" else path.name
+        if frame in summary.failed:
+            why = f"its latest attempt failed ({summary.failed[frame]})"
+        elif path.suffix == ".parquet":
+            why = "no longer in the scene"
+        else:
+            why = "a directory of an older layout of persons/"
+        remove(path)
+        summary.removed[frame] = why
+        log.warning("persons/: removed %s: %s", path.name, why)
+
+
 def _write_report(
-    rs: ResolvedScene, scene_dir: Path, manifests: dict[str, FrameManifest], summary: RunSummary
-) -> None:
+    rs: ResolvedScene, scene_dir: Path, manifests: dict[str, FrameManifest], summary: RunSummary,
+    passes: list[dict[str, Any]],
+) -> None:  # fmt: skip
     """`<scene dir>/report.html`: per frame the stages, timings, pictures and metrics; the config."""
     from schemas.io import atomic_write_text
     from tasks.report import FrameReport, render
@@ -428,7 +508,7 @@ def _write_report(
         metrics = _frame_metrics(rs, scene_dir, f, str(f.path)) if status == "ok" else {}
         frames.append(FrameReport(f.name, status, m.units, pictures, metrics))
     config = rs.scene.model_dump(mode="json", by_alias=True)
-    atomic_write_text(scene_dir / REPORT, render(rs.name, frames, config, summary.seconds))
+    atomic_write_text(scene_dir / REPORT, render(rs.name, frames, config, passes))
 
 
 def _refuse_another_runs_directory(rs: ResolvedScene, scene_dir: Path) -> None:
@@ -449,17 +529,83 @@ def _refuse_another_runs_directory(rs: ResolvedScene, scene_dir: Path) -> None:
         )
 
 
-def run_scene(rs: ResolvedScene) -> RunSummary:
-    """Run every available stage of the scene; failed frames are reported, the others complete."""
-    t0 = time.perf_counter()
-    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+def output_problem(out: Path) -> str | None:
+    """Why `output:` cannot hold runs (one line naming the key), or None. Probes by creating and
+    removing a directory in the nearest existing ancestor: permission bits alone do not tell (root,
+    read-only mounts, /proc)."""
+    import os
+    import tempfile
+
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"output: {out} cannot be a directory: {existing} is a file"
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".probe-", dir=existing))
+    except OSError as e:
+        return f"output: cannot create directories in {existing} for {out} ({e.strerror or e})"
+    return None
+
+
+def preflight(rs: ResolvedScene) -> list[str]:
+    """What would fail before any work: the output directory, a scene directory of another scene file,
+    and each frame's header (missing, empty, unreadable, too large for ingest.max_megapixels, too small
+    for the detector); one line each. Synthetic frames not generated yet are not probed."""
+    from pipeline.config import ConfigError
+    from tasks.detect import check_frame_size
+    from tasks.ingest import open_image
+
+    problems = [p for p in [output_problem(rs.output)] if p]
+    try:
+        _refuse_another_runs_directory(rs, rs.output / rs.name)
+    except ConfigError as e:
+        problems.append(str(e))
+    for f in rs.frames:
+        if f.synth is not None and not f.path.is_file():
+            continue
+        try:
+            img, _, _ = open_image(f.path, rs.scene.ingest)
+            if rs.scene.detect.enabled:
+                check_frame_size((img.width, img.height), rs.scene.detect.min_person)
+        except InputError as e:
+            problems.append(f"frame {f.name}: {e}")
+    return problems
+
+
+def _log_dashboard(client: Any) -> None:
+    """The Dask dashboard's link, when it can work: distributed serves it only with bokeh installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("bokeh") is None:
+        log.debug("no Dask dashboard: it needs bokeh>=3.1 (pip install 'bokeh>=3.1,<4')")
+    else:
+        log.info("Dask dashboard: %s", client.dashboard_link)
+
+
+def _scene_dir(rs: ResolvedScene) -> Path:
+    """The scene's run directory, made and swept of an interrupted run's partial outputs; a
+    ConfigError when `output:` cannot hold it or it belongs to another scene file."""
+    from pipeline.config import ConfigError
+
     scene_dir = inside(rs.output, rs.name)
+    if problem := output_problem(rs.output):
+        raise ConfigError(problem)
     _refuse_another_runs_directory(rs, scene_dir)
     scene_dir.mkdir(parents=True, exist_ok=True)
     for p in sweep_partials(scene_dir):
         log.info("removed the partial output of an interrupted run: %s", p)
+    return scene_dir
+
+
+def run_scene(rs: ResolvedScene) -> RunSummary:
+    """Run every available stage of the scene; failed frames are reported, the others complete."""
+    t0 = time.perf_counter()
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    scene_dir = _scene_dir(rs)
     summary = RunSummary(rs.name, scene_dir)
-    _write_scene_manifest(rs, scene_dir, None, started)
+    passes = _previous_passes(scene_dir)
+    _write_scene_manifest(rs, scene_dir, None, started, passes)
 
     sc = rs.scene
     # Each stage's key holds the columns of the tables it writes: tables of another contract are remade.
@@ -506,7 +652,7 @@ def run_scene(rs: ResolvedScene) -> RunSummary:
                 summary.skipped[name] = skip
     else:
         with open_client(sc.cluster) as client:
-            log.info("Dask dashboard: %s", client.dashboard_link)
+            _log_dashboard(client)
             if to_make:
                 _generate(client, rs, to_make, summary)
             redo: set[str] = set()  # frames an earlier stage gave new outputs: new input for this one
@@ -522,10 +668,11 @@ def run_scene(rs: ResolvedScene) -> RunSummary:
                     fut.result()
                 except Exception as e:  # a picture must never fail a run whose results are written
                     log.warning("a picture was not drawn: %s", _one_line(e))
+    _mirror_persons(rs, scene_dir, summary)
     summary.seconds = time.perf_counter() - t0
-    _write_scene_manifest(rs, scene_dir, summary, started)
+    _write_scene_manifest(rs, scene_dir, summary, started, passes)
     try:
-        _write_report(rs, scene_dir, manifests, summary)
+        _write_report(rs, scene_dir, manifests, summary, _previous_passes(scene_dir))
     except Exception as e:  # a picture book must never fail a run whose results are written
         log.warning("report.html not written: %s", _one_line(e))
     return summary

@@ -65,6 +65,17 @@ def _boxes_and_keypoints(fdir: Path) -> tuple[np.ndarray, np.ndarray]:
     return boxes, keypoints_array(read_table(fdir / KEYPOINTS_FILE, KEYPOINTS))
 
 
+def _worker_name() -> str | None:
+    """The name of the Dask worker running this task (None outside a worker): the crowd step's record
+    says where the reduce ran (a GPU worker when the cluster has one)."""
+    from distributed import get_worker
+
+    try:
+        return str(get_worker().name)
+    except ValueError:
+        return None
+
+
 def _frame_record(
     stage: str, chain_hash: str, outputs: list[str], t0: float, info: dict[str, Any], source: dict[str, Any]
 ) -> dict[str, Any]:
@@ -214,13 +225,18 @@ def pose_write_unit(
 
 
 def overlay_unit(frame_dir: str) -> str:
-    """`overlay.png` of a frame's detections and keypoints (a picture, drawn off the main path)."""
+    """`overlay.png` of a frame's detections, keypoints and ids (det_id, the persons table's person_id):
+    a picture, drawn off the main path."""
     from tasks.draw import overlay, thumbnail, write_png
 
     fdir = Path(frame_dir)
-    boxes = detections_array(read_table(fdir / DETECTIONS_FILE, DETECTIONS))
+    det = read_table(fdir / DETECTIONS_FILE, DETECTIONS)
     keypoints = keypoints_array(read_table(fdir / KEYPOINTS_FILE, KEYPOINTS))
-    write_png(fdir / OVERLAY_FILE, overlay(*thumbnail(open_levels(fdir / STORE_NAME)), boxes, keypoints))
+    picture = overlay(
+        *thumbnail(open_levels(fdir / STORE_NAME)), detections_array(det), keypoints,
+        ids=det.column("det_id").to_numpy(),
+    )  # fmt: skip
+    write_png(fdir / OVERLAY_FILE, picture)
     return str(fdir / OVERLAY_FILE)
 
 
@@ -293,7 +309,8 @@ def crowd_unit(
     write_parquet(smpl_table(frame, result.smpl), fdir / CROWD_FILE)
     report = result.report | {"seconds": round(time.perf_counter() - t0, 2)}
     atomic_write_text(fdir / CROWD_REPORT, json.dumps(report) + "\n")
-    return _frame_record("crowd", chain_hash, [CROWD_FILE, CROWD_REPORT], t0, {"people": len(boxes)}, source)
+    info = {"people": len(boxes), "worker": _worker_name()}
+    return _frame_record("crowd", chain_hash, [CROWD_FILE, CROWD_REPORT], t0, info, source)
 
 
 def write_unit(
@@ -309,7 +326,7 @@ def write_unit(
     det, kp = read_table(fdir / DETECTIONS_FILE, DETECTIONS), read_table(fdir / KEYPOINTS_FILE, KEYPOINTS)
     smpl = read_table(fdir / (CROWD_FILE if use_crowd else SMPL_FILE), SMPL)
     rows = frame_persons(det, kp, smpl, scene, frame, chain_hash)
-    path = write_frame(fdir.parent / PERSONS_DIR, scene, frame, rows.table, rows.metadata)
+    path = write_frame(fdir.parent / PERSONS_DIR, frame, rows.table, rows.metadata)
     outputs = [str(Path("..") / path.relative_to(fdir.parent))]
     if rows.plane is not None and len(rows.table) >= 3:
         pictures = ground_pictures(rows.table, rows.plane, _image_wh(fdir / STORE_NAME))

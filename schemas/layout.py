@@ -4,7 +4,7 @@
 <output>/<scene>/
     manifest.json                   the scene: resolved config, versions, each frame's status
     report.html                     stages, timings, pictures and metrics of every frame
-    persons/scene=<scene>/frame_id=<frame>/part-0.parquet     the product (schemas/persons.py)
+    persons/<frame>.parquet         the product: one file per frame (schemas/persons.py)
     <frame>/
         manifest.json               the frame's completed units (pipeline/rundir.py)
         image.zarr                  ingest: the pyramid (schemas/image_store.py)
@@ -27,7 +27,6 @@ STAGES = ("ingest", "detect", "pose2d", "regress", "crowd", "write")
 MANIFEST = "manifest.json"
 REPORT = "report.html"
 PERSONS_DIR = "persons"
-PERSONS_PART = "part-0.parquet"
 
 STORE_NAME = "image.zarr"
 DETECTIONS_FILE = "detections.parquet"
@@ -46,6 +45,6 @@ TRUTH_FILE = "truth.json"
 SYNTHETIC_DIR = "_synthetic"
 
 
-def persons_file(dataset: Path, scene: str, frame: str) -> Path:
-    """Where a frame's rows live in a persons dataset (hive partitions scene=, frame_id=)."""
-    return dataset / f"scene={scene}" / f"frame_id={frame}" / PERSONS_PART
+def persons_file(dataset: Path, frame: str) -> Path:
+    """Where a frame's rows live in a persons dataset (`<scene dir>/persons/`)."""
+    return dataset / f"{frame}.parquet"

@@ -1,8 +1,11 @@
 """The `persons` contract: the product, one row per person (../shared/DESIGN.md).
 
-A hive-partitioned Parquet dataset `<output>/<scene>/persons/scene=<scene>/frame_id=<frame>/part-0.parquet`;
-`scene` and `frame_id` are partition columns (in the directory names, read back by DuckDB with
-`hive_partitioning=true`, by pyarrow.dataset with `partitioning="hive"`, by pandas and polars).
+A Parquet dataset `<output>/<scene>/persons/<frame>.parquet`: one file per frame, and every file holds
+its `scene` and `frame_id` as string columns. Not hive directories (`frame_id=0001/`): readers infer a
+partition's type from its values, so pandas and polars would read frame `0001` back as the integer 1, and
+a column both in the file and in the path fails pandas' schema merge. `pd.read_parquet(persons_dir)`,
+`pl.read_parquet(f"{persons_dir}/*.parquet")` and DuckDB's `read_parquet('.../persons/*.parquet')` read
+the dataset as it is; the persons of several scenes are `<output>/*/persons/*.parquet`.
 Each file carries the key `gigacrowd` in its Parquet key-value metadata: a JSON object saying what the
 numbers mean (body model, gender, betas, rotation format, camera convention, units, pipeline version,
 config hash), so a file explains itself when it travels alone.
@@ -25,11 +28,12 @@ def _f32_list(n: int, *inner: int) -> pa.DataType:
     return t
 
 
-# Columns stored in each file (scene and frame_id come from the partition directories).
 PERSONS = pa.schema(
     [
         pa.field(name, kind, nullable=False)
         for name, kind in [
+            ("scene", pa.string()),
+            ("frame_id", pa.string()),
             ("person_id", pa.int64()),
             ("bbox", _f32_list(4)),
             ("det_score", pa.float32()),
@@ -53,7 +57,6 @@ PERSONS = pa.schema(
         ]
     ]
 )
-PARTITIONS = pa.schema([pa.field("scene", pa.string()), pa.field("frame_id", pa.string())])
 
 
 def file_metadata(
@@ -81,6 +84,7 @@ def file_metadata(
         "stature": "metres: the body's rest-pose height times scale",
         "support": "floor, level_2, ... (further levels), not_standing, off_floor or not_judged: what the "
         "crowd step judged the person stands on; only people on a level are snapped to it",
+        "frame_id": "the frame's name in the run (a directory of <output>/<scene>/), always a string",
         "pipeline_version": pipeline_version,
         "config_hash": config_hash,
         **extra,

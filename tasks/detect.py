@@ -406,10 +406,26 @@ def _raw(batches: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(batches) if batches else np.zeros((0, len(DET_COLUMNS)))
 
 
+def check_frame_size(image_wh: tuple[int, int], min_person: float | None) -> None:
+    """InputError when a frame of image_wh px cannot hold a person the detector can see: people
+    reach it at >= MIN_INPUT_PX tall, or at `min_person` (detect.min_person) when the frame is
+    also tiled enlarged."""
+    from tasks import InputError
+
+    width, height = image_wh
+    least = MIN_INPUT_PX if min_person is None else min(min_person, MIN_INPUT_PX)
+    if height < least:
+        raise InputError(
+            f"image too small ({width}x{height}; the detector needs people >= {least:g} px tall, so a "
+            f"frame >= {least:g} px high; detect.min_person enlarges smaller frames)"
+        )
+
+
 def plan_for(image_wh: tuple[int, int], cfg: DetectConfig) -> list[Tile]:
     """The tile plan of a frame of image_wh px for the configured detector's input size."""
     from tasks.models.registry import load_detector
 
+    check_frame_size(image_wh, cfg.min_person)
     width, height = image_wh
     size = load_detector(cfg.backend, cfg.model, cfg.input_size, cfg.device).size
     return tile_plan(

@@ -48,7 +48,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
@@ -558,14 +558,24 @@ def predicted_points(pred: FramePrediction, body: BodyFn) -> tuple[np.ndarray, n
     return coco, torso
 
 
+def some_names(names: Sequence[str], shown: int = 3) -> str:
+    """The first `shown` names, quoted, and how many more: "'a', 'b', 'c' and 2 more"."""
+    rest = len(names) - shown
+    return ", ".join(map(repr, names[:shown])) + (f" and {rest} more" if rest > 0 else "")
+
+
+def unpredicted_frames(predictions: Mapping[str, FramePrediction], truths: Mapping[str, Truth]) -> list[str]:
+    """The truth frames that predict.json does not hold (each scores as an empty prediction), sorted."""
+    return sorted(set(truths) - set(predictions))
+
+
 def check_frames(predictions: Mapping[str, FramePrediction], truths: Mapping[str, Truth]) -> None:
     """Raise InputError when a predicted frame has no truth or a truth does not hold its frame."""
     if not truths:
         raise InputError("no ground-truth frames to evaluate")
     extra = sorted(set(predictions) - set(truths))
     if extra:
-        shown = ", ".join(map(repr, extra[:3])) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
-        raise InputError(f"predictions for {len(extra)} frame(s) with no ground truth: {shown}")
+        raise InputError(f"predictions for {len(extra)} frame(s) with no ground truth: {some_names(extra)}")
     for frame, truth in truths.items():
         if frame not in truth.frame_info:
             raise InputError(f"the truth given for frame {frame!r} does not annotate it")

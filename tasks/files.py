@@ -1,8 +1,11 @@
-"""Checksums of input and weight files."""
+"""Checksums of input and weight files, and loading model files."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +45,38 @@ def model_file(spec: str, builtins: dict[str, tuple[Path, str]], what: str) -> t
     return user, str(user), file_sha256(user)
 
 
+@contextlib.contextmanager
+def native_stderr_to_log(logger: logging.Logger) -> Iterator[None]:
+    """Route what native code writes to file descriptor 2 inside the block (e.g. LiteRT's "INFO:
+    Created TensorFlow Lite XNNPACK delegate", printed below Python's logging) to `logger` at DEBUG,
+    so it does not break progress lines."""
+    import os
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            for line in sink.read().decode(errors="replace").splitlines():
+                if line.strip():
+                    logger.debug("%s", line)
+
+
 def litert_interpreter(path: Path, what: str, threads: int = 1) -> Any:
     """A LiteRT (TFLite) interpreter for the model file, tensors allocated; one-line error otherwise."""
     from ai_edge_litert.interpreter import Interpreter
 
     try:
-        interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        interpreter.allocate_tensors()
+        with native_stderr_to_log(logging.getLogger("litert")):
+            interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         raise InputError(f"cannot load {what} model {path}: {str(e).splitlines()[0]}") from e
     return interpreter

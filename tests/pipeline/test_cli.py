@@ -88,6 +88,98 @@ def test_validate_good_scene(tmp_path: Path) -> None:
     assert not (ROOT / "out").exists()  # relative to the scene file, not the working directory
 
 
+def test_version_and_verbose_after_the_command() -> None:
+    from importlib import metadata
+
+    r = cli("--version")
+    assert (
+        r.returncode == EXIT_OK
+        and one_line(r.stdout) == f"python -m pipeline {metadata.version('gigacrowd-pipeline')}"
+    )
+    r = cli("validate", ROOT / "scenes" / "photo.yaml", "-v")  # -v after the command, not only before
+    assert r.returncode == EXIT_OK, r.stderr
+    assert " DEBUG " in r.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "validate", "ingest", "evaluate", "synth", "export gigacrowd",
+                                     "export meshes", "draw", "train regressor"])  # fmt: skip
+def test_every_command_says_its_options_defaults_an_example_and_exit_codes(command: str) -> None:
+    from pipeline.cli import _subparsers, build_parser
+
+    r = cli(*command.split(), "--help")
+    assert r.returncode == EXIT_OK, r.stderr
+    assert f"example: python -m pipeline {command.split()[0]}" in r.stdout and "130 interrupted" in r.stdout
+    parser = dict(_subparsers(build_parser()))[command]
+    undocumented = [a.option_strings for a in parser._actions if a.option_strings and not a.help]
+    assert undocumented == []
+
+
+@pytest.mark.parametrize("workers", ["0", "-1"])
+def test_run_refuses_a_worker_count_below_one_at_once(tmp_path: Path, workers: str) -> None:
+    import time
+
+    t0 = time.perf_counter()
+    r = cli("run", ROOT / "scenes" / "photo.yaml", "--output", tmp_path, "--workers", workers)
+    assert r.returncode == EXIT_USAGE and time.perf_counter() - t0 < 5
+    assert one_line(r.stderr) == f"error: --workers: a number of workers >= 1 (got {workers})"
+    assert not list(tmp_path.iterdir())
+
+
+def test_validate_probes_every_frame_and_the_output(tmp_path: Path) -> None:
+    from tests.conftest import png_header_only
+
+    png_header_only(tmp_path / "huge.png", 70000, 70000)
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "good.jpg").write_bytes(DEMO_IMAGE.read_bytes())
+    scene = tmp_path / "s.yaml"
+    scene.write_text("input:\n  frames: ['*.png', '*.jpg']\noutput: /proc/gigacrowd/runs\n")
+    r = cli("validate", scene)
+    assert r.returncode == EXIT_USAGE and r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 4 and lines[-1].startswith("scene 's': 3 problem(s)")
+    assert lines[0].startswith("error: output: cannot create directories in /proc")
+    assert "frame huge: image header of" in lines[1] and "70000x70000" in lines[1]
+    assert lines[2].startswith("error: frame empty: input image is empty (0 bytes)")
+    # run refuses the output in one line naming the key, before any work
+    r = cli("run", scene)
+    assert r.returncode == EXIT_USAGE and one_line(r.stderr).startswith("error: output: cannot create")
+
+
+def test_a_frame_too_small_for_the_detector_is_named(tmp_path: Path) -> None:
+    import pyvips
+
+    pyvips.Image.black(20, 20, bands=3).write_to_file(str(tmp_path / "tiny.png"))
+    scene = tmp_path / "s.yaml"
+    scene.write_text("input:\n  frames: tiny.png\noutput: out\n")
+    r = cli("validate", scene)
+    assert r.returncode == EXIT_USAGE
+    assert "frame tiny: image too small (20x20; the detector needs people >= 32 px tall" in r.stderr
+
+
+def test_ctrl_c_ends_in_one_line_and_exit_130(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", ROOT / "scenes" / "photo.yaml", "--output", tmp_path],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's foreground job
+    )  # fmt: skip
+    assert proc.stderr is not None
+    lines = []
+    for line in proc.stderr:  # interrupt once the workers are busy
+        lines.append(line)
+        if "detect:" in line:
+            break
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground process group
+    rest = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130
+    tail = [ln for ln in rest.splitlines() if " INFO " not in ln]
+    assert tail == ["interrupted: completed units are kept; rerun to resume"], rest
+
+
 def test_validate_missing_scene_file(tmp_path: Path) -> None:
     r = cli("validate", tmp_path / "nope.yaml")
     assert r.returncode == EXIT_USAGE
@@ -491,7 +583,8 @@ def test_run_export_evaluate_on_a_synthetic_frame(tmp_path: Path, synthetic_run:
 
     x0, y0, x1, y1 = (int(v) for v in np.asarray(rows.column("bbox").to_pylist()[0]))
     region = f"{x0 - 20},{y0 - 20},{x1 + 20},{y1 + 20}"
-    r = cli("draw", run, "--frame", "synth-seed4_000000", "--region", region, "--out", tmp_path / "r.png")
+    r = cli("draw", run, "--frame", "synth-seed4_000000", "--region", region, "--scale", "1",
+            "--out", tmp_path / "r.png")  # fmt: skip
     assert r.returncode == EXIT_OK, r.stderr
     drawn = pyvips.Image.new_from_file(str(tmp_path / "r.png")).numpy()
     raw = open_levels(run / "synth-seed4_000000" / STORE_NAME)[0][

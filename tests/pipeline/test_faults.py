@@ -40,7 +40,7 @@ def _scene(folder: Path, out: str, cluster: dict[str, Any]) -> Path:
 
 
 def _persons(run: Path) -> list[dict[str, object]]:
-    table = pq.read_table(next(run.glob("persons/scene=f/frame_id=*/part-0.parquet")))
+    table = pq.read_table(next(run.glob("persons/*.parquet")))
     return sorted(table.to_pylist(), key=lambda r: r["person_id"])
 
 
@@ -85,6 +85,75 @@ def test_a_worker_killed_in_the_fan_out_changes_nothing(
     assert killed, "no fan-out task was seen running"
     assert summary.ok, summary.failed
     assert _persons(tmp_path / "hit" / "f") == reference
+
+
+def _start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+
+
+def test_a_deployed_scheduler_and_workers_one_killed_give_the_local_persons(
+    tmp_path: Path, reference: list[dict[str, object]]
+) -> None:
+    """The cluster users deploy: `dask scheduler` and two `dask worker` processes (one advertising a
+    GPU, so the crowd step's resource request meets a real scheduler), the project's worker
+    environment exported as its SLURM script and Kubernetes manifest do; one worker process killed
+    with SIGKILL in the fan-out (its nanny restarts it)."""
+    import json
+    import socket
+
+    from pipeline.cluster import WORKER_ENV_VARIABLE, worker_env_literal
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    # as from a login shell: in-process clusters of earlier tests may have set the trim threshold here
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"}
+    env[WORKER_ENV_VARIABLE] = worker_env_literal()
+    dask = str(Path(sys.executable).with_name("dask"))
+    worker = [dask, "worker", address, "--nthreads", "1", "--memory-limit", "4GB", "--no-dashboard"]
+    procs = [_start([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], env)]
+    try:
+        procs += [
+            _start([*worker, "--name", "cpu"], env),
+            _start([*worker, "--name", "gpu", "--resources", "GPU=1"], env),
+        ]
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(2, timeout=60)
+            pids = client.run(os.getpid)
+            # the nanny spawned each worker with the exported environment (WORKER_ENV)
+            assert set(client.run(os.environ.get, "OMP_NUM_THREADS").values()) == {"1"}
+            assert set(client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_").values()) == {None}
+            names = {w["name"]: addr for addr, w in client.scheduler_info()["workers"].items()}
+            killed: list[str] = []
+
+            def kill_the_cpu_worker_mid_task() -> None:
+                deadline = time.monotonic() + 300
+                while not killed and time.monotonic() < deadline:
+                    keys = client.processing().get(names["cpu"], [])
+                    if any(str(k).startswith(FAN_OUT) for k in keys):
+                        os.kill(pids[names["cpu"]], signal.SIGKILL)
+                        killed.append(names["cpu"])
+                        return
+                    time.sleep(0.005)
+
+            killer = threading.Thread(target=kill_the_cpu_worker_mid_task)
+            killer.start()
+            scene = _scene(tmp_path, "deployed", {"kind": "address", "address": address})
+            summary = run_scene(resolve(load_scene(scene), scene))
+            killer.join()
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=60)
+    assert killed, "no fan-out task was seen running"
+    assert summary.ok, summary.failed
+    assert _persons(tmp_path / "deployed" / "f") == reference
+    frame = next(p for p in (tmp_path / "deployed" / "f").iterdir() if (p / "crowd.json").is_file())
+    units = json.loads((frame / "manifest.json").read_text())["units"]
+    assert units["crowd/frame"]["info"]["worker"] == "gpu"
 
 
 def test_a_killed_run_resumes_and_ends_identical(tmp_path: Path, reference: list[dict[str, object]]) -> None:

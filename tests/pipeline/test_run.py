@@ -166,6 +166,52 @@ def test_a_corrupt_frame_fails_alone(tmp_path: Path, two_frames: list[Path]) -> 
     assert "6 already complete" in proc.stdout  # a was not redone (ingest ... write)
 
 
+def test_persons_mirror_the_scenes_frames_and_their_latest_attempt(
+    tmp_path: Path, two_frames: list[Path]
+) -> None:
+    import pandas as pd
+
+    from schemas.layout import PERSONS_DIR
+    from tasks.export import read_persons
+
+    two_frames[0].rename(tmp_path / "0001.jpg")  # a name pandas would read back as the integer 1
+    scene = _scene(tmp_path, ["0001.jpg", "b.png"])
+    first = _run(scene)
+    persons = tmp_path / "out" / "t" / PERSONS_DIR
+    assert first.ok and sorted(p.name for p in persons.iterdir()) == ["0001.parquet", "b.parquet"]
+    df = pd.read_parquet(persons)  # the dataset as an analyst reads it: frame_id stays a string
+    assert sorted(set(df["frame_id"])) == ["0001", "b"] and set(df["scene"]) == {"t"}
+    people = df.groupby("frame_id").size().to_dict()
+    assert min(people.values()) >= 1
+
+    # The frame leaves the scene: its rows leave the dataset, and the run says so.
+    _scene(tmp_path, ["0001.jpg"])
+    dropped = _run(scene)
+    assert dropped.done == {} and dropped.removed == {"b": "no longer in the scene"}
+    table = read_persons(persons)
+    assert set(table.column("frame_id").to_pylist()) == {"0001"} and len(table) == people["0001"]
+
+    # The frame's file is truncated: the frame fails and its rows go; its report keeps the earlier pass.
+    good = (tmp_path / "0001.jpg").read_bytes()
+    (tmp_path / "0001.jpg").write_bytes(good[: len(good) // 3])
+    broken = _run(scene)
+    assert list(broken.failed) == ["0001"] and "its latest attempt failed" in broken.removed["0001"]
+    assert not list(persons.glob("*.parquet"))
+    manifest = json.loads((tmp_path / "out" / "t" / MANIFEST).read_text())
+    assert [len(p["ran"]) > 0 for p in manifest["passes"]] == [True, False, False]
+    page = (tmp_path / "out" / "t" / REPORT).read_text()
+    assert "0001 rows removed: its latest attempt failed" in page and "b rows removed" in page
+    # Repaired: it is made again (every stage: its store was built from other bytes).
+    (tmp_path / "0001.jpg").write_bytes(good)
+    repaired = _run(scene)
+    assert repaired.ok and repaired.done["write"] == ["0001"] and len(read_persons(persons)) == people["0001"]
+    # A rerun with nothing to do keeps the numbers of the pass that made the results.
+    _run(scene)
+    page = (tmp_path / "out" / "t" / REPORT).read_text()
+    assert "nothing to do" in page and "the last that did work started" in page
+    assert "fan-out tasks included" in page
+
+
 def test_a_unit_killed_mid_write_leaves_nothing_partial(tmp_path: Path, photo: pyvips.Image) -> None:
     big = photo.resize(6.0)  # 6696 x 3600: a few seconds of ingest at zstd level 9
     src = write_kind(big, "jpeg", tmp_path / "big.jpg")

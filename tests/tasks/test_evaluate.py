@@ -547,3 +547,32 @@ def test_metrics_per_support_class() -> None:
     assert seat["depth_err_scaled"] == pytest.approx(0.1)
     assert "seat" in report.table() and report.to_dict()["by_support"]["seat"]["n_gt"] == 3
     assert evaluate({frame: pred}, {frame: plain}, toy_body).by_support == {}
+
+
+def test_frame_lists_and_the_warning_for_unpredicted_frames(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`evaluate` scores a truth frame without predictions as 0 and says so in one warning line."""
+    from pipeline.cli import main
+    from schemas.predict import write_predictions
+    from schemas.truth import write_truth
+    from tasks.evaluate import some_names, unpredicted_frames
+
+    assert some_names(["a", "b"]) == "'a', 'b'"
+    assert some_names(list("abcde"), 3) == "'a', 'b', 'c' and 2 more"
+    a1, a2 = standing_crowd(3, 1), standing_crowd(4, 2)
+    truth = truth_doc({"s_000001.jpg": a1, "s_000002.jpg": a2})
+    preds = {"s_000001.jpg": predictions_for(a1, np.ones(3), np.zeros(3))}
+    assert unpredicted_frames(preds, {f: truth for f in truth.frame_info}) == ["s_000002.jpg"]
+    write_truth(truth, tmp_path / "truth.json")
+    write_predictions(preds, tmp_path / "predict.json")
+    argv = ["evaluate", "--pred", str(tmp_path / "predict.json"), "--gt", str(tmp_path / "truth.json")]
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    assert out.err.splitlines() == ["warning: no prediction for 1 truth frame(s), scored 0: 's_000002.jpg'"]
+    assert out.out.startswith("scene ")  # the table is printed as before
+    write_predictions(
+        {**preds, "s_000002.jpg": predictions_for(a2, np.ones(4), np.zeros(4))}, tmp_path / "p.json"
+    )
+    assert main([*argv[:2], str(tmp_path / "p.json"), *argv[3:]]) == 0
+    assert capsys.readouterr().err == ""
