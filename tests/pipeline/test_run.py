@@ -191,16 +191,27 @@ def test_persons_mirror_the_scenes_frames_and_their_latest_attempt(
     table = read_persons(persons)
     assert set(table.column("frame_id").to_pylist()) == {"0001"} and len(table) == people["0001"]
 
-    # The frame's file is truncated: the frame fails and its rows go; its report keeps the earlier pass.
+    # b is back and 0001's file is truncated: 0001 fails and its rows go, b's rows are written again
+    # (only its write reruns); the report keeps the earlier passes; export refuses the failed frame.
+    _scene(tmp_path, ["0001.jpg", "b.png"])
     good = (tmp_path / "0001.jpg").read_bytes()
     (tmp_path / "0001.jpg").write_bytes(good[: len(good) // 3])
     broken = _run(scene)
     assert list(broken.failed) == ["0001"] and "its latest attempt failed" in broken.removed["0001"]
-    assert not list(persons.glob("*.parquet"))
+    assert broken.done == {"write": ["b"]} and sorted(p.name for p in persons.iterdir()) == ["b.parquet"]
     manifest = json.loads((tmp_path / "out" / "t" / MANIFEST).read_text())
-    assert [len(p["ran"]) > 0 for p in manifest["passes"]] == [True, False, False]
+    assert [len(p["ran"]) > 0 for p in manifest["passes"]] == [True, False, True]
     page = (tmp_path / "out" / "t" / REPORT).read_text()
     assert "0001 rows removed: its latest attempt failed" in page and "b rows removed" in page
+    export = [sys.executable, "-m", "pipeline", "export", "gigacrowd", str(tmp_path / "out" / "t"), "--out"]
+    refused = subprocess.run([*export, str(tmp_path / "p.json")], cwd=REPO, capture_output=True, text=True)
+    assert refused.returncode == 2 and "'0001'" in refused.stderr and len(refused.stderr.splitlines()) == 1
+    assert not (tmp_path / "p.json").exists()
+    allowed = subprocess.run([*export, str(tmp_path / "p.json"), "--allow-failed"], cwd=REPO,
+                             capture_output=True, text=True)  # fmt: skip
+    assert allowed.returncode == 0 and "frame 0001 failed" in allowed.stderr
+    assert list(json.loads((tmp_path / "p.json").read_text())) == ["b.png"]
+    _scene(tmp_path, ["0001.jpg"])
     # Repaired: it is made again (every stage: its store was built from other bytes).
     (tmp_path / "0001.jpg").write_bytes(good)
     repaired = _run(scene)
