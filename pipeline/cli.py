@@ -57,7 +57,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     ran = sum(len(v) for v in summary.done.values())
     skipped = sum(len(v) for v in summary.skipped.values())
     for frame, why in summary.removed.items():
-        print(f"removed frame {frame}'s rows from persons/: {why}")
+        print(f"removed from persons/: {frame} ({why})")
     if ran == 0 and skipped and not summary.failed:
         print(
             f"nothing to do: all {skipped} unit(s) of scene {rs.name!r} are already complete "

@@ -75,7 +75,7 @@ class RunSummary:
     done: dict[str, list[str]] = field(default_factory=dict)
     skipped: dict[str, list[str]] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
-    # frame -> why its rows left the persons dataset (failed, or no longer in the scene)
+    # frame (or "name/" of an older layout's directory) -> why it left persons/: failed, not in the scene
     removed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     # Pictures drawn off the main path: futures the run waits for only before it ends.
@@ -480,7 +480,7 @@ def _mirror_persons(rs: ResolvedScene, scene_dir: Path, summary: RunSummary) -> 
     for path in sorted(dataset.iterdir()):
         if path in keep or path.name.startswith((TMP_PREFIX, OLD_PREFIX)):
             continue
-        frame = path.stem if path.suffix == ".parquet" else path.name
+        frame = path.stem if path.suffix == ".parquet" else f"{path.name}/"
         if frame in summary.failed:
             why = f"its latest attempt failed ({summary.failed[frame]})"
         elif path.suffix == ".parquet":
