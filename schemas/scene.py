@@ -346,18 +346,41 @@ class LossWeights(_Section):
 
 
 class CrowdrecConfig(LossWeights):
-    """The published procedure (reference/method.md section 4; tasks/crowd/crowdrec.py)."""
+    """The published procedure as its public code runs it (boycehbz/CrowdRec; reference/method.md
+    section 4; tasks/crowd/crowdrec.py)."""
 
     min_last: Annotated[int, Field(ge=1)] = Field(
-        default=8, description="a smaller last batch joins the one before"
+        default=8,
+        description="a last batch under this many people starts `overlap` people earlier (public code)",
     )
-    first_iterations: Annotated[int, Field(ge=1)] = 260
-    later_iterations: Annotated[int, Field(ge=1)] = 100
-    first_period: Annotated[int, Field(ge=1)] = Field(default=20, description="first warm-restart period")
-    later_period: Annotated[int, Field(ge=1)] = 140
-    stop_k: Annotated[int, Field(ge=1)] = Field(default=5, description="stop below the k-th smallest loss")
+    overlap: Annotated[int, Field(ge=0)] = Field(
+        default=10,
+        description="people of the batch before that a small last batch runs again; theirs are then the "
+        "last batch's results (public code: 107 people -> 0-49, 50-99, 90-106)",
+    )
+    first_iterations: Annotated[int, Field(ge=1)] = Field(
+        default=100,
+        description="iterations planned for a frame's first batch: 100 in the public code's demo; the "
+        "paper reports 260 for its challenge entry, with no first/later split",
+    )
+    later_iterations: Annotated[int, Field(ge=1)] = Field(
+        default=50, description="iterations planned for each later batch: 50 in the public code's demo"
+    )
+    first_period: Annotated[int, Field(ge=1)] = Field(
+        default=20, description="first warm-restart period of a frame's first batch (each next one doubles)"
+    )
+    later_period: Annotated[int, Field(ge=1)] = Field(
+        default=140, description="first warm-restart period of each later batch's new scheduler"
+    )
+    stop_k: Annotated[int, Field(ge=1)] = Field(
+        default=5,
+        description="from the (planned + 2)th iteration on, stop at the first whose loss is below the "
+        "k-th smallest so far, its own included (public code: 5, i.e. one of the 4 lowest)",
+    )
     max_extra: Annotated[int, Field(ge=0)] = Field(
-        default=200, description="cap on iterations past the count"
+        default=1000,
+        description="ours, not the public code's (it has no cap): at most this many iterations past the "
+        "first at which the stop rule may stop",
     )
 
 
@@ -381,7 +404,8 @@ class GlobalConfig(LossWeights):
     steps: Literal["auto"] | Annotated[int, Field(ge=1)] = Field(
         default="auto",
         description="optimisation steps; auto: as many as keep the network evaluations within a third "
-        "of what the published crowdrec procedure (its default settings) plans for the same frame",
+        "of what crowdrec as first shipped (batches of 50, 260 first / 100 later iterations) planned "
+        "for the same frame",
     )
     refresh: Annotated[int, Field(ge=1)] = Field(default=50, description="steps between plane refits")
     huber_m: Annotated[float, Field(gt=0)] = Field(default=0.05, description="robust spread scale, m")

@@ -1,13 +1,28 @@
-"""`crowd.method: crowdrec`, the published procedure (CrowdRec; reference/method.md section 4).
+"""`crowd.method: crowdrec`, the published procedure (CrowdRec; reference/method.md section 4) as its
+public code runs it (boycehbz/CrowdRec, utils/modules.py `predict` and `optimization`).
 
-Batches of 50 people in order (a remainder under 8 joins the previous batch); the first batch starts
-from the pretrained weights and runs 260 iterations, each later batch continues from the current
-weights for 100; each batch's ground direction and spread see only its own people, and its people's
-results come from the weights at the end of its own optimisation. Settings: crowd.crowdrec.
+Per frame: batches of 50 people in detection order, a last batch under 8 people started 10 people
+earlier (the people it shares with the batch before get its results); one AdamW for the frame, made
+at its first batch, whose moments carry through the later ones, and a new warm-restart scheduler for
+each batch; each batch holds its people's poses to their first prediction in that batch (the current
+weights', not the pretrained ones), and its people's results are the prediction of the iteration at
+which the stop rule ended it. Each batch's ground direction and spread see only its own people; the
+crowd term of a batch of one person is 0 (public code). Iteration counts: settings whose defaults are
+the public demo's (100 first, 50 later; the paper reports 260 in all). Settings: crowd.crowdrec.
+
+Differences from the public code too small to need a setting: the warm restarts are torch's
+CosineAnnealingWarmRestarts stepped after each optimiser step (the public CyclicLRWithRestarts steps
+once before and once after it: a one-step phase shift) and leave the weight decay fixed (the public
+one scales it by the schedule too; at lr 1e-5 negligible); the ground direction is renormalised to
+unit length (the public code uses the mean of the people's unit vectors as it is, slightly shorter);
+the shape term pulls betas to 0 as the public code does (the paper's eq. 11 says to the initial
+betas). Ours alone: a non-finite loss ends a batch at once (the frame then fails as diverged) and
+crowd.crowdrec.max_extra caps the stop rule, where the public code would loop for ever.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -15,61 +30,95 @@ import torch
 from torch import nn
 
 from schemas.scene import CrowdrecConfig
-from tasks.crowd.method import CrowdMethod, Log, begin, data_terms
-from tasks.crowd.people import Fit, NetOutput, People
+from tasks.crowd.method import CrowdMethod, Log, data_terms
+from tasks.crowd.people import Fit, Net, NetOutput, People
 from tasks.crowd.terms import crowd_loss, plane_of
 from tasks.models.body import BodyModel
 from tasks.quality import ground_direction
 
 
-def batches(n: int, size: int = 50, min_last: int = 8) -> list[np.ndarray]:
-    """People 0..n-1 in batches of `size`; a last batch under `min_last` joins the one before
-    (107 -> 50 + 57)."""
-    starts = list(range(0, n, size))
-    if not starts:
-        return []
-    if len(starts) > 1 and n - starts[-1] < min_last:
-        starts.pop()
-    ends = [*starts[1:], n]
-    return [np.arange(s, e) for s, e in zip(starts, ends, strict=True)]
+def batches(n: int, size: int = 50, min_last: int = 8, overlap: int = 10) -> list[np.ndarray]:
+    """People 0..n-1 in batches of `size` in order, as the public code cuts them: a last batch under
+    `min_last` people starts `overlap` people earlier (never before person 0), 107 -> 0-49, 50-99,
+    90-106; finetune_crowdrec writes the batches' results in order, so shared people keep the last's."""
+    out = []
+    for start in range(0, n, size):
+        end = min(start + size, n)
+        if end - start < min_last and start > 0:
+            start = max(0, start - overlap)
+        out.append(np.arange(start, end))
+    return out
 
 
 class StopRule:
-    """After the planned iterations, keep going until the loss is below the k-th smallest seen before
-    it (CrowdRec), or `max_extra` more iterations have run."""
+    """CrowdRec's stop rule (public code): from iteration planned + 1 on (0-based; the public loop's
+    `count > total_count`), stop at the first iteration whose loss is below the k-th smallest loss
+    seen so far, its own included (k = 5: one of the 4 lowest). Ours: a non-finite loss stops at once,
+    and no more than `max_extra` iterations run past the first at which the rule may stop."""
 
-    def __init__(self, k: int = 5, max_extra: int = 200) -> None:
+    def __init__(self, k: int = 5, max_extra: int = 1000) -> None:
         self.k, self.max_extra = k, max_extra
         self.seen: list[float] = []
 
     def done(self, loss: float, iteration: int, planned: int) -> bool:
-        """True when optimisation may stop after `iteration` (0-based) whose loss was `loss`."""
-        smallest = sorted(self.seen)[: self.k]
+        """True when optimisation stops at `iteration` (0-based) whose loss was `loss`."""
         self.seen.append(loss)
-        if iteration + 1 < planned:
-            return False
-        if iteration + 1 >= planned + self.max_extra:
+        if not math.isfinite(loss):
             return True
-        return len(smallest) >= self.k and loss < smallest[-1]
+        if iteration <= planned:
+            return False
+        if iteration >= planned + 1 + self.max_extra:
+            return True
+        return loss < max(sorted(self.seen)[: self.k])
 
 
 def crowdrec_schedule(
     opt: torch.optim.Optimizer, cfg: CrowdrecConfig, first: bool
 ) -> torch.optim.lr_scheduler.CosineAnnealingWarmRestarts:
-    """CrowdRec's learning rate for one batch: cosine annealing from the optimiser's lr to cfg.min_lr
-    with warm restarts, the first period cfg.first_period (first batch) or cfg.later_period, each
-    next period twice the last."""
+    """CrowdRec's learning rate for one batch: cosine annealing from cfg.lr (the optimiser's first lr,
+    kept as its initial_lr) to cfg.min_lr with warm restarts, the first period cfg.first_period
+    (first batch) or cfg.later_period, each next period twice the last."""
     period = cfg.first_period if first else cfg.later_period
     return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=period, T_mult=2, eta_min=cfg.min_lr)
 
 
-def planned_evaluations(n: int, cfg: CrowdrecConfig) -> int:
-    """People the crowdrec procedure forwards for n people before its stop rule adds any: everyone
-    once, then each batch once per planned iteration plus its final prediction."""
-    parts = batches(n, cfg.batch, cfg.min_last)
-    return n + sum(
-        len(b) * ((cfg.first_iterations if k == 0 else cfg.later_iterations) + 1) for k, b in enumerate(parts)
-    )
+def batch_loss(
+    out: NetOutput, idx: torch.Tensor, people: People, target: torch.Tensor, cfg: CrowdrecConfig
+) -> torch.Tensor:
+    """The loss of the people `idx`: the data terms, poses held to target[idx] (target (N, 24, 3, 3):
+    each person's first prediction in their batch), plus the crowd term along the batch's own ground
+    direction; 0 for a batch of one person (no spread of one value: the public code's rule)."""
+    loss = data_terms(out, idx, people, target, cfg)
+    if len(idx) > 1:
+        loss = loss + cfg.scale * cfg.w_crowd * crowd_loss(out.joints, ground_direction(out.joints))
+    return loss
+
+
+def optimise_batch(
+    net: Net, idx: torch.Tensor, target: torch.Tensor, opt: torch.optim.Optimizer, cfg: CrowdrecConfig,
+    first: bool, curve: list[float],
+) -> NetOutput:  # fmt: skip
+    """One batch of people `idx` (public code `optimization`): a new scheduler on the frame's
+    optimiser `opt`, target[idx] set to the batch's first prediction, iterations until the stop rule
+    ends them (each loss appended to `curve`); returns the prediction of that last iteration, made
+    before its optimiser step (the people's result in the public code)."""
+    sched = crowdrec_schedule(opt, cfg, first)
+    planned = cfg.first_iterations if first else cfg.later_iterations
+    stop = StopRule(cfg.stop_k, cfg.max_extra)
+    it = 0
+    while True:
+        out = net(idx)
+        if it == 0:
+            target[idx] = out.rotmat.detach()
+        loss = batch_loss(out, idx, net.people, target, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        curve.append(float(loss.detach()))
+        if stop.done(curve[-1], it, planned):
+            return NetOutput(*(t.detach() for t in out))
+        it += 1
 
 
 def finetune_crowdrec(
@@ -77,36 +126,27 @@ def finetune_crowdrec(
 ) -> Fit:
     """The published procedure (module docstring). `model` is finetuned in place (a copy is not made:
     pass a copy to keep the pretrained weights); eval mode, so batch-norm statistics stay frozen."""
-    net, start = begin(model, people, body)
-    rotmat0 = start.rotmat
-    result = [t.clone() for t in start]
+    n = len(people)
+    parts = batches(n, cfg.batch, cfg.min_last, cfg.overlap)
+    if not parts:
+        raise ValueError("crowdrec: the frame has no people to finetune on")
+    model.eval()
+    net = Net(model, people, body)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    target = torch.zeros(n, 24, 3, 3, dtype=people.kp.dtype, device=people.kp.device)
+    result: list[torch.Tensor] = []
     curve: list[float] = []
-    for k, rows in enumerate(batches(len(people), cfg.batch, cfg.min_last)):
+    for k, rows in enumerate(parts):
         idx = torch.from_numpy(rows)
-        planned = cfg.first_iterations if k == 0 else cfg.later_iterations
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = crowdrec_schedule(opt, cfg, first=k == 0)
-        stop = StopRule(cfg.stop_k, cfg.max_extra)
-        it = 0
-        while True:
-            out = net(idx)
-            loss = data_terms(out, idx, people, rotmat0, cfg) + cfg.scale * cfg.w_crowd * crowd_loss(
-                out.joints, ground_direction(out.joints)
-            )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            curve.append(float(loss.detach()))
-            if stop.done(curve[-1], it, planned):
-                break
-            it += 1
-        with torch.no_grad():
-            final = net(idx)  # this batch's people from the weights at the end of its optimisation
-        for r, t in zip(result, final, strict=True):
-            r[idx] = t.detach()
+        start = len(curve)
+        out = optimise_batch(net, idx, target, opt, cfg, k == 0, curve)
+        if not result:
+            result = [t.new_zeros((n, *t.shape[1:])) for t in out]
+        for r, t in zip(result, out, strict=True):
+            r[idx] = t  # in batch order: people a small last batch shares keep its results
         if log:
-            log(f"crowdrec batch {k}: {len(rows)} people, {it + 1} iterations, loss {curve[-1]:.4g}")
+            log(f"crowdrec batch {k}: people {rows[0]}-{rows[-1]}, {len(curve) - start} iterations, "
+                f"loss {curve[-1]:.4g}")  # fmt: skip
     fit = Fit.of(NetOutput(*result))
     fit.curve, fit.evaluations = curve, net.evaluations
     fit.plane = plane_of(fit.joints, ground_direction(fit.joints))

@@ -27,8 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from schemas.scene import CrowdConfig, CrowdrecConfig, GlobalConfig
-from tasks.crowd.crowdrec import planned_evaluations
+from schemas.scene import CrowdConfig, GlobalConfig
 from tasks.crowd.method import CrowdMethod, Log, begin, data_terms
 from tasks.crowd.people import Fit, People
 from tasks.models.body import BodyModel
@@ -38,13 +37,26 @@ from tasks.support import Levels, find_levels, snap, standing_pose, support_labe
 STATURE_M = 1.6  # a typical ankle-to-head length: keeps the global spread in metres-like units
 
 
+# The budget of steps: 'auto' spends a third of the network evaluations that CrowdRec's procedure
+# as this project first ran it (752d528) planned for a frame: everyone once, then batches of 50 (a
+# last one under 8 joined to the one before), 260 iterations for the first and 100 for each later
+# batch, plus a final pass. Fixed here so that global's steps do not follow crowdrec's settings.
+REFERENCE_BATCH, REFERENCE_MIN_LAST, REFERENCE_ITERATIONS = 50, 8, (260, 100)
+
+
+def reference_evaluations(n: int) -> int:
+    """The network evaluations of the reference procedure above for n people."""
+    first = n if n < REFERENCE_BATCH + REFERENCE_MIN_LAST else REFERENCE_BATCH
+    first_iterations, later_iterations = REFERENCE_ITERATIONS
+    return n + first * (first_iterations + 1) + (n - first) * (later_iterations + 1)
+
+
 def global_steps(n: int, cfg: GlobalConfig) -> int:
     """cfg.steps, or for 'auto' the most steps whose evaluations (everyone at the start, at each plane
-    refit and at the end, plus a batch per step) stay within a third of what the published crowdrec
-    procedure (its settings as published, CrowdrecConfig's defaults) plans for n people."""
+    refit and at the end, plus a batch per step) stay within a third of reference_evaluations(n)."""
     if cfg.steps != "auto":
         return int(cfg.steps)
-    budget = planned_evaluations(n, CrowdrecConfig()) / 3
+    budget = reference_evaluations(n) / 3
     return max(1, int((budget - 2 * n) / (min(cfg.batch, n) + n / cfg.refresh)))
 
 
