@@ -33,8 +33,9 @@ RESULTS = REPO / "benchmarks" / "results"
 IMAGES = (".jpg", ".jpeg", ".png")
 
 
-def run(photos: list[Path], out: Path) -> Path:
-    """The pipeline with default settings over `photos`; the scene's output directory."""
+def run(photos: list[Path], out: Path, mask_others: bool = False) -> Path:
+    """The pipeline with default settings (or pose2d.mask_others) over `photos`; the scene's output
+    directory."""
     import yaml
 
     from pipeline.config import load_scene, resolve
@@ -42,7 +43,7 @@ def run(photos: list[Path], out: Path) -> Path:
 
     doc = {
         "name": "real", "output": str(out), "input": {"frames": [str(p) for p in photos]},
-        "cluster": {"n_workers": 2}, "pose2d": {"overlay": False}, "regress": {"meshes": False},
+        "cluster": {"n_workers": 2}, "pose2d": {"overlay": False, "mask_others": mask_others}, "regress": {"meshes": False},
     }  # fmt: skip
     scene = out / "real.yaml"
     scene.write_text(yaml.safe_dump(doc))
@@ -100,12 +101,13 @@ def main() -> int:
     ap.add_argument("root", type=Path, help="a folder of photographs (searched recursively)")
     ap.add_argument("--run", type=Path, help="a finished run's scene directory (OUTPUT/real) to measure")
     ap.add_argument("--out", type=Path, help="run into this directory and keep it (default: a temporary one)")
+    ap.add_argument("--mask-others", action="store_true", help="pose2d.mask_others: true (default false)")
     args = ap.parse_args()
     photos = sorted(p.resolve() for p in args.root.rglob("*") if p.suffix.lower() in IMAGES)
     with tempfile.TemporaryDirectory() as tmp:
         if args.out:
             args.out.mkdir(parents=True, exist_ok=True)
-        run_dir = args.run or run(photos, (args.out or Path(tmp)).resolve())
+        run_dir = args.run or run(photos, (args.out or Path(tmp)).resolve(), args.mask_others)
         res = table(run_dir, args.root.resolve())
     head = ("group", "photos", "people", "stature_m", "within", "before", "below", "above", "on_level",
             "within_10cm", "lean_deg", "not_standing", "off_floor", "moved_m")  # fmt: skip
