@@ -43,7 +43,8 @@ def run(photos: list[Path], out: Path, mask_others: bool = False) -> Path:
 
     doc = {
         "name": "real", "output": str(out), "input": {"frames": [str(p) for p in photos]},
-        "cluster": {"n_workers": 2}, "pose2d": {"overlay": False, "mask_others": mask_others}, "regress": {"meshes": False},
+        "cluster": {"n_workers": 2}, "pose2d": {"overlay": False, "mask_others": mask_others},
+        "regress": {"meshes": False},
     }  # fmt: skip
     scene = out / "real.yaml"
     scene.write_text(yaml.safe_dump(doc))

@@ -412,6 +412,12 @@ class GlobalConfig(LossWeights):
     max_angle_deg: Annotated[float, Field(gt=0, le=90)] = Field(
         default=30.0, description="people leaning further from the crowd's up do not orient the plane"
     )
+    max_turn_deg: Annotated[float, Field(gt=0, le=90)] = Field(
+        default=10.0,
+        description="the most a refit may turn the floors' up from the one the levels were judged with: "
+        "a larger turn is the fit swinging on few people or on the bodies' lean, not the floor (the "
+        "levels' heights are held, so a swung up would take everyone off them)",
+    )
     normal: Literal["auto", "people", "camera"] = Field(
         default="auto",
         description="where the ground plane's direction comes from. people: a plane fitted to the "

@@ -29,7 +29,7 @@ from torch import nn
 
 from schemas.scene import CrowdConfig, GlobalConfig
 from tasks.crowd.method import CrowdMethod, Log, begin, data_terms
-from tasks.crowd.people import Fit, People
+from tasks.crowd.people import Fit, People, Progress
 from tasks.models.body import BodyModel
 from tasks.quality import HEAD, feet, fit_plane, robust_ground
 from tasks.support import Levels, find_levels, snap, standing_pose, support_labels
@@ -104,6 +104,9 @@ def warmup_cosine(
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+_KEPT = " (kept: a refit turning it by more than max_turn_deg was refused)"
+
+
 class _Ground:
     """The floors the feet are pulled to (tasks/support.py): their up direction given (normal) or
     fitted robustly to the feet; the levels, and who stands on which, judged once from the first
@@ -143,11 +146,14 @@ class _Ground:
 
     def refresh(self, joints: torch.Tensor) -> Levels:
         """The levels after the weights moved: the direction refitted to the people on a level (when
-        not given), the heights held or refitted (cfg.height); nobody changes level."""
+        not given; kept when the refit would turn it by more than cfg.max_turn_deg), the heights held
+        or refitted (cfg.height); nobody changes level."""
         assert self.levels is not None
         lv = self.levels
         on = lv.level >= 0
         up, source = self._up(joints, on)
+        if float(up @ lv.up) < math.cos(math.radians(self.cfg.max_turn_deg)):
+            up, source = lv.up, lv.up_source.removesuffix(_KEPT) + _KEPT
         heights = lv.heights
         if self.cfg.height == "refit" and len(heights):
             own = -(feet(joints).detach().double().cpu().numpy() @ up)
@@ -174,7 +180,7 @@ def _spread(joints: torch.Tensor, planes: torch.Tensor, huber_m: float) -> torch
 
 def finetune_global(
     model: nn.Module, people: People, body: BodyModel, cfg: GlobalConfig, steps: int, seed: int = 0,
-    log: Log | None = None, normal: np.ndarray | None = None,
+    log: Log | None = None, normal: np.ndarray | None = None, progress: Progress | None = None,
 ) -> Fit:  # fmt: skip
     """The globally consistent procedure (module docstring) for `steps` steps; `model` is finetuned
     in place. normal (3,), the unit up in the camera frame, fixes the floors' direction
@@ -182,7 +188,7 @@ def finetune_global(
     first prediction (tasks/support.py); only they are pulled to their level and snapped to it, and
     without a level (a frame with no consistent floor) the crowd term is off."""
     gen = torch.Generator().manual_seed(seed)
-    net, current = begin(model, people, body)
+    net, current = begin(model, people, body, progress)
     rotmat0 = current.rotmat
     n = len(people)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -244,6 +250,15 @@ class Global(CrowdMethod):
         self.normal, source = ground_normal(self.cfg.global_, people, image_wh, focal_known)
         return {"ground_normal": source, "ground_offset": self.cfg.global_.height}
 
-    def optimise(self, model: nn.Module, people: People, body: BodyModel, seed: int, log: Log | None) -> Fit:
+    def planned(self, n: int) -> int:
         g = self.cfg.global_
-        return finetune_global(model, people, body, g, global_steps(len(people), g), seed, log, self.normal)
+        steps = global_steps(n, g)
+        return 2 * n + steps * min(g.batch, n) + (steps // g.refresh) * n
+
+    def optimise(
+        self, model: nn.Module, people: People, body: BodyModel, seed: int, log: Log | None,
+        progress: Progress | None = None,
+    ) -> Fit:  # fmt: skip
+        g = self.cfg.global_
+        steps = global_steps(len(people), g)
+        return finetune_global(model, people, body, g, steps, seed, log, self.normal, progress)

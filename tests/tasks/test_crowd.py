@@ -217,11 +217,15 @@ def test_crowdrec_counts_iterations_per_batch(crowd: tuple[People, BodyModel]) -
             "crowdrec": {"first_iterations": 5, "later_iterations": 2, "max_extra": 0, "batch": 25},
         }
     )
-    fit = finetune(KeypointRegressor(width=32).eval(), people, body, crowd_method(cfg))
+    told: list[int] = []
+    method = crowd_method(cfg)
+    fit = finetune(KeypointRegressor(width=32).eval(), people, body, method, progress=told.append)
     # 60 people -> 25 + 25 + 10 (10 is not under 8); with no extra, planned + 2 iterations a batch
     assert len(fit.curve) == (5 + 2) + (2 + 2) + (2 + 2)
     # no everyone-pass and no final pass: each batch forwarded once per iteration
     assert fit.evaluations == 25 * 7 + 25 * 4 + 10 * 4
+    # the progress bar's total, and what it is told as the network runs
+    assert method.planned(60) == fit.evaluations and told[-1] == fit.evaluations and told == sorted(told)
 
 
 def _crowdrec_cfg(**crowdrec: Any) -> CrowdConfig:
@@ -351,9 +355,14 @@ def test_global_steps_stay_within_a_third_of_crowdrecs_evaluations() -> None:
 def test_global_counts_its_evaluations(crowd: tuple[People, BodyModel]) -> None:
     people, body = crowd
     cfg = CrowdConfig.model_validate({"method": "global", "global": {"steps": 9, "refresh": 4, "batch": 20}})
-    fit = finetune(KeypointRegressor(width=32).eval(), people, body, crowd_method(cfg))
+    told: list[int] = []
+    method = crowd_method(cfg)
+    # the shipped network: its people stand on a floor, so the plane is refitted (a random one's may not)
+    fit = finetune(load_embedded("builtin:embedded-kp"), people, body, method, progress=told.append)
+    assert fit.levels is not None and len(fit.levels.heights) >= 1
     # start, refits at steps 4 and 8, end: 4 x 60; 9 batches of 20
     assert fit.evaluations == 4 * 60 + 9 * 20 and len(fit.curve) == 9
+    assert method.planned(60) == fit.evaluations and told[-1] == fit.evaluations and told == sorted(told)
 
 
 def test_normalised_crops_equal_cliff_on_normalised_crops() -> None:
@@ -550,7 +559,9 @@ def test_a_new_crowd_method_runs_from_its_class_and_its_registry_entry(
         def prepare(self, people: People, image_wh: tuple[int, int], focal_known: bool) -> dict[str, Any]:
             return {"toy": len(people)}
 
-        def optimise(self, model: Any, people: People, body: BodyModel, seed: int, log: Any) -> Any:
+        def optimise(
+            self, model: Any, people: People, body: BodyModel, seed: int, log: Any, progress: Any = None
+        ) -> Any:
             return predict_all(model, people, body)
 
     monkeypatch.setitem(CROWD_METHODS, "unchanged", Unchanged)
@@ -654,3 +665,38 @@ def test_crowd_frame_on_a_stadium_entrance_frame_keeps_statures_and_seated_peopl
     seated = f.support == "seat"
     assert seated.sum() >= 10 and folded[seated].mean() >= 0.7
     assert (rows.support[f.support == "floor"] == "floor").mean() >= 0.85
+
+
+def _standing_on(up: np.ndarray, height: float, n: int = 12, seed: int = 0) -> torch.Tensor:
+    """Joints (n, 24, 3) m of people upright along `up` (3,) unit, feet on the plane up . X + height = 0,
+    spread over 8-20 m in front of the camera."""
+    from tasks.quality import HEAD
+
+    rng = np.random.default_rng(seed)
+    right = np.cross(up, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    forward = np.cross(right, up)
+    spots = -height * up + rng.uniform(-5, 5, (n, 1)) * right + rng.uniform(8, 20, (n, 1)) * forward
+    joints = np.repeat(spots[:, None], 24, 1)
+    joints[:, HEAD] += 1.6 * up
+    return torch.as_tensor(joints, dtype=torch.float32)
+
+
+@pytest.mark.parametrize(("turn_deg", "kept"), [(4.0, False), (30.0, True)])
+def test_a_floor_refit_may_not_swing_the_up_by_more_than_max_turn_deg(turn_deg: float, kept: bool) -> None:
+    """The levels' heights are held while the up is refitted: a refit that swung the up by 30 degrees
+    (few people, or the bodies' lean) would put everyone metres off their level, so it is refused; a
+    small turn is the floor's direction refined, and taken."""
+    from tasks.crowd.global_ import _Ground
+    from tasks.support import Levels
+
+    cfg = CrowdConfig().global_
+    judged = np.array([0.0, -1.0, 0.0])
+    ground = _Ground(cfg, None)
+    ground.levels = Levels(judged, np.array([1.5]), np.zeros(12, int), None, "the plane of the feet")
+    a = math.radians(turn_deg)
+    turned = np.array([0.0, -math.cos(a), -math.sin(a)])  # the camera pitched: the floor's up turns
+    levels = ground.refresh(_standing_on(turned, 1.5))
+    expected = judged if kept else turned
+    assert float(levels.up @ expected) > math.cos(math.radians(0.5))
+    assert levels.up_source.endswith("refused)") == kept and (levels.level == 0).all()
