@@ -30,6 +30,7 @@ from pipeline.rundir import (
     write_json,
 )
 from pipeline.stages import (
+    CROWD_PROGRESS,
     crowd_unit,
     detect_batch_unit,
     detect_file_unit,
@@ -410,15 +411,32 @@ def _regress(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[
 
 def _crowd(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[str, FrameManifest],
            h: str, summary: RunSummary) -> set[str]:  # fmt: skip
-    """One reduce task per frame (on a GPU worker when the cluster has them), frames side by side."""
+    """One reduce task per frame (on a GPU worker when the cluster has them), frames side by side; the
+    bar counts people-evaluations, as the units report them (CROWD_PROGRESS events)."""
     gpu, t0 = gpu_resources(client), time.perf_counter()
-    with stage_bar("crowd", len(todo)) as bar:
-        futures = {
-            client.submit(crowd_unit, str(manifests[f.name].dir), f.name, rs.scene.crowd, rs.scene.regress,
-                          rs.scene.seed, h, _source(manifests[f.name]), resources=gpu, pure=False): f
-            for f in todo
-        }  # fmt: skip
-        return _record_people(futures, "crowd", bar, manifests, summary, t0)
+    with stage_bar("crowd", len(todo), "people-steps") as bar:
+        seen: dict[str, list[int]] = {}  # frame -> [total, done] as last reported
+
+        def on_event(event: tuple[float, dict[str, Any]]) -> None:
+            msg = event[1]
+            total, done = seen.setdefault(msg["frame"], [0, 0])
+            bar.add(max(msg["total"], msg["done"]) - total)
+            bar.work(msg["done"] - done)
+            seen[msg["frame"]] = [max(msg["total"], msg["done"]), msg["done"]]
+
+        client.subscribe_topic(CROWD_PROGRESS, on_event)
+        try:
+            futures = {
+                client.submit(crowd_unit, str(manifests[f.name].dir), f.name, rs.scene.crowd,
+                              rs.scene.regress, rs.scene.seed, h, _source(manifests[f.name]), resources=gpu,
+                              pure=False): f
+                for f in todo
+            }  # fmt: skip
+            done = _record_people(futures, "crowd", bar, manifests, summary, t0)
+        finally:
+            client.unsubscribe_topic(CROWD_PROGRESS)
+        bar.work(sum(total - d for total, d in seen.values()))  # events are sent at most every 0.5 s
+        return done
 
 
 def _write(client: Any, rs: ResolvedScene, todo: list[Frame], manifests: dict[str, FrameManifest],

@@ -65,6 +65,31 @@ def _boxes_and_keypoints(fdir: Path) -> tuple[np.ndarray, np.ndarray]:
     return boxes, keypoints_array(read_table(fdir / KEYPOINTS_FILE, KEYPOINTS))
 
 
+# The Dask event topic a crowd unit reports its progress on: {"frame", "done", "total"} in
+# people-evaluations, at most every PROGRESS_EVERY_S seconds (the driver's progress bar).
+CROWD_PROGRESS, PROGRESS_EVERY_S = "gigacrowd-crowd-progress", 0.5
+
+
+def _progress_events(frame: str) -> Any:
+    """A crowd_frame progress callback that sends CROWD_PROGRESS events from this worker (None outside
+    a Dask worker)."""
+    from distributed import get_worker
+
+    try:
+        worker = get_worker()
+    except ValueError:
+        return None
+    last = [0.0]
+
+    def send(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_EVERY_S:
+            last[0] = now
+            worker.log_event(CROWD_PROGRESS, {"frame": frame, "done": done, "total": total})
+
+    return send
+
+
 def _worker_name() -> str | None:
     """The name of the Dask worker running this task (None outside a worker): the crowd step's record
     says where the reduce ran (a GPU worker when the cluster has one)."""
@@ -305,7 +330,9 @@ def crowd_unit(
     fdir = Path(frame_dir)
     boxes, keypoints = _boxes_and_keypoints(fdir)
     before = read_smpl(fdir / SMPL_FILE)
-    result = crowd_frame(_levels(fdir / STORE_NAME), boxes, keypoints, before, cfg, regress, seed)
+    result = crowd_frame(
+        _levels(fdir / STORE_NAME), boxes, keypoints, before, cfg, regress, seed, _progress_events(frame)
+    )
     write_parquet(smpl_table(frame, result.smpl), fdir / CROWD_FILE)
     report = result.report | {"seconds": round(time.perf_counter() - t0, 2)}
     atomic_write_text(fdir / CROWD_REPORT, json.dumps(report) + "\n")

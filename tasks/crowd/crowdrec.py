@@ -31,7 +31,7 @@ from torch import nn
 
 from schemas.scene import CrowdrecConfig
 from tasks.crowd.method import CrowdMethod, Log, data_terms
-from tasks.crowd.people import Fit, Net, NetOutput, People
+from tasks.crowd.people import Fit, Net, NetOutput, People, Progress
 from tasks.crowd.terms import crowd_loss, plane_of
 from tasks.models.body import BodyModel
 from tasks.quality import ground_direction
@@ -122,8 +122,9 @@ def optimise_batch(
 
 
 def finetune_crowdrec(
-    model: nn.Module, people: People, body: BodyModel, cfg: CrowdrecConfig, log: Log | None = None
-) -> Fit:
+    model: nn.Module, people: People, body: BodyModel, cfg: CrowdrecConfig, log: Log | None = None,
+    progress: Progress | None = None,
+) -> Fit:  # fmt: skip
     """The published procedure (module docstring). `model` is finetuned in place (a copy is not made:
     pass a copy to keep the pretrained weights); eval mode, so batch-norm statistics stay frozen."""
     n = len(people)
@@ -131,7 +132,7 @@ def finetune_crowdrec(
     if not parts:
         raise ValueError("crowdrec: the frame has no people to finetune on")
     model.eval()
-    net = Net(model, people, body)
+    net = Net(model, people, body, progress)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     target = torch.zeros(n, 24, 3, 3, dtype=people.kp.dtype, device=people.kp.device)
     result: list[torch.Tensor] = []
@@ -160,5 +161,16 @@ class Crowdrec(CrowdMethod):
         # nothing is fixed before optimising: each batch fits its own ground direction (CrowdRec)
         return {"ground_normal": None, "ground_offset": None}
 
-    def optimise(self, model: nn.Module, people: People, body: BodyModel, seed: int, log: Log | None) -> Fit:
-        return finetune_crowdrec(model, people, body, self.cfg.crowdrec, log)
+    def planned(self, n: int) -> int:
+        c = self.cfg.crowdrec
+        parts = batches(n, c.batch, c.min_last, c.overlap)
+        # the stop rule needs at least planned + 2 iterations per batch
+        return sum(
+            len(p) * ((c.first_iterations if k == 0 else c.later_iterations) + 2) for k, p in enumerate(parts)
+        )
+
+    def optimise(
+        self, model: nn.Module, people: People, body: BodyModel, seed: int, log: Log | None,
+        progress: Progress | None = None,
+    ) -> Fit:  # fmt: skip
+        return finetune_crowdrec(model, people, body, self.cfg.crowdrec, log, progress)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,11 +37,12 @@ class CrowdResult:
 
 def crowd_frame(
     levels: list[Any], boxes: np.ndarray, keypoints: np.ndarray, before: FrameSmpl, cfg: CrowdConfig,
-    regress: RegressConfig, seed: int,
+    regress: RegressConfig, seed: int, progress: Callable[[int, int], None] | None = None,
 ) -> CrowdResult:  # fmt: skip
     """Finetune the frame's regressor on its people with cfg.method. levels: the frame's pyramid (its
     size; its pixels only for a regressor that uses the image); boxes (N, 4) px, keypoints (N, 17, 3)
-    px + confidence; before: the regress stage's table of the same people, with its camera."""
+    px + confidence; before: the regress stage's table of the same people, with its camera; progress:
+    told (people-evaluations done, about how many the method plans) as it goes."""
     height, width = levels[0].shape[:2]
     camera = FrameCamera(**json.loads(before.metadata["camera"]))  # and how its focal was chosen
     focal, pp = camera.focal, camera.pp
@@ -51,7 +53,9 @@ def crowd_frame(
     on_device = body if device == "cpu" else _copy_to(body, device)
     method = crowd_method(cfg)
     fields = method.prepare(people, (width, height), camera.focal_known)
-    fit = finetune(model, people.to(device), on_device, method, seed=seed)
+    planned = method.planned(len(boxes))
+    told = None if progress is None else (lambda done: progress(done, planned))
+    fit = finetune(model, people.to(device), on_device, method, seed=seed, progress=told)
     if not all(bool(torch.isfinite(t).all()) for t in (fit.rotmat, fit.betas, fit.transl)):
         raise ValueError(f"finetuning ({cfg.method}) diverged: non-finite people; {SMPL_FILE} is kept")
     smpl, q = _rows(fit, before, boxes, people, body, focal, pp)

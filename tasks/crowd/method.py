@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from schemas.scene import CrowdConfig, LossWeights
-from tasks.crowd.people import Fit, Net, NetOutput, People
+from tasks.crowd.people import Fit, Net, NetOutput, People, Progress
 from tasks.crowd.terms import pose_init_loss, shape_loss
 from tasks.models.body import BodyModel
 from tasks.quality import keypoint_errors
@@ -36,27 +36,36 @@ class CrowdMethod(ABC):
         this adds to the frame's crowd report."""
         return {}
 
+    def planned(self, n: int) -> int:
+        """About how many people-evaluations optimising n people takes (the progress bar's total)."""
+        return n
+
     @abstractmethod
-    def optimise(self, model: nn.Module, people: People, body: BodyModel, seed: int, log: Log | None) -> Fit:
+    def optimise(
+        self, model: nn.Module, people: People, body: BodyModel, seed: int, log: Log | None,
+        progress: Progress | None = None,
+    ) -> Fit:  # fmt: skip
         """Finetune `model` (a copy, in place, parameters trainable) on the people; their final fit."""
 
 
 def finetune(
     model: nn.Module, people: People, body: BodyModel, method: CrowdMethod, seed: int = 0,
-    log: Log | None = None,
+    log: Log | None = None, progress: Progress | None = None,
 ) -> Fit:  # fmt: skip
     """Finetune a COPY of `model` on one frame's people with `method` (the model itself is unchanged)."""
     work = copy.deepcopy(model).to(people.kp.device)
     for p in work.parameters():
         p.requires_grad_(True)
-    return method.optimise(work, people, body, seed, log)
+    return method.optimise(work, people, body, seed, log, progress)
 
 
-def begin(model: nn.Module, people: People, body: BodyModel) -> tuple[Net, NetOutput]:
+def begin(
+    model: nn.Module, people: People, body: BodyModel, progress: Progress | None = None
+) -> tuple[Net, NetOutput]:
     """Eval mode (batch-norm statistics frozen), and everyone predicted once by the weights as given:
     the first prediction the pose term holds people to."""
     model.eval()
-    net = Net(model, people, body)
+    net = Net(model, people, body, progress)
     return net, net.everyone()
 
 

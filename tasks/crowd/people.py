@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -82,17 +83,26 @@ class Fit:
         )
 
 
-class Net:
-    """Runs the network on a subset of people and poses their bodies; counts the people forwarded."""
+# Told the number of people forwarded so far (the crowd step's progress, in people-evaluations).
+Progress = Callable[[int], None]
 
-    def __init__(self, model: nn.Module, people: People, body: BodyModel) -> None:
-        self.model, self.people, self.body = model, people, body
+
+class Net:
+    """Runs the network on a subset of people and poses their bodies; counts the people forwarded
+    (and tells `progress` the count after each forward)."""
+
+    def __init__(
+        self, model: nn.Module, people: People, body: BodyModel, progress: Progress | None = None
+    ) -> None:
+        self.model, self.people, self.body, self.progress = model, people, body, progress
         self.evaluations = 0
 
     def __call__(self, idx: torch.Tensor) -> NetOutput:
         p = self.people
         rotmat, betas, cam = self.model(*(t[idx] for t in p.net_inputs))
         self.evaluations += len(idx)
+        if self.progress is not None:
+            self.progress(self.evaluations)
         transl = cam_crop_to_full(cam, p.centre[idx], p.b[idx], p.focal[idx], p.pp[idx])
         aa = roma.rotmat_to_rotvec(rotmat).reshape(len(idx), 72)
         out = self.body(aa[:, :3], aa[:, 3:], betas, transl)

@@ -170,12 +170,12 @@ def test_ctrl_c_ends_in_one_line_and_exit_130(tmp_path: Path) -> None:
     lines = []
     for line in proc.stderr:  # interrupt once the workers are busy
         lines.append(line)
-        if "detect:" in line:
+        if "regress:" in line:
             break
     time.sleep(1.0)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground process group
     rest = proc.communicate(timeout=120)[1]
-    assert proc.returncode == 130
+    assert proc.returncode == 130, "".join(lines) + rest
     tail = [ln for ln in rest.splitlines() if " INFO " not in ln]
     assert tail == ["interrupted: completed units are kept; rerun to resume"], rest
 
