@@ -412,6 +412,14 @@ class GlobalConfig(LossWeights):
     max_angle_deg: Annotated[float, Field(gt=0, le=90)] = Field(
         default=30.0, description="people leaning further from the crowd's up do not orient the plane"
     )
+    small_group: Annotated[int, Field(ge=0)] = Field(
+        default=20,
+        description="below this many people who may stand, the floors are searched along the up turned "
+        "by up to max_tilt_deg too (the direction most of them agree on a floor with), and held there",
+    )
+    max_tilt_deg: Annotated[float, Field(ge=0, le=30)] = Field(
+        default=8.0, description="how far the small-group search turns the fitted up (pitch and roll)"
+    )
     max_turn_deg: Annotated[float, Field(gt=0, le=90)] = Field(
         default=10.0,
         description="the most a refit may turn the floors' up from the one the levels were judged with: "

@@ -195,6 +195,49 @@ def find_levels(
     return Levels(up, h, level)
 
 
+def _tilted(up: np.ndarray, pitch_deg: float, roll_deg: float) -> np.ndarray:
+    """up (3,) unit turned by pitch_deg about the camera's x axis and roll_deg about its z axis."""
+    a, b = math.radians(pitch_deg), math.radians(roll_deg)
+    rx = np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
+    rz = np.array([[math.cos(b), -math.sin(b), 0], [math.sin(b), math.cos(b), 0], [0, 0, 1]])
+    out = rz @ rx @ np.asarray(up, np.float64)
+    return out / np.linalg.norm(out)
+
+
+def _agreement(levels: Levels, feet: np.ndarray) -> tuple[int, float]:
+    """How well the people agree on `levels`: (people on a level, minus the spread (std) of their log
+    implied camera heights about their level's)."""
+    on = levels.level >= 0
+    if not on.any():
+        return 0, 0.0
+    own = -(np.asarray(feet, np.float64)[on] @ levels.up)
+    return int(on.sum()), -float(np.std(np.log(np.maximum(own, 1e-6) / levels.heights[levels.level[on]])))
+
+
+def steadiest_levels(
+    feet: np.ndarray, up: np.ndarray, statures: np.ndarray, candidates: np.ndarray, small: int,
+    max_tilt_deg: float, step_deg: float = 2.0, **kw: object,
+) -> Levels:  # fmt: skip
+    """find_levels, and for a group of fewer than `small` people who may stand, along the up (3,)
+    turned by up to max_tilt_deg (pitch and roll, step_deg apart) too: the floors of the direction on
+    which the most people stand on a level, their implied camera heights the least spread about it.
+    A plane through a dozen people's feet (or their bodies' mean lean) is uncertain by several
+    degrees, and at 10-20 m a few degrees of pitch move the implied camera height by a metre: the
+    level finder then sees depths that disagree when the floor does not. Larger groups fix the
+    direction well: their levels are found along `up`."""
+    best = find_levels(feet, up, statures, candidates, **kw)  # type: ignore[arg-type]
+    if int(np.asarray(candidates, bool).sum()) >= small or max_tilt_deg <= 0:
+        return best
+    best_key = _agreement(best, feet)
+    grid = np.arange(-max_tilt_deg, max_tilt_deg + 1e-9, step_deg)
+    for pitch in grid:
+        for roll in grid:
+            lv = find_levels(feet, _tilted(up, pitch, roll), statures, candidates, **kw)  # type: ignore[arg-type]
+            if (key := _agreement(lv, feet)) > best_key:
+                best, best_key = lv, key
+    return best
+
+
 def snap(
     feet: np.ndarray, transl: np.ndarray, levels: Levels, statures: np.ndarray,
     prior: tuple[float, float] = STATURE_PRIOR_M,

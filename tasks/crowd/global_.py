@@ -32,7 +32,7 @@ from tasks.crowd.method import CrowdMethod, Log, begin, data_terms
 from tasks.crowd.people import Fit, People, Progress
 from tasks.models.body import BodyModel
 from tasks.quality import HEAD, feet, fit_plane, robust_ground
-from tasks.support import Levels, find_levels, snap, standing_pose, support_labels
+from tasks.support import Levels, snap, standing_pose, steadiest_levels, support_labels
 
 STATURE_M = 1.6  # a typical ankle-to-head length: keeps the global spread in metres-like units
 
@@ -117,6 +117,7 @@ class _Ground:
     def __init__(self, cfg: GlobalConfig, normal: np.ndarray | None) -> None:
         self.cfg, self.normal = cfg, normal
         self.levels: Levels | None = None
+        self.small = False
 
     def _up(self, joints: torch.Tensor, on: np.ndarray | None = None) -> tuple[np.ndarray, str]:
         """The up direction and where it came from: the given normal, or the plane fitted to the
@@ -140,7 +141,14 @@ class _Ground:
         statures (N,) m and 2D pose judgement (N,) (support.standing_pose)."""
         f = feet(joints).detach().double().cpu().numpy()
         up, source = self._up(joints)
-        levels = find_levels(f, up, statures, pose != 0, prior=self.cfg.stature_prior)
+        cfg = self.cfg
+        tilt = cfg.max_tilt_deg if self.normal is None else 0.0  # a given normal is not searched
+        levels = steadiest_levels(f, up, statures, pose != 0, cfg.small_group, tilt, prior=cfg.stature_prior)
+        self.small = self.normal is None and int((pose != 0).sum()) < cfg.small_group
+        if float(levels.up @ up) < 1 - 1e-9:
+            source += (
+                f", turned {math.degrees(math.acos(min(1.0, float(levels.up @ up)))):.0f} deg (small group)"
+            )
         self.levels = replace(levels, up_source=source)
         return self.levels
 
@@ -150,6 +158,8 @@ class _Ground:
         or refitted (cfg.height); nobody changes level."""
         assert self.levels is not None
         lv = self.levels
+        if self.small:  # a small group's up was chosen with its levels; a refit would undo that
+            return lv
         on = lv.level >= 0
         up, source = self._up(joints, on)
         if float(up @ lv.up) < math.cos(math.radians(self.cfg.max_turn_deg)):

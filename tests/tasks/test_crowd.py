@@ -700,3 +700,24 @@ def test_a_floor_refit_may_not_swing_the_up_by_more_than_max_turn_deg(turn_deg: 
     expected = judged if kept else turned
     assert float(levels.up @ expected) > math.cos(math.radians(0.5))
     assert levels.up_source.endswith("refused)") == kept and (levels.level == 0).all()
+
+
+def test_a_small_groups_floor_is_searched_at_judgement_and_held_through_the_refits() -> None:
+    """Ten people whose feet fix the floor's direction only loosely (tasks/support.steadiest_levels):
+    the judged up may be turned from the fitted one, and later refits leave it (and the levels) as
+    judged; a given normal is not searched."""
+    from tasks.crowd.global_ import _Ground
+    from tasks.support import _tilted
+
+    true_up = np.array([0.0, -1.0, 0.0])
+    joints = _standing_on(true_up, 1.6, n=10, seed=3)
+    statures = np.full(10, 1.7)
+    pose = np.ones(10)
+    ground = _Ground(CrowdConfig().global_, None)
+    judged = ground.judge(joints, statures, pose)
+    assert ground.small and (judged.level == 0).all() and abs(judged.heights[0] - 1.6) < 0.1
+    tilted = _standing_on(_tilted(true_up, 9.0, 0.0), 1.6, n=10, seed=3)
+    assert ground.refresh(tilted) is judged  # held: a small group's refit would undo the search
+    given = _Ground(CrowdConfig().global_, true_up)
+    given.judge(joints, statures, pose)
+    assert not given.small and given.refresh(tilted).up_source == "given"

@@ -152,3 +152,24 @@ def test_plausibility_counts_statures_support_and_feet_on_their_level() -> None:
     assert p["support"] == {FLOOR: 3, NOT_STANDING: 1} and p["on_a_level"] == 3
     assert p["on_level_within_m"]["0.1"] == pytest.approx(2 / 3, abs=1e-3)  # 0, 5 cm in; 50 cm out
     assert p["lean_median_deg"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_small_groups_floor_is_searched_within_a_few_degrees_of_its_fitted_up() -> None:
+    """Ten adults on a floor 1.6 m below the camera, 6-30 m away, seen along an up fitted 6 degrees
+    off in pitch: along it their implied camera heights spread from about -1.5 to 0.5 m and no five
+    agree; turned back within max_tilt_deg, all ten stand on the floor. A crowd of that size is not
+    searched (its fitted up is trusted), and a given search of 0 degrees changes nothing."""
+    from tasks.support import _tilted, steadiest_levels
+
+    rng = np.random.default_rng(4)
+    n = 10
+    feet = np.stack([rng.uniform(-3, 3, n), np.full(n, 1.6), rng.uniform(6, 30, n)], 1)  # y down: floor below
+    statures = rng.uniform(1.6, 1.85, n)
+    cands = np.ones(n, bool)
+    fitted = _tilted(UP, -6.0, 0.0)
+    assert find_levels(feet, fitted, statures, cands).warning is not None
+    found = steadiest_levels(feet, fitted, statures, cands, small=20, max_tilt_deg=8.0)
+    assert (found.level == 0).all() and abs(found.heights[0] - 1.6) < 0.3
+    assert np.degrees(np.arccos(found.up @ UP)) <= 2.0 + 1e-6  # back to within a grid step of level
+    assert steadiest_levels(feet, fitted, statures, cands, small=10, max_tilt_deg=8.0).warning is not None
+    assert steadiest_levels(feet, fitted, statures, cands, small=20, max_tilt_deg=0.0).warning is not None
