@@ -178,7 +178,7 @@ def photos(folder: Path) -> dict[str, object]:
 
 def full_pipeline(
     people: int, seed: int, cache: Path, focal_mode: str = "diagonal",
-    methods: tuple[str, ...] = ("crowdrec", "global"), mask_others: bool = False,
+    methods: tuple[str, ...] = ("crowdrec", "global"), mask_others: bool = True,
 ) -> dict[str, object]:  # fmt: skip
     """The whole pipeline (detected boxes, MoveNet keypoints, the embedded regressor) on a rendered
     synthetic frame of `people` (SIZES), once without the crowd step, then with `crowdrec`, then with
@@ -260,8 +260,9 @@ def main() -> int:
         help="also `global` with each source of the ground's direction (crowd.global.normal people, camera)",
     )  # fmt: skip
     ap.add_argument(
-        "--mask-others", action="store_true", dest="mask_others",
-        help="with --pipeline: pose2d.mask_others (the other detections painted out of each crop)",
+        "--no-mask-others", action="store_false", dest="mask_others",
+        help="with --pipeline: pose2d.mask_others false (default true: the other detections painted out "
+        "of each crop)",
     )  # fmt: skip
     ap.add_argument(
         "--pipeline", action="store_true",
@@ -277,7 +278,8 @@ def main() -> int:
             for n in args.people
         ]
         RESULTS.mkdir(exist_ok=True)
-        tag = ("" if args.focal == "diagonal" else f"_{args.focal}") + ("_masked" if args.mask_others else "")
+        tag = "" if args.focal == "diagonal" else f"_{args.focal}"
+        tag += "" if args.mask_others else "_unmasked"
         (RESULTS / f"crowd_pipeline{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
         return 0
     if args.photos:

@@ -33,9 +33,9 @@ RESULTS = REPO / "benchmarks" / "results"
 IMAGES = (".jpg", ".jpeg", ".png")
 
 
-def run(photos: list[Path], out: Path, mask_others: bool = False) -> Path:
-    """The pipeline with default settings (or pose2d.mask_others) over `photos`; the scene's output
-    directory."""
+def run(photos: list[Path], out: Path, mask_others: bool = True) -> Path:
+    """The pipeline with default settings (or pose2d.mask_others false) over `photos`; the scene's
+    output directory."""
     import yaml
 
     from pipeline.config import load_scene, resolve
@@ -102,7 +102,9 @@ def main() -> int:
     ap.add_argument("root", type=Path, help="a folder of photographs (searched recursively)")
     ap.add_argument("--run", type=Path, help="a finished run's scene directory (OUTPUT/real) to measure")
     ap.add_argument("--out", type=Path, help="run into this directory and keep it (default: a temporary one)")
-    ap.add_argument("--mask-others", action="store_true", help="pose2d.mask_others: true (default false)")
+    ap.add_argument(
+        "--no-mask-others", action="store_false", dest="mask_others", help="pose2d.mask_others: false"
+    )
     args = ap.parse_args()
     photos = sorted(p.resolve() for p in args.root.rglob("*") if p.suffix.lower() in IMAGES)
     with tempfile.TemporaryDirectory() as tmp:

@@ -291,7 +291,7 @@ class Pose2dConfig(_Section):
     )
     boxes_per_task: Annotated[int, Field(ge=1, le=100000)] = 256
     mask_others: bool = Field(
-        default=False,
+        default=True,
         description="paint the other detections' boxes (outside the person's own box) out of each crop "
         "before the pose network: neighbours' limbs pull a single-person network onto them",
     )
