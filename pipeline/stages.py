@@ -70,14 +70,20 @@ def _boxes_and_keypoints(fdir: Path) -> tuple[np.ndarray, np.ndarray]:
 CROWD_PROGRESS, PROGRESS_EVERY_S = "gigacrowd-crowd-progress", 0.5
 
 
-def _progress_events(frame: str) -> Any:
-    """A crowd_frame progress callback that sends CROWD_PROGRESS events from this worker (None outside
-    a Dask worker)."""
+def _this_worker() -> Any:
+    """The Dask worker running this task, None outside one."""
     from distributed import get_worker
 
     try:
-        worker = get_worker()
+        return get_worker()
     except ValueError:
+        return None
+
+
+def _progress_events(frame: str) -> Any:
+    """A crowd_frame progress callback that sends CROWD_PROGRESS events from this worker (None outside
+    a Dask worker)."""
+    if (worker := _this_worker()) is None:
         return None
     last = [0.0]
 
@@ -93,12 +99,8 @@ def _progress_events(frame: str) -> Any:
 def _worker_name() -> str | None:
     """The name of the Dask worker running this task (None outside a worker): the crowd step's record
     says where the reduce ran (a GPU worker when the cluster has one)."""
-    from distributed import get_worker
-
-    try:
-        return str(get_worker().name)
-    except ValueError:
-        return None
+    worker = _this_worker()
+    return None if worker is None else str(worker.name)
 
 
 def _frame_record(
