@@ -9,7 +9,8 @@ method, its `auto` steps) is timed three ways, each in a fresh process so that n
 another's caches:
 - `worker (ENV)`: submitted to a LocalCluster of one single-threaded worker whose nanny spawns it with
   the environment ENV: `dask` = distributed's own pre-spawn environment (MALLOC_TRIM_THRESHOLD_=65536,
-  one OpenMP/MKL/OpenBLAS thread), `project` = pipeline/cluster.WORKER_ENV, `none` = nothing set;
+  one OpenMP/MKL/OpenBLAS thread), `project` = pipeline/cluster.WORKER_ENV and its TrimAfterTask
+  plugin, `none` = nothing set;
 - `outside`: the same call in a plain Python process with one torch thread (a worker's);
 - `bare`: as many steps of the network, the body model forward and backward and the AdamW step over
   batches of 50 (tasks/crowd/method.data_terms; no plane, no scheduler, no first and final passes over
@@ -134,7 +135,7 @@ def in_worker(frame_dir: str, env: str) -> dict[str, float]:
     import dask
     from distributed import Client, LocalCluster
 
-    from pipeline.cluster import WORKER_ENV
+    from pipeline.cluster import WORKER_ENV, TrimAfterTask
 
     environ = {
         "dask": dask.config.get("distributed.nanny.pre-spawn-environ"),
@@ -151,6 +152,8 @@ def in_worker(frame_dir: str, env: str) -> dict[str, float]:
             Client(cluster) as client,
         ):
             client.run(lambda: __import__("torch").set_num_threads(1))
+            if env == "project":  # what pipeline/cluster.open_client adds to every worker
+                client.register_plugin(TrimAfterTask())
             return client.submit(crowd_in_process, frame_dir, pure=False).result()
     finally:
         os.environ.update(saved)

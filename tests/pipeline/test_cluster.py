@@ -214,13 +214,29 @@ def _parsed(literal: str) -> dict[str, Any]:
 
 def test_local_workers_start_with_the_worker_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Distributed's default MALLOC_TRIM_THRESHOLD_ (65536) is not what a local worker gets."""
-    from pipeline.cluster import WORKER_ENV, open_client
+    from pipeline.cluster import WORKER_ENV, TrimAfterTask, open_client
 
     assert WORKER_ENV["MALLOC_TRIM_THRESHOLD_"] is None and WORKER_ENV["OMP_NUM_THREADS"] == "1"
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # an earlier nanny of this process
     with open_client(ClusterConfig(gpus="none", n_workers=1)) as client:
         seen = client.run(lambda: {k: os.environ.get(k) for k in WORKER_ENV})
+        trims = client.run(lambda dask_worker: TrimAfterTask.name in dask_worker.plugins)
     assert list(seen.values()) == [WORKER_ENV]
+    assert list(trims.values()) == [True]
+
+
+def test_trim_after_task_trims_when_a_task_ends_only() -> None:
+    from pipeline.cluster import TrimAfterTask
+
+    calls: list[int] = []
+    plugin = TrimAfterTask()
+    plugin.setup(None)
+    assert plugin._trim is not None  # glibc here
+    plugin._trim = calls.append
+    for start, finish in [("waiting", "ready"), ("ready", "executing"), ("executing", "memory")]:
+        plugin.transition("k", start, finish)
+    plugin.transition("k", "executing", "error")
+    assert calls == [0, 0]
 
 
 def test_slurm_workers_start_with_the_worker_environment(make_slurm: Any) -> None:

@@ -102,7 +102,7 @@ def test_a_deployed_scheduler_and_workers_one_killed_give_the_local_persons(
     import json
     import socket
 
-    from pipeline.cluster import WORKER_ENV, WORKER_ENV_VARIABLE, worker_env_literal
+    from pipeline.cluster import WORKER_ENV, WORKER_ENV_VARIABLE, TrimAfterTask, worker_env_literal
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -145,6 +145,9 @@ def test_a_deployed_scheduler_and_workers_one_killed_give_the_local_persons(
             scene = _scene(tmp_path, "deployed", {"kind": "address", "address": address})
             summary = run_scene(resolve(load_scene(scene), scene))
             killer.join()
+            # the run registered TrimAfterTask with the scheduler: the restarted worker has it too
+            trims = client.run(lambda dask_worker: TrimAfterTask.name in dask_worker.plugins)
+            assert list(trims.values()) == [True, True]
     finally:
         for p in procs:
             p.terminate()
