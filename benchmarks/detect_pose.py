@@ -8,7 +8,9 @@ Real data (COCO-format json + images under DIR/coco_keypoints/*; DIR/publicdomai
   detections; fixtures need not annotate every person, so it is a lower bound), through the detect
   stage's own tile plan and merge;
 - MoveNet mean OKS (box area, annotated joints) with the ground-truth boxes and with the matched
-  detected boxes, COCO-17 sets only (coco, ochuman);
+  detected boxes, COCO-17 sets only (coco, ochuman), each crop with the other people's boxes painted
+  out as the pose2d stage does by default (the other annotated boxes, or the other detections;
+  `--no-mask-others`: plain crops);
 - people found in each public-domain crowd photograph (no annotations there).
 Synthetic (`--synthetic WxH`): recall by person-height band with the multi-scale tile plan, against the
 whole frame resized to the detector input once (what a plain detector call does).
@@ -37,7 +39,7 @@ def _rgb(path: Path) -> np.ndarray:
     return cv2.imread(str(path))[..., ::-1].copy()
 
 
-def real(root: Path) -> dict[str, object]:
+def real(root: Path, mask_others: bool = True) -> dict[str, object]:
     from tasks.boxes import greedy_recall_match
     from tasks.detect import detect_image
     from tasks.models.movenet import MoveNet
@@ -66,14 +68,22 @@ def real(root: Path) -> dict[str, object]:
             n_gt, n_det, n_hit = n_gt + len(gt), n_det + len(dets), n_hit + int((m >= 0).sum())
             if not coco17:
                 continue
+            # pose2d.mask_others: the stage paints out the frame's other boxes (its detections); with
+            # ground-truth boxes the other annotated people's boxes play that part.
+            gt_context = gt if mask_others and len(gt) else None
+            det_context = dets[:, :4] if mask_others and len(dets) else None
             for a, box, j in zip(anns, gt, m, strict=True):
                 if a.get("num_keypoints", 0) < 5:
                     continue
                 kp = np.asarray(a["keypoints"], float).reshape(17, 3)
-                oks_gt.append(pose_oks(image, box[None], kp[None, :, :2], kp[None, :, 2], pose)[0])
+                oks_gt.append(
+                    pose_oks(image, box[None], kp[None, :, :2], kp[None, :, 2], pose, gt_context)[0]
+                )
                 if j >= 0:
                     oks_det.append(
-                        pose_oks(image, dets[j, None, :4], kp[None, :, :2], kp[None, :, 2], pose)[0]
+                        pose_oks(
+                            image, dets[j, None, :4], kp[None, :, :2], kp[None, :, 2], pose, det_context
+                        )[0]
                     )
         out[js.parent.name] = {
             "images": len(d["images"]), "people": n_gt, "detections": n_det,
@@ -218,10 +228,14 @@ def main() -> int:
     ap.add_argument(
         "--speed", default=None, help="WxH: stage vs bare-model time on an ingested synthetic frame"
     )
+    ap.add_argument(
+        "--no-mask-others", action="store_true",
+        help="--real: MoveNet on plain crops (pose2d.mask_others false) instead of the stage's default",
+    )  # fmt: skip
     args = ap.parse_args()
     res: dict[str, object] = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     if args.real:
-        res["real"] = r = real(args.real)
+        res["real"] = r = real(args.real, not args.no_mask_others)
         for name, v in r.items():
             print(f"{name}: {v}")
     if args.synthetic:

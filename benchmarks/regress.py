@@ -7,8 +7,10 @@
 Held-out: people drawn by tasks/train_regressor.sample from clips training never sees, with a seed it
 never uses: MPJPE / PA-MPJPE (mm, 24 joints, pelvis-aligned) and root-depth error by crop band.
 Real: each annotated person (>= 5 joints) of the COCO-17 fixtures (coco, ochuman): MoveNet keypoints on
-the ground-truth box -> regressor -> COCO-17 of the body model, projected with f = image diagonal ->
-OKS against the human annotation (box area); MoveNet's own OKS alongside (the regressor's input).
+the ground-truth box, the other annotated people painted out as the pose2d stage does by default
+(`--no-mask-others`: plain crops) -> regressor -> COCO-17 of the body model, projected with
+f = image diagonal -> OKS against the human annotation (box area); MoveNet's own OKS alongside (the
+regressor's input).
 Speed: tasks/regress.regress over 4096 boxes (1024 for an image-mode model, whose crops it cuts from
 a frame in memory) against the bare network on the same batches (given the crops already cut).
 """
@@ -40,7 +42,7 @@ def held_out(model_spec: str, people: int, seed: int) -> dict[str, object]:
     return {"bands": m.bands, "b>=100": m.large}
 
 
-def real(root: Path, model_spec: str) -> dict[str, object]:
+def real(root: Path, model_spec: str, mask_others: bool = True) -> dict[str, object]:
     from tasks.evaluate import oks_matrix
     from tasks.models.body import BodyModel
     from tasks.models.embedded import load_embedded
@@ -57,16 +59,18 @@ def real(root: Path, model_spec: str) -> dict[str, object]:
         ours, inputs, heights = [], [], []
         for img in d["images"]:
             image = cv2.imread(str(js.parent / img["file_name"]))[..., ::-1].copy()
-            anns = [
-                a for a in d["annotations"]
-                if a["image_id"] == img["id"] and not a.get("iscrowd", 0) and a.get("num_keypoints", 0) >= 5
-            ]  # fmt: skip
+            people = [a for a in d["annotations"] if a["image_id"] == img["id"] and not a.get("iscrowd", 0)]
+            anns = [a for a in people if a.get("num_keypoints", 0) >= 5]
             if not anns:
                 continue
-            boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
-                               a["bbox"][1] + a["bbox"][3]] for a in anns])  # fmt: skip
+            boxes, everyone = (
+                np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
+                           a["bbox"][1] + a["bbox"][3]] for a in group])
+                for group in (anns, people)
+            )  # fmt: skip
             gt = np.array([a["keypoints"] for a in anns], float).reshape(-1, 17, 3)
-            kp = estimate([image], boxes, pose)
+            # pose2d.mask_others (the stage's default): the other annotated people painted out
+            kp = estimate([image], boxes, pose, context=everyone if mask_others else None)
             h, w = image.shape[:2]
             r = regress([image], boxes, kp, model, (w, h))  # an image-mode model reads its crops
             _, _, coco = body.numpy_forward(r.pose, r.betas, r.transl)
@@ -140,13 +144,17 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=777)
     ap.add_argument("--real", type=Path, help="folder with coco_keypoints/")
     ap.add_argument("--speed", action="store_true")
+    ap.add_argument(
+        "--no-mask-others", action="store_true",
+        help="--real: MoveNet on plain crops (pose2d.mask_others false) instead of the stage's default",
+    )  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(2)
     result: dict[str, object] = {}
     if args.held_out:
         result["held_out"] = held_out(args.model, args.people, args.seed)
     if args.real:
-        result["real"] = real(args.real, args.model)
+        result["real"] = real(args.real, args.model, not args.no_mask_others)
     if args.speed:
         result["speed"] = [speed(args.model, threads=t) for t in (1, 2)]
     if not result:

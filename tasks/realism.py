@@ -18,7 +18,7 @@ from tasks.boxes import area as box_area
 from tasks.boxes import coverage, greedy_recall_match
 from tasks.detect import Detector, detect_image
 from tasks.evaluate import oks_matrix
-from tasks.pose2d import PoseModel, crop, estimate, to_image
+from tasks.pose2d import PoseModel, estimate
 
 
 @dataclass(frozen=True)
@@ -54,17 +54,19 @@ def recall_by_height(
 
 
 def pose_oks(
-    image: np.ndarray, boxes: np.ndarray, gt_kp: np.ndarray, gt_vis: np.ndarray, pose: PoseModel
-) -> np.ndarray:
-    """OKS per person of `pose` (a MoveNet-like callable, crops -> (N, 17, 3) crop px) on box crops.
+    image: np.ndarray, boxes: np.ndarray, gt_kp: np.ndarray, gt_vis: np.ndarray, pose: PoseModel,
+    context: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
+    """OKS per person of `pose` (a MoveNet-like callable) on box crops made as the pose2d stage makes
+    them (tasks/pose2d.estimate).
 
-    image (H, W, 3) uint8 RGB; boxes (N, 4) px; gt_kp (N, 17, 2) px; gt_vis (N, 17) 0/1/2 (0: ignored).
+    image (H, W, 3) uint8 RGB; boxes (N, 4) px; gt_kp (N, 17, 2) px; gt_vis (N, 17) 0/1/2 (0: ignored);
+    context (M, 4) px, the image's boxes: given, the other people's are painted out of each crop
+    (`pose2d.mask_others`, the stage's default).
     """
     if len(boxes) == 0:
         return np.zeros(0)
-    crops, affines = zip(*(crop(image, b, pose.size) for b in boxes), strict=True)
-    kp = pose(np.stack(crops))
-    pred = np.stack([to_image(k, a) for k, a in zip(kp, affines, strict=True)])[..., :2]
+    pred = estimate([image], boxes, pose, context=context)[..., :2]
     gt = np.where(gt_vis[..., None] > 0, gt_kp, np.nan)
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     return np.array(

@@ -72,3 +72,32 @@ def test_crowd_pose_errors_tell_own_skeletons_from_a_neighbours() -> None:
     assert r["all"]["mostly_another"] == pytest.approx(len(moved) / len(boxes))
     assert r["overlaps"]["0-1"]["mostly_another"] == 0.0 and r["overlaps"]["0-1"]["oks"] == pytest.approx(1.0)
     assert r["all"]["oks"] < 1.0
+
+
+class _BrightestPixel:
+    """A pose 'network' that puts all 17 keypoints on the brightest pixel of its crop."""
+
+    size = 64
+
+    def __call__(self, crops: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(crops), 17, 3))
+        for i, c in enumerate(crops):
+            y, x = np.unravel_index(np.argmax(c.sum(-1)), c.shape[:2])
+            out[i, :, :2], out[i, :, 2] = (x + 0.5, y + 0.5), 1.0
+        return out
+
+
+def test_pose_oks_paints_out_the_other_boxes_when_given_them() -> None:
+    from tasks.realism import pose_oks
+
+    image = np.full((200, 300, 3), 40, np.uint8)
+    image[98:102, 98:102] = 200  # the person's own bright spot, at its box centre
+    image[98:102, 142:146] = 255  # a brighter neighbour, inside the crop but outside the box
+    own = np.array([[70.0, 50.0, 130.0, 150.0]])
+    neighbour = np.array([[135.0, 60.0, 170.0, 140.0]])
+    gt = np.full((1, 17, 2), 100.0)
+    vis = np.full((1, 17), 2)
+    alone = pose_oks(image, own, gt, vis, _BrightestPixel())
+    masked = pose_oks(image, own, gt, vis, _BrightestPixel(), context=np.vstack([own, neighbour]))
+    # Unmasked the keypoints land on the neighbour, 44 px off; masked on the person itself.
+    assert alone[0] < 0.2 and masked[0] > 0.9
