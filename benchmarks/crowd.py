@@ -179,6 +179,7 @@ def photos(folder: Path) -> dict[str, object]:
 def full_pipeline(
     people: int, seed: int, cache: Path, focal_mode: str = "diagonal",
     methods: tuple[str, ...] = ("crowdrec", "global"), mask_others: bool = True,
+    nms_iou: float | None = None,
 ) -> dict[str, object]:  # fmt: skip
     """The whole pipeline (detected boxes, MoveNet keypoints, the embedded regressor) on a rendered
     synthetic frame of `people` (SIZES), once without the crowd step, then with `crowdrec`, then with
@@ -213,6 +214,8 @@ def full_pipeline(
                    "camera": {"focal": focal},
                    "crowd": crowd, "pose2d": {"overlay": False, "mask_others": mask_others},
                    "regress": {"meshes": False}}  # fmt: skip
+            if nms_iou is not None:
+                doc["detect"] = {"nms_iou": nms_iou}
             scene.write_text(yaml.safe_dump(doc))
             t = time.perf_counter()
             summary = run_scene(resolve(load_scene(scene), scene))
@@ -265,6 +268,10 @@ def main() -> int:
         "of each crop)",
     )  # fmt: skip
     ap.add_argument(
+        "--nms-iou", type=float, default=None, dest="nms_iou",
+        help="with --pipeline: detect.nms_iou (default: the setting's default)",
+    )  # fmt: skip
+    ap.add_argument(
         "--pipeline", action="store_true",
         help="instead: the whole pipeline (detected boxes) on rendered frames of --people, before / "
         "crowdrec / global (frames cached in ~/.cache/gigacrowd-bench/crowd)",
@@ -274,12 +281,15 @@ def main() -> int:
     if args.pipeline:
         cache = Path.home() / ".cache" / "gigacrowd-bench" / "crowd"
         result = [
-            full_pipeline(n, args.seed, cache, args.focal, tuple(args.methods), args.mask_others)
+            full_pipeline(
+                n, args.seed, cache, args.focal, tuple(args.methods), args.mask_others, args.nms_iou
+            )
             for n in args.people
         ]
         RESULTS.mkdir(exist_ok=True)
         tag = "" if args.focal == "diagonal" else f"_{args.focal}"
         tag += "" if args.mask_others else "_unmasked"
+        tag += "" if args.nms_iou is None else f"_nms{args.nms_iou}"
         (RESULTS / f"crowd_pipeline{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
         return 0
     if args.photos:
