@@ -198,7 +198,7 @@ def detect_merge_unit(
     from tasks.detect import merge_batches
 
     t0 = time.perf_counter()
-    kept, raw = merge_batches(list(batches), tiles, cfg)
+    kept, raw = merge_batches(list(batches), tiles, cfg, _image_wh(Path(frame_dir) / STORE_NAME))
     write_parquet(detections_table(frame, kept), Path(frame_dir) / DETECTIONS_FILE)
     info = {"tiles": len(tiles), "planned_tiles": planned, **pruning, "raw": raw, "people": len(kept)}
     return _frame_record("detect", chain_hash, [DETECTIONS_FILE], t0, info, source)

@@ -232,6 +232,12 @@ class DetectConfig(_Section):
     )
     score_threshold: Annotated[float, Field(ge=0, le=1)] = 0.23
     nms_iou: Annotated[float, Field(gt=0, le=1)] = 0.65
+    part_height: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        default=None,
+        description="e.g. 0.7: a box shorter than this share of the ground plane's height line at its "
+        "feet and half inside a 1.3x taller box is dropped as a body part (tasks/detect.drop_short_parts; "
+        "it also drops people whose legs are hidden, and seated ones); null (default) keeps them",
+    )
     person_px: Annotated[float, Field(ge=16)] = Field(
         default=160.0,
         description="tallest person (detector input pixels) a pyramid level is responsible for; "

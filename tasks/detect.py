@@ -363,6 +363,35 @@ def merge(
     return kept
 
 
+def drop_short_parts(
+    kept: np.ndarray, frame: tuple[int, int], max_ratio: float | None, inside: float = 0.5,
+    taller: float = 1.3,
+) -> np.ndarray:  # fmt: skip
+    """Kept rows (N, 8) less the boxes that are body parts by the ground plane's height line.
+
+    The line h = a y + b x + c (fit_height_prior over the kept boxes themselves, full-res px; frame
+    (height, width) px) says how tall a person whose feet are at a box's bottom centre stands. A box
+    shorter than `max_ratio` of that and with at least `inside` of its area within a box `taller`
+    times its height is a head, torso or upper body (its bottom is not where anyone's feet are): a
+    person standing behind another, feet visible, has higher feet in the image and a height that
+    fits them. But a person whose legs another hides, or one seated, is short too: on real photos
+    this drops back-row people and seated spectators, so `detect.part_height` is off by default
+    (benchmarks/README.md). With no line (too few people, no single floor) or max_ratio None,
+    nothing is dropped.
+    """
+    if max_ratio is None or len(kept) < 2:
+        return kept
+    prior, _ = fit_height_prior(kept[:, :4], frame)
+    if prior is None:
+        return kept
+    b = kept[:, :4]
+    h = b[:, 3] - b[:, 1]
+    short = h < max_ratio * prior.height(0.5 * (b[:, 0] + b[:, 2]), b[:, 3])
+    within = coverage(b, b) * (h[None, :] >= taller * h[:, None])
+    np.fill_diagonal(within, 0.0)
+    return kept[~(short & (within.max(axis=1) >= inside))]
+
+
 def coarse_prior(
     raw: np.ndarray, coarse: list[Tile], frame: tuple[int, int], margin: float = 1.25, **fit: Any
 ) -> tuple[HeightPrior | None, str]:
@@ -464,8 +493,12 @@ def prune_fine(
     return {"tiles": kept, "prior": None if prior is None else asdict(prior), "why": why}
 
 
-def merge_batches(batches: list[np.ndarray], tiles: list[Tile], cfg: DetectConfig) -> tuple[np.ndarray, int]:
-    """A frame's batch detections merged across its tiles and levels: kept rows (N, 8) and how many
-    raw detections there were."""
+def merge_batches(
+    batches: list[np.ndarray], tiles: list[Tile], cfg: DetectConfig, image_wh: tuple[int, int]
+) -> tuple[np.ndarray, int]:
+    """A frame's batch detections merged across its tiles and levels, less the body parts the ground
+    plane's height line finds (cfg.part_height): kept rows (N, 8) and how many raw detections there
+    were. image_wh: the frame's (width, height) px."""
     raw = _raw(batches)
-    return merge(raw, tiles, margin=cfg.margin, nms_iou=cfg.nms_iou), len(raw)
+    kept = merge(raw, tiles, margin=cfg.margin, nms_iou=cfg.nms_iou)
+    return drop_short_parts(kept, (image_wh[1], image_wh[0]), cfg.part_height), len(raw)

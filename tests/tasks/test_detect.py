@@ -243,6 +243,37 @@ def test_height_prior_refuses_a_frame_that_is_not_one_ground_plane() -> None:
     assert "0 people whole" in fit_height_prior(edge, frame)[1]
 
 
+def test_short_parts_dropped_by_the_height_line_people_behind_others_kept() -> None:
+    """detect.part_height: a torso box inside a standing person goes; a person standing right behind
+    another (half their box inside the nearer one's, feet visible and higher in the image) stays, and
+    so does everyone on the line."""
+    from tasks.boxes import coverage
+    from tasks.detect import drop_short_parts, fit_height_prior
+
+    frame = (8192, 16384)
+    boxes = _standing_people(60, seed=4)
+    prior, _ = fit_height_prior(boxes, frame)
+    assert prior is not None
+    near = int(np.argmax(boxes[:, 3] - boxes[:, 1]))
+    x0, y0, x1, y1 = boxes[near]
+    h = y1 - y0
+    torso = [x0, y0, x1, y0 + 0.45 * h]  # an upper body: its bottom is nobody's feet
+    feet_y = y1 - 0.3 * h  # a person behind: farther, so feet higher and shorter, as the line says
+    hb = float(prior.height(x0 + 0.3 * (x1 - x0), feet_y))
+    behind = [x0 + 0.3 * (x1 - x0) - 0.2 * hb, feet_y - hb, x0 + 0.3 * (x1 - x0) + 0.2 * hb, feet_y]
+    rows = np.zeros((len(boxes) + 2, len(DET_COLUMNS)))
+    rows[:, :4] = np.vstack([boxes, torso, behind])
+    rows[:, 4] = 0.8
+    assert coverage(rows[-1:, :4], rows[near : near + 1, :4])[0, 0] >= 0.5  # really half inside
+    kept = drop_short_parts(rows, frame, 0.7)
+    assert len(kept) == len(boxes) + 1
+    assert not any(np.allclose(r[:4], torso) for r in kept)
+    assert any(np.allclose(r[:4], behind) for r in kept)
+    assert len(drop_short_parts(rows, frame, max_ratio=None)) == len(rows)
+    # no height line (too few people): nothing is dropped
+    assert len(drop_short_parts(rows[[near, -2]], frame, 0.7)) == 2
+
+
 def test_pruning_drops_tiles_above_the_horizon_and_outside_the_predicted_heights() -> None:
     from tasks.detect import HeightPrior, prune_tiles
 
