@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 # zero-filled by the kernel each time. Unset (None), glibc's thresholds adapt to the allocations seen,
 # and TrimAfterTask gives the freed heap back between tasks instead. Two malloc arenas, not glibc's 8
 # per core: the threads of a task (a reader, a network's) would each keep freed memory in an arena of
-# their own (0.5-gigapixel detection: 17% lower peak, as fast; benchmarks/README.md).
+# their own. Both together: 0.5-gigapixel ingest + detect peaks at 1.19-1.20 GB instead of 1.43-1.45,
+# as fast (the arenas are 0.05 GB of that; benchmarks/README.md).
 WORKER_ENV: dict[str, str | None] = {
     "MALLOC_TRIM_THRESHOLD_": None,
     "MALLOC_ARENA_MAX": "2",
