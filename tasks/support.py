@@ -272,6 +272,38 @@ def snap(
     return scale, out, replace(levels, level=level)
 
 
+def depth_bound(
+    boxes: np.ndarray, focal: float, pp: tuple[float, float], levels: Levels
+) -> np.ndarray:  # fmt: skip
+    """(N,) the farthest depth (m, camera z) at which each box's person can be: boxes (N, 4) px,
+    focal px, pp (2,) px. Whatever the box shows stands on or above the lowest level, so its bottom
+    centre's ray meets that level at or beyond the person; inf where the ray does not meet it (at or
+    above the horizon) or there is no level."""
+    if not len(levels.heights):
+        return np.full(len(boxes), np.inf)
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    rays = np.stack(
+        [(0.5 * (b[:, 0] + b[:, 2]) - pp[0]) / focal, (b[:, 3] - pp[1]) / focal, np.ones(len(b))], axis=1
+    )
+    down = rays @ levels.up  # < 0: the ray goes down, towards the floors
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(down < 0, float(np.max(levels.heights)) / -down, np.inf)
+
+
+def pull_within_bound(
+    joints: np.ndarray, transl: np.ndarray, bound: np.ndarray, move: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """People of `move` (N,) bool whose pelvis (joints (N, 24, 3) m, joint 0) lies beyond their depth
+    bound (N,) m, moved rigidly along the pelvis's camera ray to it (size kept, the pelvis's image
+    kept): a box that shows a person's upper body only (legs hidden by the people in front) makes a
+    small crop and a body placed several times too far. Returns (joints, transl) (N, 24, 3), (N, 3)."""
+    depth = joints[:, 0, 2]
+    far = move & np.isfinite(bound) & (depth > bound) & (depth > 0)
+    shift = np.zeros_like(transl)
+    shift[far] = (bound[far] / depth[far] - 1.0)[:, None] * joints[far, 0]
+    return joints + shift[:, None, :], transl + shift
+
+
 def support_labels(levels: Levels, pose: np.ndarray) -> np.ndarray:
     """(N,) object array of support labels: the level's (level_label) for people on one, else
     NOT_STANDING when the pose is folded, else OFF_FLOOR."""

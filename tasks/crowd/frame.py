@@ -23,7 +23,7 @@ from tasks.models.registry import load_regressor, resolve_device
 from tasks.quality import Quality, quality
 from tasks.regress import crop_params, smpl_rows
 from tasks.robust import robust_sigma
-from tasks.support import FLOOR, person_measures, plausibility
+from tasks.support import FLOOR, depth_bound, person_measures, plausibility, pull_within_bound
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ def crowd_frame(
     fit = finetune(model, people.to(device), on_device, method, seed=seed, progress=told)
     if not all(bool(torch.isfinite(t).all()) for t in (fit.rotmat, fit.betas, fit.transl)):
         raise ValueError(f"finetuning ({cfg.method}) diverged: non-finite people; {SMPL_FILE} is kept")
+    _bound_off_level(fit, boxes, focal, pp)
     smpl, q = _rows(fit, before, boxes, people, body, focal, pp)
     meta = {
         "regressor": f"{regress.backend}:{regressor.name}", "regressor_sha256": regressor.sha256,
@@ -71,6 +72,20 @@ def crowd_frame(
         "seed": seed, "device": device,
     }  # fmt: skip
     return CrowdResult(FrameSmpl(smpl, meta), report | _changes(before, smpl, fit, q))
+
+
+def _bound_off_level(fit: Fit, boxes: np.ndarray, focal: float, pp: tuple[float, float]) -> None:
+    """People on no level (fit.levels) pulled in to their depth bound (tasks/support.depth_bound), in
+    place: nobody the frame's floors can see stands beyond where the bottom of their box meets them."""
+    if fit.levels is None or not len(fit.levels.heights):
+        return
+    joints, transl = pull_within_bound(
+        fit.joints.double().cpu().numpy(), fit.transl.double().cpu().numpy(),
+        depth_bound(boxes, focal, pp, fit.levels), fit.levels.level < 0,
+    )  # fmt: skip
+    like = fit.joints
+    fit.joints = torch.as_tensor(joints, dtype=like.dtype, device=like.device)
+    fit.transl = torch.as_tensor(transl, dtype=like.dtype, device=like.device)
 
 
 def _copy_to(body: BodyModel, device: str) -> BodyModel:

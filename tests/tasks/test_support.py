@@ -173,3 +173,34 @@ def test_a_small_groups_floor_is_searched_within_a_few_degrees_of_its_fitted_up(
     assert np.degrees(np.arccos(found.up @ UP)) <= 2.0 + 1e-6  # back to within a grid step of level
     assert steadiest_levels(feet, fitted, statures, cands, small=10, max_tilt_deg=8.0).warning is not None
     assert steadiest_levels(feet, fitted, statures, cands, small=20, max_tilt_deg=0.0).warning is not None
+
+
+def test_depth_bound_is_where_a_box_bottom_ray_meets_the_lowest_level() -> None:
+    """Camera 10 m above the floor (and 7 m above a terrace), looking level: y down, up = -y."""
+    from tasks.support import depth_bound
+
+    levels = Levels(np.array([0.0, -1.0, 0.0]), np.array([10.0, 7.0]), np.array([0, 1, -1]))
+    focal, pp = 1000.0, (500.0, 500.0)
+    # box bottoms 100 px and 50 px below the horizon: the floor 10 m down at z = 100 m and 200 m
+    boxes = np.array([[450, 0, 550, 600], [450, 0, 550, 550], [450, 0, 550, 500], [450, 0, 550, 400.0]])
+    got = depth_bound(boxes, focal, pp, levels)
+    assert got[:2] == pytest.approx([100.0, 200.0])  # the lowest level (10 m), not the terrace's 70 m
+    assert np.isinf(got[2:]).all()  # at and above the horizon: no bound
+    empty = Levels(levels.up, np.zeros(0), np.full(4, -1))
+    assert np.isinf(depth_bound(boxes, focal, pp, empty)).all()
+
+
+def test_people_beyond_their_bound_are_pulled_along_their_ray_rigidly() -> None:
+    from tasks.support import pull_within_bound
+
+    joints = np.zeros((3, 24, 3))
+    joints[:, 0] = [[2.0, 1.0, 400.0], [2.0, 1.0, 400.0], [1.0, 0.0, 50.0]]
+    joints[:, 1] = joints[:, 0] + [0.1, 0.5, 0.0]  # another joint: the body keeps its shape
+    transl = joints[:, 0] - [0.0, 0.2, 0.0]
+    bound = np.array([100.0, 100.0, 100.0])
+    move = np.array([True, False, True])  # the second is on a level: not moved
+    j, t = pull_within_bound(joints, transl, bound, move)
+    assert j[0, 0] == pytest.approx([0.5, 0.25, 100.0])  # same ray, at the bound
+    assert j[0, 1] - j[0, 0] == pytest.approx([0.1, 0.5, 0.0])
+    assert t[0] - j[0, 0] == pytest.approx([0.0, -0.2, 0.0])
+    assert (j[1:] == joints[1:]).all() and (t[1:] == transl[1:]).all()  # on a level / within the bound
